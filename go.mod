@@ -2,7 +2,10 @@ module github.com/pbxbridge/pbxbridge
 
 go 1.26.0
 
-require github.com/nyaruka/phonenumbers v1.8.1
+require (
+	github.com/nyaruka/phonenumbers v1.8.1
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
+)
 
 require (
 	github.com/stretchr/testify v1.12.1 // indirect

@@ -108,6 +108,16 @@ type Data struct {
 	// call.dtmf
 	DTMF string `json:"dtmf,omitempty"`
 
+	// ParentLegID is the leg this one was transferred or routed from (Mango taken_from_call_id).
+	ParentLegID string `json:"parent_leg_id,omitempty"`
+	// SIPCallID is the caller's own SIP Call-ID, when the PBX passes it through.
+	SIPCallID string `json:"sip_call_id,omitempty"`
+	// Initiator says what started a PBX-originated call: contact_centre, api, web, campaign,
+	// callback_widget, missed_group_callback, missed_ivr_callback, other.
+	Initiator string `json:"initiator,omitempty"`
+	// TrackingNumber is the call-tracking number the caller dialled (Mango dct.number).
+	TrackingNumber string `json:"tracking_number,omitempty"`
+
 	// Correlation says how call_id was found when the PBX did not send it: "weak" when joined
 	// by phone number, "derived" when made up from the payload. Empty when the PBX sent it.
 	Correlation string `json:"correlation,omitempty"`
