@@ -1,0 +1,201 @@
+package xvb
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// Correlation tells Translate which call the message belongs to when it carries no callid.
+type Correlation struct {
+	CallID string // the joined or derived call id; ignored when the message has its own callid
+	How    string // "" (the PBX sent callid), CorrelationWeak or CorrelationDerived
+}
+
+// Values of Correlation.How and of the canonical data.correlation.
+const (
+	CorrelationWeak    = "weak"    // joined by phone to an open call
+	CorrelationDerived = "derived" // made up from the message
+)
+
+// maxDurationS bounds a believable call (30 days); a larger duration is garbage, and the bound
+// keeps received − duration far from time.Duration overflow.
+const maxDurationS = 30 * 24 * 3600
+
+// DerivedCallID is a stable call id for a message without callid and without an open call: the
+// same message always gives the same id, so a re-send lands on the same call.
+func DerivedCallID(accessCode string, f Fields) string {
+	return "derived-" + translators.EventID("xvb", accessCode, "call_id", f.key())
+}
+
+// Translate maps one authenticated XVB message to canonical events:
+//
+//	cmd=event INCOMING   call.ringing (direction from type: in, out, else unknown)
+//	cmd=event ANSWERED   call.answered, agent = ext
+//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set
+//	anything else        pbx.unmapped with an error (cmd=contact included: it is answered
+//	                     synchronously with ContactAnswer, never queued)
+//
+// XVB sends no timestamps, so received is the time of every event. Event ids come from the
+// message alone (see Fields.key), never from corr, so a re-send gets the same id whatever call
+// it is joined to. Collision caveat: XVB has no message id, so two distinct messages with
+// identical fields share an id and the second is dropped as a duplicate within dedupe_window.
+// With a callid that only merges true repeats (a second ANSWERED by the same ext adds nothing).
+// Without one it can merge two COMPLETED of different calls from the same phone with equal
+// status and duration and no recording (two quick missed calls); their INCOMING events, which
+// carry callids, still reach the CRM. Accepted: nothing else in the payload tells them apart,
+// and adding the receive time would defeat dedupe of XVB's re-sends (minutes to an hour apart).
+func Translate(src translators.Source, f Fields, corr Correlation, received time.Time) []translators.Event {
+	key := f.key()
+	raw := rawJSON(f)
+	unmapped := func(msg string) []translators.Event {
+		ev := src.New(translators.TypeUnmapped, key, f.CallID(), received)
+		ev.Data.Error = msg
+		ev.Data.Raw = raw
+		return []translators.Event{ev}
+	}
+	switch {
+	case f.IsContact():
+		return unmapped("cmd=contact is a synchronous lookup, answered directly and never queued")
+	case !strings.EqualFold(f.Command(), "event"):
+		return unmapped(fmt.Sprintf("unknown cmd %.64q", f.Command()))
+	}
+	var typ string
+	switch f.Event() {
+	case "INCOMING":
+		typ = translators.TypeRinging
+	case "ANSWERED":
+		typ = translators.TypeAnswered
+	case "COMPLETED":
+		typ = translators.TypeCompleted
+	default:
+		return unmapped(fmt.Sprintf("unknown event %.64q", f["event"]))
+	}
+
+	callID, how := f.CallID(), ""
+	if callID == "" && corr.CallID != "" {
+		// A joined id not declared derived is weak: "" would claim the PBX sent it.
+		callID, how = corr.CallID, CorrelationWeak
+		if corr.How == CorrelationDerived {
+			how = CorrelationDerived
+		}
+	}
+	if callID == "" { // the handler found no call: still give every call event a call
+		callID, how = DerivedCallID(f["access_code"], f), CorrelationDerived
+	}
+	newEvent := func(typ string) translators.Event {
+		ev := src.New(typ, key, callID, received)
+		d := &ev.Data
+		d.Correlation = how
+		d.Direction = direction(f["type"])
+		external := translators.Party{Number: translators.Number(f.Phone(), src.Region)}
+		employee := translators.Party{Extension: f["ext"]}
+		// Without type the phone is laid out as on inbound: XVB's page calls it the caller, and
+		// the external number has to appear somewhere.
+		d.From, d.To = external, employee
+		if d.Direction == translators.DirectionOutbound {
+			d.From, d.To = employee, external
+		}
+		d.Line = translators.Number(f["line_number"], src.Region)
+		d.Agent = f["ext"] // ext is always the employee on the call (answering agent, caller on out)
+		d.Raw = raw
+		return ev
+	}
+
+	ev := newEvent(typ)
+	if typ != translators.TypeCompleted {
+		return []translators.Event{ev}
+	}
+	d := &ev.Data
+	ended := ev.Time
+	d.EndedAt = &ended
+	duration, hasDuration := parseDuration(f["duration"])
+	if hasDuration {
+		started := ended.Add(-time.Duration(duration) * time.Second)
+		d.DurationS, d.StartedAt = &duration, &started
+	}
+	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0)
+	d.RecordingURL = f["record_link"]
+	if d.RecordingURL == "" {
+		return []translators.Event{ev}
+	}
+	rec := newEvent(translators.TypeRecordingReady)
+	rec.Data.RecordingURL = d.RecordingURL
+	return []translators.Event{ev, rec}
+}
+
+func direction(typ string) string {
+	switch strings.ToLower(strings.TrimSpace(typ)) {
+	case "in":
+		return translators.DirectionInbound
+	case "out":
+		return translators.DirectionOutbound
+	}
+	return translators.DirectionUnknown
+}
+
+// parseDuration accepts whole non-negative seconds up to maxDurationS. Anything else leaves
+// duration_s and started_at out rather than turning the call's closing record into
+// pbx.unmapped: the CRM needs to learn that the call ended more than how long it took.
+func parseDuration(s string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	return n, err == nil && n >= 0 && n <= maxDurationS
+}
+
+// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to result and reason.
+var statuses = map[string]struct{ result, reason string }{
+	"success":      {translators.ResultAnswered, translators.ReasonCompleted},
+	"missed":       {translators.ResultMissed, translators.ReasonNoAnswer},
+	"cancel":       {translators.ResultCancelled, translators.ReasonCallerHangup},
+	"busy":         {translators.ResultBusy, translators.ReasonBusy},
+	"notavailable": {translators.ResultFailed, translators.ReasonUnavailable},
+	"notallowed":   {translators.ResultFailed, translators.ReasonBlocked},
+	"notfound":     {translators.ResultFailed, translators.ReasonWrongNumber},
+	"callaerror":   {translators.ResultFailed, translators.ReasonFailed},
+}
+
+// outcome maps status case-insensitively. Success with a duration of 0 s is missed: nobody
+// talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is total or talk
+// time. An unknown or absent status is missed too: never claim a conversation we cannot vouch
+// for, and "missed" makes the CRM follow the caller up, the cheap mistake. raw keeps the status.
+func outcome(status string, zeroDuration bool) (result, reason string) {
+	status = strings.ToLower(strings.TrimSpace(status))
+	s, known := statuses[status]
+	switch {
+	case !known && status == "":
+		return translators.ResultMissed, ""
+	case !known:
+		return translators.ResultMissed, translators.ReasonUnknown
+	case s.result == translators.ResultAnswered && zeroDuration:
+		return translators.ResultMissed, s.reason
+	}
+	return s.result, s.reason
+}
+
+// rawJSON is the message for data.raw, without secrets.
+func rawJSON(f Fields) json.RawMessage {
+	public := make(map[string]string, len(f))
+	for name, value := range f {
+		if !secret(name) {
+			public[name] = value
+		}
+	}
+	return marshal(public)
+}
+
+// marshal encodes without HTML escaping: recording links keep their '&', Cyrillic and '<' stay
+// readable (encoding/json already writes non-ASCII as raw UTF-8).
+func marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(err) // only strings and string maps are passed in: encoding cannot fail
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
