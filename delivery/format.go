@@ -16,9 +16,9 @@ import (
 )
 
 // Format turns a canonical event into an HTTP request body and headers for one target.
-// Encoding is deterministic, so an error is permanent: a retry of the same event fails the
-// same way. Errors of a jq program wrap ErrMapping; any other error means the event itself
-// cannot be encoded as JSON.
+// An error is not worth a retry: the same event fails the same way (the jq time limit is
+// far above what a mapping needs). Errors of a jq program wrap ErrMapping; any other error
+// means the event itself cannot be encoded as JSON.
 type Format interface {
 	Encode(ev *translators.Event) (body []byte, header http.Header, err error)
 }
@@ -56,7 +56,8 @@ const FlatJQExample = `{
 
 // NewFormat builds the format of a target: kind "cloudevents" (default when ""),
 // "cloudevents-binary" or "jq" (expr required). raw=false strips data.raw before encoding
-// (except from pbx.unmapped events). A jq syntax error is returned here (the config load fails with the jq error message).
+// (except from pbx.unmapped events). A jq syntax error is returned here (the config load
+// fails with the jq error message).
 func NewFormat(kind, jqExpr string, raw bool) (Format, error) {
 	if kind != "jq" && jqExpr != "" {
 		return nil, fmt.Errorf("format %q takes no jq expression", kind)
