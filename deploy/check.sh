@@ -14,7 +14,7 @@ if ! command -v promtool >/dev/null 2>&1; then
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq prometheus >/dev/null
+	apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 promtool --version | head -n 1
 
@@ -27,5 +27,75 @@ promtool test rules deploy/prometheus/alerts_test.yml
 echo "--- dashboard JSON"
 python3 -m json.tool deploy/grafana/pbxbridge.json >/dev/null
 echo "deploy/grafana/pbxbridge.json: valid JSON"
+
+# Every dashboard query must parse as PromQL and, like the alert rules, name only metrics that
+# pbxbridge exports (DESIGN.md "Metrics", plus pbxbridge_lanes_parked). The queries are written
+# into a throw-away rule file (Grafana variables replaced by plain values) for promtool to parse.
+echo "--- dashboard queries and metric names"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 - "$tmp/dashboard-queries.yml" <<'PY'
+import json, re, sys
+
+KNOWN = {
+    "pbxbridge_webhooks_received_total", "pbxbridge_webhooks_rejected_total",
+    "pbxbridge_ingest_duration_seconds", "pbxbridge_events_total",
+    "pbxbridge_delivery_attempts_total", "pbxbridge_delivery_retries_total",
+    "pbxbridge_delivery_failures_total", "pbxbridge_dead_lettered_total",
+    "pbxbridge_dead_letters", "pbxbridge_queue_depth", "pbxbridge_queue_oldest_age_seconds",
+    "pbxbridge_store_bytes", "pbxbridge_delivery_duration_seconds",
+    "pbxbridge_delivery_lag_seconds", "pbxbridge_circuit_open", "pbxbridge_target_paused",
+    "pbxbridge_contact_lookups_total", "pbxbridge_contact_lookup_duration_seconds",
+    "pbxbridge_commands_total", "pbxbridge_build_info", "pbxbridge_lanes_parked",
+}
+HISTOGRAMS = {"pbxbridge_ingest_duration_seconds", "pbxbridge_delivery_duration_seconds",
+              "pbxbridge_delivery_lag_seconds", "pbxbridge_contact_lookup_duration_seconds"}
+
+def names(expr):
+    out = set()
+    for n in re.findall(r"pbxbridge_[a-z_]+", expr):
+        base = re.sub(r"_(bucket|sum|count)$", "", n)
+        out.add(base if base in HISTOGRAMS else n)
+    return out
+
+dash = json.load(open("deploy/grafana/pbxbridge.json"))
+exprs = []
+def walk(panels):
+    for p in panels:
+        exprs.extend((p.get("title", "?"), t["expr"]) for t in p.get("targets", []) if "expr" in t)
+        walk(p.get("panels", []))
+walk(dash["panels"])
+for v in dash["templating"]["list"]:
+    if v.get("type") == "query":
+        m = re.fullmatch(r"label_values\((\w+),\s*\w+\)", v["query"])
+        if not m:
+            sys.exit(f"variable {v['name']}: unexpected query {v['query']!r}")
+        exprs.append((f"variable {v['name']}", m.group(1)))
+
+bad = []
+for title, e in exprs:
+    unknown = names(e) - KNOWN
+    if unknown:
+        bad.append(f"{title}: unknown metric(s) {sorted(unknown)} in {e}")
+    if not names(e):
+        bad.append(f"{title}: no pbxbridge metric in {e}")
+rules_text = open("deploy/prometheus/alerts.yml").read()
+for n in sorted(names(rules_text) - KNOWN):
+    bad.append(f"alerts.yml: unknown metric {n}")
+if bad:
+    sys.exit("\n".join(bad))
+
+def plain(e):
+    e = e.replace("$__rate_interval", "5m").replace("$max_store_bytes", "21474836480")
+    return re.sub(r"\$\w+", ".*", e)
+
+with open(sys.argv[1], "w") as f:
+    f.write("groups:\n  - name: dashboard\n    rules:\n")
+    for i, (_, e) in enumerate(exprs):
+        f.write(f"      - record: dashboard:query_{i}\n        expr: {json.dumps(plain(e))}\n")
+print(f"{len(exprs)} queries, metric names all known")
+PY
+promtool check rules "$tmp/dashboard-queries.yml" >/dev/null
+echo "dashboard queries: valid PromQL"
 
 echo "deploy: OK"
