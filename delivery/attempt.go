@@ -1,0 +1,215 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+type class int
+
+const (
+	classSuccess class = iota
+	classRetry
+	classDead
+)
+
+// outcome of one attempt.
+type outcome struct {
+	class       class
+	status      int
+	reason      string // metric reason: timeout|connection|http_4xx|http_5xx|mapping
+	err         string // last_error of a dead letter: status and body excerpt, or the error
+	retryAfter  time.Duration
+	unreachable bool // connection error or timeout: opens the circuit at once
+}
+
+// bodyExcerpt bounds how much of a CRM's error answer is kept in a dead letter.
+const bodyExcerpt = 512
+
+// deliver settles one event: delivered, or dead-lettered. It returns false, leaving the event
+// un-acked for redelivery, only when the dispatcher stops.
+func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
+	var ev translators.Event
+	accepted := time.Now()
+	if meta, err := msg.Metadata(); err == nil {
+		accepted = meta.Timestamp
+	}
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		return d.deadLetter(msg, &ev, 0, outcome{class: classDead, reason: "mapping", err: "stored event does not decode: " + err.Error()})
+	}
+	for attempt := 1; ; attempt++ {
+		t, probe, ok := d.acquire()
+		if !ok {
+			return false
+		}
+		start := time.Now()
+		out := d.attempt(t, &ev, start)
+		elapsed := time.Since(start)
+		d.release(key, out, probe)
+		d.logAttempt(&ev, attempt, out, elapsed)
+		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
+
+		switch out.class {
+		case classSuccess:
+			metrics.attempts.WithLabelValues(d.name, "success").Inc()
+			metrics.lag.WithLabelValues(d.name).Observe(time.Since(accepted).Seconds())
+			d.ack(msg)
+			return true
+		case classDead:
+			metrics.attempts.WithLabelValues(d.name, "failure").Inc()
+			metrics.failures.WithLabelValues(d.name, out.reason).Inc()
+			return d.deadLetter(msg, &ev, attempt, out)
+		}
+		metrics.attempts.WithLabelValues(d.name, "retry").Inc()
+		metrics.failures.WithLabelValues(d.name, out.reason).Inc()
+		if time.Since(accepted) > t.MaxAge {
+			out.err = fmt.Sprintf("max_age %s exceeded; last: %s", t.MaxAge, out.err)
+			return d.deadLetter(msg, &ev, attempt, out)
+		}
+		metrics.retries.WithLabelValues(d.name).Inc()
+		if !d.sleep(backoff(t, attempt, out.retryAfter)) {
+			return false
+		}
+	}
+}
+
+// backoff is exponential with full jitter, at least the CRM's Retry-After, at most the cap.
+func backoff(t Target, attempt int, retryAfter time.Duration) time.Duration {
+	ceil := t.BackoffMax
+	if attempt < 40 {
+		ceil = min(t.BackoffMin<<(attempt-1), t.BackoffMax)
+	}
+	delay := time.Duration(rand.Int64N(int64(ceil) + 1))
+	return min(max(delay, retryAfter), t.BackoffMax)
+}
+
+func (d *dispatcher) attempt(t Target, ev *translators.Event, now time.Time) outcome {
+	body, header, err := t.Format.Encode(ev)
+	if err != nil {
+		return outcome{class: classDead, reason: "mapping", err: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, t.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
+	if err != nil {
+		return outcome{class: classDead, reason: "mapping", err: err.Error()}
+	}
+	for k, vs := range t.Header {
+		req.Header[k] = vs
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req.Header.Set("webhook-id", ev.ID)
+	req.Header.Set("webhook-timestamp", ts)
+	if t.Signer != nil {
+		req.Header.Set("webhook-signature", t.Signer.Sign(ev.ID, now, body))
+	}
+	req.Header.Set("User-Agent", t.UserAgent)
+
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			return outcome{class: classRetry, reason: "timeout", err: "timeout after " + t.Timeout.String(), unreachable: true}
+		}
+		return outcome{class: classRetry, reason: "connection", err: scrubURL(err, t.URL), unreachable: true}
+	}
+	defer resp.Body.Close()
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
+	out := outcome{status: resp.StatusCode}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return out
+	}
+	out.err = strings.TrimSpace(fmt.Sprintf("HTTP %d: %s", resp.StatusCode, excerpt))
+	out.reason = "http_5xx"
+	if resp.StatusCode < 500 {
+		out.reason = "http_4xx"
+	}
+	if slices.Contains(t.DeadStatus, resp.StatusCode) {
+		out.class = classDead
+		return out
+	}
+	out.class = classRetry
+	out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return out
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// scrubURL keeps the target URL (which may carry a token in its query) out of errors that
+// end up in logs and dead letters.
+func scrubURL(err error, url string) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		err = ue.Unwrap()
+	}
+	return strings.ReplaceAll(err.Error(), url, "<target url>")
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func (d *dispatcher) ack(msg jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		// Not lost: JetStream redelivers it and the CRM dedupes on webhook-id.
+		d.log.Warn("acknowledging a delivered event failed; it may be delivered again", zapErr(err))
+	}
+}
+
+func (d *dispatcher) logAttempt(ev *translators.Event, attempt int, out outcome, elapsed time.Duration) {
+	result := "success"
+	switch out.class {
+	case classRetry:
+		result = "retry"
+	case classDead:
+		result = "dead_letter"
+	}
+	fields := []zap.Field{
+		zap.String("event_id", ev.ID),
+		zap.String("call_id", ev.Data.CallID),
+		zap.String("type", ev.Type),
+		zap.Int("status", out.status),
+		zap.Duration("duration", elapsed),
+		zap.Int("attempt", attempt),
+		zap.String("result", result),
+	}
+	if out.class == classSuccess {
+		d.log.Info("delivery attempt", fields...)
+		return
+	}
+	d.log.Warn("delivery attempt", append(fields, zap.String("error", out.err))...)
+}

@@ -1,0 +1,226 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// DeadLetter is an event a target would not take, kept with why.
+type DeadLetter struct {
+	ID        string          `json:"id"` // <target>/<event id>
+	Target    string          `json:"target"`
+	Type      string          `json:"type"`
+	CallID    string          `json:"call_id"`
+	Attempts  int             `json:"attempts"`
+	Status    int             `json:"status,omitempty"`
+	Reason    string          `json:"reason"`
+	LastError string          `json:"last_error"`
+	DeadAt    time.Time       `json:"dead_at"`
+	Event     json.RawMessage `json:"event"`
+}
+
+// ErrNotFound is returned for an unknown dead letter or target.
+var ErrNotFound = errors.New("not found")
+
+// deadLetter stores the event in the dead-letter stream and then acks it. If the dead-letter
+// stream cannot take it, the event stays held and dead-lettering is retried: nothing is lost.
+func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attempts int, out outcome) bool {
+	eventID := ev.ID
+	if eventID == "" {
+		eventID = msg.Headers().Get(jetstream.MsgIDHeader)
+	}
+	dl := DeadLetter{
+		ID:        d.name + "/" + eventID,
+		Target:    d.name,
+		Type:      ev.Type,
+		CallID:    ev.Data.CallID,
+		Attempts:  attempts,
+		Status:    out.status,
+		Reason:    out.reason,
+		LastError: out.err,
+		DeadAt:    time.Now().UTC(),
+		Event:     json.RawMessage(msg.Data()),
+	}
+	body, _ := json.Marshal(dl)
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		ctx, cancel := context.WithTimeout(d.ctx, publishTimeout)
+		_, err := d.e.js.Publish(ctx, d.e.names.deadSubject(d.name, eventID), body)
+		cancel()
+		if err == nil {
+			break
+		}
+		d.log.Error("storing a dead letter failed; the event stays queued", zapErr(err), zapEvent(eventID))
+		if !d.sleep(wait) {
+			return false
+		}
+	}
+	metrics.deadLettered.WithLabelValues(d.name).Inc()
+	d.log.Warn("dead-lettered", zapEvent(eventID), zapString("reason", out.reason), zapString("last_error", out.err))
+	d.ack(msg)
+	return true
+}
+
+// DeadLetters lists a target's dead letters (every target's when target is empty), oldest first.
+func (e *Engine) DeadLetters(ctx context.Context, target string) ([]DeadLetter, error) {
+	filter := e.names.prefix + "_dead.>"
+	if target != "" {
+		filter = e.names.deadSubject(target, ">")
+	}
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []DeadLetter{}
+	for remaining := int(info.NumPending); remaining > 0; {
+		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var dl DeadLetter
+			if json.Unmarshal(msg.Data(), &dl) == nil {
+				out = append(out, dl)
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		remaining -= n
+	}
+	return out, nil
+}
+
+// DeadLetter returns one dead letter by its id's parts.
+func (e *Engine) DeadLetter(ctx context.Context, target, eventID string) (DeadLetter, uint64, error) {
+	var dl DeadLetter
+	if !validToken(target) || !validToken(eventID) {
+		return dl, 0, ErrNotFound
+	}
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return dl, 0, err
+	}
+	raw, err := stream.GetLastMsgForSubject(ctx, e.names.deadSubject(target, eventID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return dl, 0, ErrNotFound
+	}
+	if err != nil {
+		return dl, 0, err
+	}
+	if err := json.Unmarshal(raw.Data, &dl); err != nil {
+		return dl, 0, fmt.Errorf("dead letter %s/%s does not decode: %w", target, eventID, err)
+	}
+	return dl, raw.Sequence, nil
+}
+
+// validToken keeps ids from the admin API from forming wildcards or extra subject tokens.
+func validToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+// DeleteDeadLetter removes one dead letter.
+func (e *Engine) DeleteDeadLetter(ctx context.Context, target, eventID string) error {
+	_, seq, err := e.DeadLetter(ctx, target, eventID)
+	if err != nil {
+		return err
+	}
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return err
+	}
+	return stream.DeleteMsg(ctx, seq)
+}
+
+// ReplayDeadLetter queues the event again for its target only, with its id unchanged, behind
+// its call's queued events, and then removes the dead letter.
+func (e *Engine) ReplayDeadLetter(ctx context.Context, target, eventID string) error {
+	dl, seq, err := e.DeadLetter(ctx, target, eventID)
+	if err != nil {
+		return err
+	}
+	var ev translators.Event
+	if err := json.Unmarshal(dl.Event, &ev); err != nil {
+		return fmt.Errorf("dead letter %s does not hold an event: %w", dl.ID, err)
+	}
+	msg := nats.NewMsg(e.names.replaySubject(target, ev.Type))
+	// A fresh message id: the event's own id is still in the dedupe window.
+	msg.Header.Set(jetstream.MsgIDHeader, "replay-"+nuid.Next())
+	msg.Header.Set(headerKey, ev.OrderingKey())
+	msg.Data = dl.Event
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		return classifyPublishError(err)
+	}
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return err
+	}
+	return stream.DeleteMsg(ctx, seq)
+}
+
+// ReplayDeadLetters replays all of a target's dead letters, oldest first.
+func (e *Engine) ReplayDeadLetters(ctx context.Context, target string) (int, error) {
+	return e.eachDeadLetter(ctx, target, e.ReplayDeadLetter)
+}
+
+// PurgeDeadLetters removes all of a target's dead letters.
+func (e *Engine) PurgeDeadLetters(ctx context.Context, target string) (int, error) {
+	if !validToken(target) {
+		return 0, ErrNotFound
+	}
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return 0, err
+	}
+	before, err := e.DeadLetters(ctx, target)
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(e.names.deadSubject(target, ">"))); err != nil {
+		return 0, err
+	}
+	return len(before), nil
+}
+
+func (e *Engine) eachDeadLetter(ctx context.Context, target string, fn func(context.Context, string, string) error) (int, error) {
+	if !validToken(target) {
+		return 0, ErrNotFound
+	}
+	dls, err := e.DeadLetters(ctx, target)
+	if err != nil {
+		return 0, err
+	}
+	for i, dl := range dls {
+		if err := fn(ctx, target, strings.TrimPrefix(dl.ID, target+"/")); err != nil {
+			return i, err
+		}
+	}
+	return len(dls), nil
+}
+
+// replaySubject carries a replayed event to one target only; no PBX is named "_replay".
+func (n names) replaySubject(target, typ string) string {
+	return n.prefix + "._replay." + target + "." + typ
+}

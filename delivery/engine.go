@@ -1,0 +1,254 @@
+// Package delivery is pbxbridge's queue and delivery engine: canonical events go into a NATS
+// JetStream stream through a group committer, and one dispatcher per target delivers them over
+// HTTP with per-call lanes, retries and dead letters. It knows nothing of PBXs or of Caddy.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Config is what the engine needs to open its store.
+type Config struct {
+	// DataDir holds the embedded JetStream store. Ignored with NATS.
+	DataDir string
+	// MaxStore caps the events stream; when full, Enqueue fails with ErrFull.
+	MaxStore int64
+	// DedupeWindow is how long a re-sent event id is recognised.
+	DedupeWindow time.Duration
+	// NATS, when set, is an existing cluster to use instead of the embedded server.
+	NATS *NATSConfig
+	// Prefix names the streams, subjects and bucket ("pbx" by default), so that several
+	// gateways' data can share one cluster.
+	Prefix string
+}
+
+// NATSConfig is an external NATS JetStream cluster.
+type NATSConfig struct {
+	URLs     []string
+	Creds    string
+	Replicas int
+}
+
+// Errors that Enqueue returns; the webhook handler answers them with 503.
+var (
+	ErrNotReady   = errors.New("queue not ready")
+	ErrFull       = errors.New("store full")
+	ErrNotDurable = errors.New("no durable acknowledgement in time")
+)
+
+const (
+	defaultPrefix   = "pbx"
+	defaultMaxStore = 10 << 30
+	defaultDedupe   = 24 * time.Hour
+	// ackWait is how long JetStream waits before redelivering an unacknowledged message; the
+	// dispatcher keeps held messages alive with InProgress well within it. After a crash,
+	// held messages come back after at most this long.
+	ackWait = 10 * time.Second
+)
+
+// Engine owns the JetStream connection (and the embedded server), the group committer and the
+// dispatchers. It outlives config reloads: the Caddy app keeps it in a usage pool.
+type Engine struct {
+	cfg    Config
+	log    *zap.Logger
+	srv    *server.Server // nil with an external cluster
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	lock   *os.File
+	names  names
+	commit *committer
+
+	mu          sync.Mutex
+	dispatchers map[string]*dispatcher
+	ready       atomic.Bool
+}
+
+// names are the JetStream names derived from the prefix.
+type names struct {
+	prefix, events, dead, calls, state string
+}
+
+func newNames(prefix string) names {
+	up := strings.ToUpper(prefix)
+	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state"}
+}
+
+// subject is where an event of a PBX account is stored: <prefix>.<pbx>.<account>.<type>.
+func (n names) subject(pbx, account, typ string) string {
+	return n.prefix + "." + pbx + "." + account + "." + typ
+}
+
+// deadSubject is where a target's dead letter for an event is stored.
+func (n names) deadSubject(target, id string) string {
+	return n.prefix + "_dead." + target + "." + id
+}
+
+// Open starts (or connects to) JetStream. It does not create streams: Apply does.
+func Open(cfg Config, log *zap.Logger) (*Engine, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = defaultPrefix
+	}
+	if cfg.MaxStore <= 0 {
+		cfg.MaxStore = defaultMaxStore
+	}
+	if cfg.DedupeWindow <= 0 {
+		cfg.DedupeWindow = defaultDedupe
+	}
+	e := &Engine{cfg: cfg, log: log, names: newNames(cfg.Prefix), dispatchers: map[string]*dispatcher{}}
+	var err error
+	if cfg.NATS != nil {
+		err = e.connectCluster()
+	} else {
+		err = e.startEmbedded()
+	}
+	if err != nil {
+		e.closeConn()
+		return nil, err
+	}
+	e.js, err = jetstream.New(e.nc)
+	if err != nil {
+		e.closeConn()
+		return nil, err
+	}
+	e.commit = newCommitter(e)
+	return e, nil
+}
+
+func (e *Engine) startEmbedded() error {
+	dir := e.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	e.lock = lock
+	opts := &server.Options{
+		ServerName:         "pbxbridge",
+		DontListen:         true,
+		NoSigs:             true,
+		NoLog:              true,
+		JetStream:          true,
+		StoreDir:           filepath.Join(dir, "jetstream"),
+		SyncAlways:         true,
+		JetStreamMaxStore:  e.cfg.MaxStore + e.cfg.MaxStore/4 + 64<<20, // dead letters and the call bucket live beside the events
+		JetStreamMaxMemory: 64 << 20,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("embedded NATS: %w", err)
+	}
+	srv.SetLoggerV2(natsLogger{e.log.Named("nats")}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("embedded NATS did not start within 30s")
+	}
+	e.srv = srv
+	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))
+	return err
+}
+
+func (e *Engine) connectCluster() error {
+	opts := []nats.Option{
+		nats.Name("pbxbridge"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			e.log.Warn("NATS disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			e.log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+		}),
+	}
+	if e.cfg.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(e.cfg.NATS.Creds))
+	}
+	nc, err := nats.Connect(strings.Join(e.cfg.NATS.URLs, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	e.nc = nc
+	return nil
+}
+
+// lockDir takes an exclusive lock on the data directory so a second process fails fast
+// instead of corrupting the store.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data_dir %s is not writable: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data_dir %s is in use by another pbxbridge process (lock %s): %w", dir, f.Name(), err)
+	}
+	return f, nil
+}
+
+// Ready reports whether webhooks can be accepted: streams and consumers exist and the
+// connection is up.
+func (e *Engine) Ready() bool {
+	return e.ready.Load() && e.nc.IsConnected()
+}
+
+// Close stops the dispatchers, letting in-flight attempts finish until ctx is done, and then
+// closes the store. Held, unacknowledged events are redelivered on the next start.
+func (e *Engine) Close(ctx context.Context) error {
+	e.ready.Store(false)
+	e.mu.Lock()
+	ds := make([]*dispatcher, 0, len(e.dispatchers))
+	for _, d := range e.dispatchers {
+		ds = append(ds, d)
+	}
+	e.dispatchers = map[string]*dispatcher{}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.stop(ctx) }()
+	}
+	wg.Wait()
+	e.commit.close()
+	e.closeConn()
+	return nil
+}
+
+func (e *Engine) closeConn() {
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	if e.lock != nil {
+		e.lock.Close()
+	}
+}
+
+// natsLogger sends the embedded server's log to zap.
+type natsLogger struct{ l *zap.Logger }
+
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Tracef(format string, v ...any)  {}

@@ -1,0 +1,193 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// observeEvery is how often a dispatcher refreshes its queue gauges.
+const observeEvery = 5 * time.Second
+
+// TargetStatus is a target's state for the admin API and the CLI.
+type TargetStatus struct {
+	Name             string  `json:"name"`
+	Depth            uint64  `json:"depth"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	InFlight         int     `json:"in_flight"`
+	Held             int     `json:"held"`
+	CircuitOpen      bool    `json:"circuit_open"`
+	Paused           bool    `json:"paused"`
+	DeadLetters      int     `json:"dead_letters"`
+}
+
+// Status is the queue's state.
+type Status struct {
+	Ready      bool           `json:"ready"`
+	StoreBytes uint64         `json:"store_bytes"`
+	MaxStore   int64          `json:"max_store"`
+	Targets    []TargetStatus `json:"targets"`
+}
+
+// Status reports the queue and every target.
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	st := Status{Ready: e.Ready(), MaxStore: e.cfg.MaxStore, Targets: []TargetStatus{}}
+	stream, err := e.js.Stream(ctx, e.names.events)
+	if err != nil {
+		return st, err
+	}
+	st.StoreBytes = stream.CachedInfo().State.Bytes
+	e.mu.Lock()
+	ds := make([]*dispatcher, 0, len(e.dispatchers))
+	for _, d := range e.dispatchers {
+		ds = append(ds, d)
+	}
+	e.mu.Unlock()
+	for _, d := range ds {
+		ts, err := d.status(ctx)
+		if err != nil {
+			return st, err
+		}
+		st.Targets = append(st.Targets, ts)
+	}
+	return st, nil
+}
+
+// StoreFull reports whether the events stream has reached max_store (webhooks then get 503).
+func (e *Engine) StoreFull(ctx context.Context) (bool, error) {
+	stream, err := e.js.Stream(ctx, e.names.events)
+	if err != nil {
+		return false, err
+	}
+	// Within one maximal webhook of the limit counts as full.
+	return int64(stream.CachedInfo().State.Bytes)+256<<10 >= e.cfg.MaxStore, nil
+}
+
+func (d *dispatcher) status(ctx context.Context) (TargetStatus, error) {
+	d.mu.Lock()
+	ts := TargetStatus{Name: d.name, InFlight: d.inflight, Held: d.held, CircuitOpen: d.circuit.open, Paused: d.paused}
+	cons := d.cons
+	d.mu.Unlock()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return ts, err
+	}
+	ts.Depth = info.NumPending + uint64(info.NumAckPending)
+	ts.OldestAgeSeconds = d.oldestAge(ctx, info)
+	n, err := d.e.countDeadLetters(ctx, d.name)
+	if err != nil {
+		return ts, err
+	}
+	ts.DeadLetters = n
+	return ts, nil
+}
+
+// oldestAge is the age of the first event the target has not settled.
+func (d *dispatcher) oldestAge(ctx context.Context, info *jetstream.ConsumerInfo) float64 {
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return 0
+	}
+	stream, err := d.e.js.Stream(ctx, d.e.names.events)
+	if err != nil {
+		return 0
+	}
+	var oldest time.Time
+	for _, subj := range info.Config.FilterSubjects {
+		msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(subj))
+		if err != nil {
+			continue
+		}
+		if oldest.IsZero() || msg.Time.Before(oldest) {
+			oldest = msg.Time
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest).Seconds()
+}
+
+func (e *Engine) countDeadLetters(ctx context.Context, target string) (int, error) {
+	stream, err := e.js.Stream(ctx, e.names.dead)
+	if err != nil {
+		return 0, err
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(e.names.deadSubject(target, ">")))
+	if err != nil {
+		return 0, err
+	}
+	return len(info.State.Subjects), nil
+}
+
+// observe refreshes the target's gauges.
+func (d *dispatcher) observe() {
+	defer d.wg.Done()
+	tick := time.NewTicker(observeEvery)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(d.ctx, observeEvery)
+		ts, err := d.status(ctx)
+		if err == nil {
+			metrics.queueDepth.WithLabelValues(d.name).Set(float64(ts.Depth))
+			metrics.oldestAge.WithLabelValues(d.name).Set(ts.OldestAgeSeconds)
+			metrics.deadLetters.WithLabelValues(d.name).Set(float64(ts.DeadLetters))
+		}
+		if stream, err := d.e.js.Stream(ctx, d.e.names.events); err == nil {
+			metrics.storeBytes.Set(float64(stream.CachedInfo().State.Bytes))
+		}
+		cancel()
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Pause stops delivery to a target until Resume; events keep queueing. The state is kept in
+// JetStream so it survives restarts.
+func (e *Engine) Pause(ctx context.Context, target string) error {
+	return e.setPaused(ctx, target, true)
+}
+
+// Resume restarts delivery to a paused target.
+func (e *Engine) Resume(ctx context.Context, target string) error {
+	return e.setPaused(ctx, target, false)
+}
+
+func (e *Engine) setPaused(ctx context.Context, target string, paused bool) error {
+	e.mu.Lock()
+	d := e.dispatchers[target]
+	e.mu.Unlock()
+	if d == nil {
+		return ErrNotFound
+	}
+	kv, err := e.js.KeyValue(ctx, e.names.state)
+	if err != nil {
+		return err
+	}
+	if paused {
+		_, err = kv.Put(ctx, "paused."+target, []byte("1"))
+	} else {
+		err = kv.Delete(ctx, "paused."+target)
+	}
+	if err != nil {
+		return err
+	}
+	d.setPaused(paused)
+	return nil
+}
+
+func (e *Engine) loadPaused(ctx context.Context, target string) bool {
+	kv, err := e.js.KeyValue(ctx, e.names.state)
+	if err != nil {
+		return false
+	}
+	_, err = kv.Get(ctx, "paused."+target)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		e.log.Warn("reading the paused state", zapTarget(target), zapErr(err))
+	}
+	return err == nil
+}

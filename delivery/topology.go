@@ -1,0 +1,233 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Target is one CRM endpoint and how events are delivered to it.
+type Target struct {
+	Name        string
+	URL         string
+	Format      Format
+	Signer      *Signer // nil: unsigned
+	Header      http.Header
+	Timeout     time.Duration
+	Concurrency int
+	BackoffMin  time.Duration
+	BackoffMax  time.Duration
+	MaxAge      time.Duration
+	// DeadStatus are the HTTP statuses that dead-letter an event at once.
+	DeadStatus []int
+	// Sources are the PBX accounts that forward to this target.
+	Sources []Source
+	// Events are type globs ("call.*", "recording.ready"); empty means every type.
+	Events []string
+	// UserAgent is sent with every attempt.
+	UserAgent string
+}
+
+// Source is a PBX account: its events are stored under <prefix>.<PBX>.<Account>.<type>.
+type Source struct{ PBX, Account string }
+
+// Defaults of DESIGN.md.
+var DefaultDeadStatus = []int{400, 413, 415, 422}
+
+const (
+	defaultTimeout     = 10 * time.Second
+	defaultConcurrency = 16
+	defaultBackoffMin  = time.Second
+	defaultBackoffMax  = 10 * time.Minute
+	defaultMaxAge      = 72 * time.Hour
+	// maxHeld bounds the events a dispatcher holds un-acked (in flight, waiting in a lane or in
+	// backoff); it is also the consumer's MaxAckPending.
+	maxHeld = 1024
+	// pinnedGroup is the consumer's priority group: in a cluster one instance at a time
+	// receives a consumer's messages, so per-call lanes stay whole.
+	pinnedGroup = "lanes"
+)
+
+func (t *Target) withDefaults() {
+	if t.Timeout <= 0 {
+		t.Timeout = defaultTimeout
+	}
+	if t.Concurrency <= 0 {
+		t.Concurrency = defaultConcurrency
+	}
+	if t.BackoffMin <= 0 {
+		t.BackoffMin = defaultBackoffMin
+	}
+	if t.BackoffMax <= 0 {
+		t.BackoffMax = defaultBackoffMax
+	}
+	if t.BackoffMax < t.BackoffMin {
+		t.BackoffMax = t.BackoffMin
+	}
+	if t.MaxAge <= 0 {
+		t.MaxAge = defaultMaxAge
+	}
+	if t.DeadStatus == nil {
+		t.DeadStatus = DefaultDeadStatus
+	}
+	if t.Format == nil {
+		t.Format, _ = NewFormat("", "", false)
+	}
+}
+
+// filterSubjects are the consumer's subject filters: every source × every event glob.
+func (n names) filterSubjects(t *Target) []string {
+	events := t.Events
+	if len(events) == 0 || slices.Contains(events, "*") || slices.Contains(events, ">") {
+		events = []string{">"}
+	}
+	var out []string
+	for _, s := range t.Sources {
+		for _, ev := range events {
+			out = append(out, n.subject(s.PBX, s.Account, ev))
+		}
+	}
+	// Replayed dead letters come back to this target alone.
+	out = append(out, n.replaySubject(t.Name, ">"))
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Apply creates or updates the streams, the call bucket and one consumer per target, removes
+// the consumers of targets that are gone, and starts or reconfigures their dispatchers. It is
+// idempotent: Caddy calls it on every start and reload.
+func (e *Engine) Apply(ctx context.Context, targets []Target) error {
+	if len(targets) == 0 {
+		return errors.New("no targets: events would have nowhere to go")
+	}
+	for i := range targets {
+		targets[i].withDefaults()
+	}
+	if err := e.ensureStreams(ctx); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keep := map[string]bool{}
+	for i := range targets {
+		t := targets[i]
+		keep[t.Name] = true
+		cons, err := e.ensureConsumer(ctx, &t)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		if d := e.dispatchers[t.Name]; d != nil {
+			d.reconfigure(t, cons)
+			continue
+		}
+		e.dispatchers[t.Name] = startDispatcher(e, t, cons)
+	}
+	for name, d := range e.dispatchers {
+		if keep[name] {
+			continue
+		}
+		delete(e.dispatchers, name)
+		go d.stop(context.Background())
+		if err := e.js.DeleteConsumer(ctx, e.names.events, consumerName(name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			e.log.Warn("removing the consumer of a removed target", zapTarget(name), zapErr(err))
+		}
+	}
+	e.ready.Store(true)
+	return nil
+}
+
+func (e *Engine) replicas() int {
+	if e.cfg.NATS != nil && e.cfg.NATS.Replicas > 0 {
+		return e.cfg.NATS.Replicas
+	}
+	return 1
+}
+
+// ensureStreams creates or updates the events stream, the dead-letter stream and the buckets.
+// The events stream has no MaxAge: an event leaves it only when every target has delivered or
+// dead-lettered it, so a CRM outage longer than any age limit loses nothing (the dispatcher
+// applies a target's max_age to events the reachable CRM keeps refusing).
+func (e *Engine) ensureStreams(ctx context.Context) error {
+	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:               e.names.events,
+		Description:        "pbxbridge canonical call events",
+		Subjects:           []string{e.names.prefix + ".>"},
+		Retention:          jetstream.InterestPolicy,
+		Storage:            jetstream.FileStorage,
+		MaxBytes:           e.cfg.MaxStore,
+		Discard:            jetstream.DiscardNew,
+		Duplicates:         e.cfg.DedupeWindow,
+		Replicas:           e.replicas(),
+		AllowAtomicPublish: true,
+	})
+	if err != nil {
+		return fmt.Errorf("events stream: %w", err)
+	}
+	_, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        e.names.dead,
+		Description: "pbxbridge dead letters: <target>.<event id>",
+		Subjects:    []string{e.names.prefix + "_dead.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		// Full → dead-lettering fails and the event stays queued: nothing is dropped.
+		MaxBytes:          e.cfg.MaxStore / 4,
+		Discard:           jetstream.DiscardNew,
+		MaxMsgsPerSubject: 1,
+		Replicas:          e.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	_, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      e.names.calls,
+		Description: "pbxbridge open calls, for joining messages that lack a call id",
+		TTL:         callTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    e.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("call bucket: %w", err)
+	}
+	_, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      e.names.state,
+		Description: "pbxbridge operator state: paused targets",
+		Storage:     jetstream.FileStorage,
+		Replicas:    e.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("state bucket: %w", err)
+	}
+	return nil
+}
+
+func consumerName(target string) string { return "target-" + target }
+
+func (e *Engine) ensureConsumer(ctx context.Context, t *Target) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:        consumerName(t.Name),
+		Description:    "pbxbridge target " + t.Name,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  maxHeld,
+		FilterSubjects: e.names.filterSubjects(t),
+		// A new target receives what arrives from now on, not the backlog of the others.
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{pinnedGroup},
+		PinnedTTL:      2 * ackWait,
+		Replicas:       e.replicas(),
+	}
+	if existing, err := e.js.Consumer(ctx, e.names.events, cfg.Durable); err == nil {
+		// The deliver policy is fixed at creation.
+		cfg.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+		cfg.OptStartSeq = existing.CachedInfo().Config.OptStartSeq
+		cfg.OptStartTime = existing.CachedInfo().Config.OptStartTime
+	}
+	return e.js.CreateOrUpdateConsumer(ctx, e.names.events, cfg)
+}
