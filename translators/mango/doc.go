@@ -1,0 +1,43 @@
+// Package mango reads Mango Office VPBX webhooks: it parses and verifies the signed form
+// (ParseForm, Verify), routes on the URL suffix Mango appends to the configured base URL
+// (Route), and translates the `json` payload into canonical events (Translate). Protocol facts
+// are in protocols/mango.md; the canonical event is in DESIGN.md.
+//
+// Every authentic message yields exactly one event, except a ping, which yields none. What does
+// not map (record/tagged, sms, result/stat(s), a recording that was not kept, an unknown
+// suffix or call_state, invalid JSON, a field of an unexpected type, a missing key field) is a
+// pbx.unmapped event whose error says why; Translate never fails, so nothing authentic is lost.
+//
+// Event ids are deterministic (translators.EventID) over the idempotency keys of mango.md §5.4,
+// so a re-send is deduplicated by the queue:
+//
+//	/events/call            call_id + seq (the type stands for call_state)
+//	/events/summary         entry_id
+//	/events/recording       recording_id
+//	/events/record/added    recording_id
+//	/events/dtmf            call_id + seq
+//	/result/<command>       command_id + suffix
+//	pbx.unmapped            suffix + SHA-256 of the payload
+//
+// Both /events/recording (Completed, kept) and /events/record/added become recording.ready
+// keyed on recording_id alone, so they get the same event id and a CRM receives one
+// recording.ready per recording, from whichever arrives first. Mango only promises the file is
+// downloadable after record/added, so a fetch right after a Completed may need a retry.
+//
+// Direction of a leg (/events/call, /events/dtmf), decided on who is an employee (has an
+// extension), in this order:
+//
+//	command_id or callback_initiator set      outbound (click-to-call and PBX callbacks; leg 1
+//	                                          rings our own employee but the call goes out)
+//	both from and to have an extension        internal
+//	only from has an extension                outbound
+//	to has an extension or acd_group, or the
+//	leg has a line_number or is in ivr/queue  inbound
+//	otherwise                                 unknown
+//
+// A summary's direction is its call_direction (0 internal, 1 inbound, 2 outbound).
+//
+// seq is Mango's counter: per leg for call.* leg events, per leg for DTMF packets on call.dtmf
+// (a separate counter), and 0 where Mango's counter is not per leg (recording.ready,
+// call.completed, command.result).
+package mango

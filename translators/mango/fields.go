@@ -1,0 +1,149 @@
+package mango
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxUnix is 9999-12-31T23:59:59Z: a later time cannot be written in RFC 3339.
+const maxUnix = 253402300799
+
+// fields reads one JSON object of a payload as leniently as Mango needs (mango.md §10):
+// integers may come quoted, strings as bare numbers, booleans as strings, an empty object as
+// PHP's `[]`. Anything else of the wrong type is an error naming the field. The first error
+// sticks and is shared with nested objects, so a translator reads every field it needs and
+// checks err() once.
+type fields struct {
+	m    map[string]json.RawMessage
+	path string // prefix of nested field names in errors, e.g. "to."
+	err  *error
+}
+
+// decodeObject decodes a payload that must be a JSON object (or null).
+func decodeObject(b []byte) (fields, error) {
+	f := fields{err: new(error)}
+	if err := json.Unmarshal(b, &f.m); err != nil {
+		return f, fmt.Errorf("payload is not a JSON object: %w", err)
+	}
+	return f, nil
+}
+
+func (f fields) error() error { return *f.err }
+
+func (f fields) fail(name, want string, raw json.RawMessage) {
+	if *f.err == nil {
+		*f.err = fmt.Errorf("%s%s: want %s, got %.40s", f.path, name, want, raw)
+	}
+}
+
+// get returns the value of the first of names present that is not null.
+func (f fields) get(names ...string) (json.RawMessage, string) {
+	for _, n := range names {
+		if raw, ok := f.m[n]; ok && string(raw) != "null" {
+			return raw, n
+		}
+	}
+	return nil, names[0]
+}
+
+// has reports whether name carries a value (not absent, null or "").
+func (f fields) has(name string) bool {
+	raw, _ := f.get(name)
+	return raw != nil && string(raw) != `""`
+}
+
+// str reads a string; a number is taken as its digits (extension, acd_group, number). With
+// several names (a misspelling), the first present wins.
+func (f fields) str(names ...string) string {
+	raw, name := f.get(names...)
+	switch {
+	case raw == nil:
+		return ""
+	case raw[0] == '"' || raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
+		return text(raw)
+	}
+	f.fail(name, "a string", raw)
+	return ""
+}
+
+// text is a JSON string's value, or any other JSON value as written.
+func text(raw json.RawMessage) string {
+	if raw[0] != '"' {
+		return string(raw)
+	}
+	var s string
+	json.Unmarshal(raw, &s) // cannot fail: a JSON string token
+	return s
+}
+
+// num reads a non-negative integer sent as a number or a quoted number; absent, null and ""
+// read as 0, which Mango uses for "did not happen".
+func (f fields) num(name string) int64 {
+	raw, _ := f.get(name)
+	if raw == nil {
+		return 0
+	}
+	s := strings.TrimSpace(text(raw))
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		f.fail(name, "a non-negative integer", raw)
+		return 0
+	}
+	return n
+}
+
+// time reads epoch seconds; 0 (never) is the zero time, never 1970.
+func (f fields) time(name string) time.Time {
+	n := f.num(name)
+	if n == 0 {
+		return time.Time{}
+	}
+	if n > maxUnix {
+		raw, _ := f.get(name)
+		f.fail(name, "epoch seconds", raw)
+		return time.Time{}
+	}
+	return time.Unix(n, 0).UTC()
+}
+
+// flag reads a boolean sent as true/false, "true"/"false", 1/0 or "1"/"0".
+func (f fields) flag(names ...string) bool {
+	raw, name := f.get(names...)
+	if raw == nil {
+		return false
+	}
+	s := strings.TrimSpace(text(raw))
+	if s == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		f.fail(name, "a boolean", raw)
+	}
+	return b
+}
+
+// obj reads a nested object; absent, null and [] read as an empty one.
+func (f fields) obj(name string) fields {
+	sub := fields{path: f.path + name + ".", err: f.err}
+	raw, _ := f.get(name)
+	if raw == nil {
+		return sub
+	}
+	var empty []json.RawMessage
+	if raw[0] == '[' && json.Unmarshal(raw, &empty) == nil && len(empty) == 0 {
+		return sub
+	}
+	if raw[0] != '{' {
+		f.fail(name, "an object", raw)
+		return sub
+	}
+	json.Unmarshal(raw, &sub.m) // cannot fail: a JSON object token
+	return sub
+}

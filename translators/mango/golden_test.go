@@ -1,0 +1,161 @@
+package mango
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden/mango")
+
+const (
+	fixtures = "../../testdata/mango"
+	goldens  = "../../testdata/golden/mango"
+
+	testKey  = "testkey0123456789abcdefghijklmnop"
+	testSalt = "testsalt0123456789abcdefghijklmno"
+	phpKey   = "<YOUR_API_KEY>"
+	phpSalt  = "<YOUR_API_SALT>"
+)
+
+var (
+	testSrc      = translators.Source{PBX: "mango", Account: "office"}
+	testReceived = time.Date(2026, 11, 25, 10, 15, 5, 0, time.UTC)
+)
+
+// fixtureRoutes gives each fixture, by name prefix, the suffix it is posted to. cmd_* and
+// stats_* are request bodies Mango receives, never sends: they are posted to the command's
+// own path, which no webhook uses, and must come out as pbx.unmapped.
+var fixtureRoutes = []struct {
+	prefix, suffix string
+	unmapped       bool
+}{
+	{"call_", "events/call", false},
+	{"summary_", "events/summary", false},
+	{"recording_started_", "events/recording", true}, // Started is not mapped
+	{"record_added", "events/record/added", false},
+	{"record_tagged", "events/record/tagged", true},
+	{"dtmf_", "events/dtmf", false},
+	{"result_callback", "result/callback", false},
+	{"synthetic_signed_call_", "events/call", false},
+	{"synthetic_signed_summary_", "events/summary", false},
+	{"cmd_callback_", "commands/callback", true},
+	{"cmd_hangup_", "commands/call/hangup", true},
+	{"stats_request_", "stats/request", true},
+	{"stats_result_", "stats/result", true},
+}
+
+// fixturePayload returns the json payload of a fixture; a .form goes through ParseForm and
+// Verify first, with the key and salt of fixtures/README.md.
+func fixturePayload(t *testing.T, name string, body []byte) []byte {
+	t.Helper()
+	if !strings.HasSuffix(name, ".form") {
+		return body
+	}
+	f, err := ParseForm(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, salt := testKey, testSalt
+	if strings.Contains(name, "official_php_example") {
+		key, salt = phpKey, phpSalt
+	}
+	if !Verify(f, key, salt) {
+		t.Fatalf("Verify(%s) = false", name)
+	}
+	return []byte(f.JSON)
+}
+
+func TestGolden(t *testing.T) {
+	entries, err := os.ReadDir(fixtures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join(fixtures, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			route := -1
+			for i, r := range fixtureRoutes {
+				if strings.HasPrefix(name, r.prefix) {
+					route = i
+					break
+				}
+			}
+			if route < 0 {
+				t.Fatalf("no route for fixture %s: add it to fixtureRoutes", name)
+			}
+			r := fixtureRoutes[route]
+			evs := Translate(testSrc, r.suffix, fixturePayload(t, name, body), testReceived)
+			if len(evs) != 1 {
+				t.Fatalf("got %d events, want 1", len(evs))
+			}
+			if got := evs[0].Type == translators.TypeUnmapped; got != r.unmapped {
+				t.Errorf("type %s (error %q), want unmapped=%v", evs[0].Type, evs[0].Data.Error, r.unmapped)
+			}
+			checkEvents(t, evs)
+			got, err := json.MarshalIndent(evs, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			golden := filepath.Join(goldens, name+".golden.json")
+			seen[filepath.Base(golden)] = true
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("no golden file (run go test ./translators/mango -update): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (run with -update and review the diff):\n%s", golden, got)
+			}
+		})
+	}
+	goldenEntries, err := os.ReadDir(goldens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range goldenEntries {
+		if !seen[e.Name()] && !*update {
+			t.Errorf("golden file %s has no fixture", e.Name())
+		}
+	}
+}
+
+// checkEvents validates every event against the schema and checks what every event shares.
+func checkEvents(t *testing.T, evs []translators.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("marshal %s: %v", ev.Type, err)
+		}
+		if err := translators.ValidateEvent(b); err != nil {
+			t.Fatalf("%s is not schema-valid: %v\n%s", ev.Type, err, b)
+		}
+		if ev.Subject != ev.OrderingKey() {
+			t.Errorf("subject %q, want the ordering key %q", ev.Subject, ev.OrderingKey())
+		}
+		for _, secret := range []string{testKey, testSalt, phpKey, phpSalt, `"sign"`, "vpbx_api_key"} {
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s leaks %q: %s", ev.Type, secret, b)
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package mango
+
+import (
+	"strings"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// reasons maps Mango result and disconnect codes (mango.md §8) to the canonical vocabulary.
+// A code not listed is read as its class, as Mango tells receivers to: the code itself, then
+// with the last one, two and three digits zeroed (1193 → 1190 → 1100 → 1000). A code of no
+// known class (6xxx fax, nonsense) is "unknown": its meaning is not known, not a failure.
+var reasons = map[int64]string{
+	1000: translators.ReasonCompleted, // success (also leg 1 of a click-to-call)
+	1100: translators.ReasonCompleted,
+	1110: translators.ReasonCallerHangup,
+	1111: translators.ReasonNoAnswer,
+	1120: translators.ReasonCalleeHangup,
+	1121: translators.ReasonBusy,
+	1122: translators.ReasonRejected,
+	1123: translators.ReasonDND,
+	// 1124 differs by source (DOC2026: contact-centre DND; Vodovoz: employee unavailable;
+	// DOC2017 uses it for a party that rejected). The current document wins.
+	1124: translators.ReasonDND,
+	1125: translators.ReasonCancelled, // operator stopped the campaign task
+	1130: translators.ReasonUnavailable,
+	1133: translators.ReasonWrongNumber, // number does not exist
+	1134: translators.ReasonFailed,      // too many forwardings
+	1135: translators.ReasonBlocked,     // forwarding forbidden
+	1140: translators.ReasonBlocked,     // region forbidden
+	1150: translators.ReasonBlocked,     // calling-number black/white lists
+	1160: translators.ReasonFailed,      // group call failed
+	1163: translators.ReasonNoAnswer,    // hold-queue timeout
+	1164: translators.ReasonUnavailable, // all operators unavailable
+	1170: translators.ReasonCompleted,   // ended as the forwarding scheme says
+	1171: translators.ReasonFailed,      // scheme misconfigured
+	1180: translators.ReasonCommand,     // 1181: our own call/hangup
+	1182: translators.ReasonPickedUpElsewhere,
+	1183: translators.ReasonForwarded, // new operator assigned
+	1190: translators.ReasonUnavailable,
+	1193: translators.ReasonBusy, // busy with auto-reject
+	1200: translators.ReasonFailed,
+	1300: translators.ReasonCompleted,
+	1310: translators.ReasonAnsweringMachine,
+	2000: translators.ReasonBilling,
+	3000: translators.ReasonFailed, // bad request
+	3200: translators.ReasonWrongNumber,
+	4000: translators.ReasonFailed,
+	4200: translators.ReasonUnavailable,
+	4290: translators.ReasonOverload, // HTTP 429
+	4500: translators.ReasonBlocked,  // security restrictions
+	5000: translators.ReasonFailed,
+	5001: translators.ReasonOverload,
+	5008: translators.ReasonOverload, // service unavailable: back off
+}
+
+// reason maps a code; 0 (absent) has no reason.
+func reason(code int64) string {
+	if code == 0 {
+		return ""
+	}
+	for d := int64(1); d <= 1000; d *= 10 {
+		if r, ok := reasons[code/d*d]; ok {
+			return r
+		}
+	}
+	return translators.ReasonUnknown
+}
+
+// callResult is the outcome of a whole call. talk_time alone says whether it was answered
+// (entry_result is 1 for calls that ended in the IVR). Otherwise the final reason decides:
+//
+//	busy                                              busy
+//	caller_hangup, cancelled, command                 cancelled (given up before an answer)
+//	failed, billing, overload, wrong_number, blocked  failed (could not be set up)
+//	anything else, or no reason                       missed
+func callResult(answered bool, why string) string {
+	if answered {
+		return translators.ResultAnswered
+	}
+	switch why {
+	case translators.ReasonBusy:
+		return translators.ResultBusy
+	case translators.ReasonCallerHangup, translators.ReasonCancelled, translators.ReasonCommand:
+		return translators.ResultCancelled
+	case translators.ReasonFailed, translators.ReasonBilling, translators.ReasonOverload, translators.ReasonWrongNumber, translators.ReasonBlocked:
+		return translators.ResultFailed
+	}
+	return translators.ResultMissed
+}
+
+// initiators maps callback_initiator, folded by initiatorKey, to the canonical vocabulary.
+var initiators = map[string]string{
+	"cc":                    "contact_centre",
+	"api":                   "api",
+	"web":                   "web",
+	"obdial":                "campaign",
+	"callbackwidget":        "callback_widget",
+	"missgroupcallcallback": "missed_group_callback",
+	"missinivrcallcallback": "missed_ivr_callback",
+}
+
+// lookalikes folds the Cyrillic letters that look Latin: Mango's own documents write "СС"
+// and "MissGroupСallCallback" with Cyrillic С (mango.md §10.4).
+var lookalikes = strings.NewReplacer(
+	"А", "A", "В", "B", "С", "C", "Е", "E", "Н", "H", "К", "K", "М", "M", "О", "O", "Р", "P",
+	"Т", "T", "Х", "X", "а", "a", "е", "e", "о", "o", "р", "p", "с", "c", "у", "y", "х", "x",
+)
+
+// initiator maps callback_initiator: "" when absent, "other" when not known.
+func initiator(raw string) string {
+	if raw = strings.TrimSpace(raw); raw == "" {
+		return ""
+	}
+	if v, ok := initiators[strings.ToLower(lookalikes.Replace(raw))]; ok {
+		return v
+	}
+	return "other"
+}
