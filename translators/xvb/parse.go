@@ -94,10 +94,10 @@ func parseJSON(body []byte) (Fields, bool, error) {
 	f := Fields{}
 	for dec.More() {
 		tok, err := dec.Token()
-		if err != nil {
-			return malformed(err)
+		name, isKey := tok.(string)
+		if err != nil || !isKey {
+			return malformed(fmt.Errorf("object key: %v", err))
 		}
-		name := tok.(string) // inside an object, Token returns keys as strings
 		if tok, err = dec.Token(); err != nil {
 			return malformed(err)
 		}

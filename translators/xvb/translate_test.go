@@ -86,6 +86,8 @@ func TestTranslate(t *testing.T) {
 			[]summary{{"call.answered", "C1", "", "unknown", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "", ""}}},
 		{"COMPLETED without callid, weakly joined", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613", weak,
 			[]summary{{"call.completed", "OPEN1", "weak", "unknown", caller, noExt, "", "", "answered", 16, "", ""}}},
+		{"a joined id without How is weak, never PBX-sent", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613", Correlation{CallID: "OPEN1", How: "bogus"},
+			[]summary{{"call.completed", "OPEN1", "weak", "unknown", caller, noExt, "", "", "answered", 16, "", ""}}},
 		{"COMPLETED without callid, derived by the handler", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
 			Correlation{CallID: derivedID, How: CorrelationDerived},
 			[]summary{{"call.completed", derivedID, "derived", "unknown", caller, noExt, "", "", "answered", 16, "", ""}}},
