@@ -314,15 +314,21 @@ func TestCallQuirks(t *testing.T) {
 		{"disconnect_reason of any shape on Appeared ignored", "Appeared", []string{`"disconnect_reason":{"x":1}`},
 			func(d translators.Data) bool { return d.Reason == "" }},
 		{"disconnect_reason as string", "Disconnected", []string{`"disconnect_reason":"1120"`},
-			func(d translators.Data) bool { return d.Reason == translators.ReasonCalleeHangup && d.ReasonCode == 1120 }},
+			func(d translators.Data) bool {
+				return d.Reason == translators.ReasonCalleeHangup && d.ReasonCode == 1120
+			}},
 		{"disconnect_reason as number", "Disconnected", []string{`"disconnect_reason":1121`},
 			func(d translators.Data) bool { return d.Reason == translators.ReasonBusy && d.ReasonCode == 1121 }},
 		{"Disconnected without a reason", "Disconnected", nil,
 			func(d translators.Data) bool { return d.Reason == "" && d.ReasonCode == 0 }},
 		{"was_transferred", "Disconnected", []string{`"disconnect_reason":1110`, `"from":{"was_transferred":true}`},
-			func(d translators.Data) bool { return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1110 }},
+			func(d translators.Data) bool {
+				return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1110
+			}},
 		{"was_transfered (Vodovoz spelling)", "Disconnected", []string{`"disconnect_reason":1120`, `"to":{"was_transfered":"true"}`},
-			func(d translators.Data) bool { return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1120 }},
+			func(d translators.Data) bool {
+				return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1120
+			}},
 		{"was_transferred false", "Disconnected", []string{`"disconnect_reason":1120`, `"to":{"was_transferred":false,"was_transfered":0}`},
 			func(d translators.Data) bool { return d.Reason == translators.ReasonCalleeHangup }},
 		{"hold_initiator bool", "OnHold", []string{`"from":{"number":"79001234567","hold_initiator":false}`, `"to":{"extension":"333","hold_initiator":true}`},
