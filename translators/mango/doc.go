@@ -37,6 +37,9 @@
 //
 // A summary's direction is its call_direction (0 internal, 1 inbound, 2 outbound).
 //
+// occurred_at (and the envelope's time) is the payload's timestamp, for a summary its
+// end_time; when the payload has none, the time the message was received.
+//
 // seq is Mango's counter: per leg for call.* leg events, per leg for DTMF packets on call.dtmf
 // (a separate counter), and 0 where Mango's counter is not per leg (recording.ready,
 // call.completed, command.result).
