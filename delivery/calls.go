@@ -19,14 +19,8 @@ const callTTL = 6 * time.Hour
 // the same account. It lives before the queue so translators stay pure.
 type Calls struct{ kv jetstream.KeyValue }
 
-// Calls returns the open-call bucket; Apply creates it.
-func (e *Engine) Calls(ctx context.Context) (*Calls, error) {
-	kv, err := e.js.KeyValue(ctx, e.names.calls)
-	if err != nil {
-		return nil, err
-	}
-	return &Calls{kv: kv}, nil
-}
+// Calls returns the open-call bucket, or nil before Apply has created it.
+func (e *Engine) Calls() *Calls { return e.calls.Load() }
 
 // Key names no phone number: bucket keys are visible to anyone with NATS access.
 func callKey(account, phone string) string {

@@ -75,6 +75,7 @@ type Engine struct {
 	mu          sync.Mutex
 	dispatchers map[string]*dispatcher
 	ready       atomic.Bool
+	calls       atomic.Pointer[Calls]
 }
 
 // names are the JetStream names derived from the prefix.
@@ -97,8 +98,7 @@ func (n names) deadSubject(target, id string) string {
 	return n.prefix + "_dead." + target + "." + id
 }
 
-// Open starts (or connects to) JetStream. It does not create streams: Apply does.
-func Open(cfg Config, log *zap.Logger) (*Engine, error) {
+func (cfg *Config) withDefaults() {
 	if cfg.Prefix == "" {
 		cfg.Prefix = defaultPrefix
 	}
@@ -108,6 +108,11 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 	if cfg.DedupeWindow <= 0 {
 		cfg.DedupeWindow = defaultDedupe
 	}
+}
+
+// Open starts (or connects to) JetStream. It does not create streams: Apply does.
+func Open(cfg Config, log *zap.Logger) (*Engine, error) {
+	cfg.withDefaults()
 	e := &Engine{cfg: cfg, log: log, names: newNames(cfg.Prefix), dispatchers: map[string]*dispatcher{}}
 	var err error
 	if cfg.NATS != nil {
@@ -146,7 +151,6 @@ func (e *Engine) startEmbedded() error {
 		JetStream:          true,
 		StoreDir:           filepath.Join(dir, "jetstream"),
 		SyncAlways:         true,
-		JetStreamMaxStore:  e.cfg.MaxStore + e.cfg.MaxStore/4 + 64<<20, // dead letters and the call bucket live beside the events
 		JetStreamMaxMemory: 64 << 20,
 	}
 	srv, err := server.NewServer(opts)

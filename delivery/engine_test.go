@@ -114,7 +114,7 @@ func TestDeliversInCallOrderWithRetries(t *testing.T) {
 		return http.StatusOK
 	})
 	e := openEngine(t, Config{})
-	if err := e.Apply(context.Background(), []Target{testTarget(c.URL)}); err != nil {
+	if err := e.Apply(context.Background(), Config{}, []Target{testTarget(c.URL)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -141,7 +141,7 @@ func TestDeliversInCallOrderWithRetries(t *testing.T) {
 func TestDuplicateInBatchDoesNotFailNeighbours(t *testing.T) {
 	c := newCRM(t, nil)
 	e := openEngine(t, Config{})
-	if err := e.Apply(context.Background(), []Target{testTarget(c.URL)}); err != nil {
+	if err := e.Apply(context.Background(), Config{}, []Target{testTarget(c.URL)}); err != nil {
 		t.Fatal(err)
 	}
 	evs := callEvents("D", 3)
@@ -186,7 +186,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	})
 	e := openEngine(t, Config{})
 	ctx := context.Background()
-	if err := e.Apply(ctx, []Target{testTarget(c.URL)}); err != nil {
+	if err := e.Apply(ctx, Config{}, []Target{testTarget(c.URL)}); err != nil {
 		t.Fatal(err)
 	}
 	ev := callEvents("E", 1)

@@ -33,7 +33,7 @@ type Status struct {
 
 // Status reports the queue and every target.
 func (e *Engine) Status(ctx context.Context) (Status, error) {
-	st := Status{Ready: e.Ready(), MaxStore: e.cfg.MaxStore, Targets: []TargetStatus{}}
+	st := Status{Ready: e.Ready(), MaxStore: e.maxStore(), Targets: []TargetStatus{}}
 	stream, err := e.js.Stream(ctx, e.names.events)
 	if err != nil {
 		return st, err
@@ -62,7 +62,13 @@ func (e *Engine) StoreFull(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	// Within one maximal webhook of the limit counts as full.
-	return int64(stream.CachedInfo().State.Bytes)+256<<10 >= e.cfg.MaxStore, nil
+	return int64(stream.CachedInfo().State.Bytes)+256<<10 >= e.maxStore(), nil
+}
+
+func (e *Engine) maxStore() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.MaxStore
 }
 
 func (d *dispatcher) status(ctx context.Context) (TargetStatus, error) {

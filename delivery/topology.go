@@ -98,13 +98,18 @@ func (n names) filterSubjects(t *Target) []string {
 	return slices.Compact(out)
 }
 
-// Apply creates or updates the streams, the call bucket and one consumer per target, removes
-// the consumers of targets that are gone, and starts or reconfigures their dispatchers. It is
-// idempotent: Caddy calls it on every start and reload.
-func (e *Engine) Apply(ctx context.Context, targets []Target) error {
+// Apply creates or updates the streams, the buckets and one consumer per target, removes the
+// consumers of targets that are gone, and starts or reconfigures their dispatchers. It is
+// idempotent: Caddy calls it on every start and reload. cfg's store limits (MaxStore,
+// DedupeWindow) replace those the engine was opened with.
+func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error {
 	if len(targets) == 0 {
 		return errors.New("no targets: events would have nowhere to go")
 	}
+	cfg.withDefaults()
+	e.mu.Lock()
+	e.cfg.MaxStore, e.cfg.DedupeWindow = cfg.MaxStore, cfg.DedupeWindow
+	e.mu.Unlock()
 	for i := range targets {
 		targets[i].withDefaults()
 	}
@@ -183,7 +188,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
 	}
-	_, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	calls, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      e.names.calls,
 		Description: "pbxbridge open calls, for joining messages that lack a call id",
 		TTL:         callTTL,
@@ -193,6 +198,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("call bucket: %w", err)
 	}
+	e.calls.Store(&Calls{kv: calls})
 	_, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      e.names.state,
 		Description: "pbxbridge operator state: paused targets",

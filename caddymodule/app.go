@@ -1,0 +1,401 @@
+// Package caddymodule is pbxbridge's Caddy glue: the `pbx` app (accounts, targets, the queue),
+// the pbx_webhook and pbx_health handlers, the admin API and the metrics. It is the only
+// package that imports Caddy; translation and delivery live in plain packages.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `pbx` app: the PBX accounts, the CRM targets and the durable queue between them.
+// Secrets may be given as {env.*} or {file.*} placeholders; they are expanded at provision
+// time into unexported fields, so the config JSON keeps the placeholder, never the secret.
+type App struct {
+	// DataDir holds the embedded JetStream store. Default: Caddy's data dir + /pbxbridge.
+	DataDir string `json:"data_dir,omitempty"`
+	// MaxStore caps the queue in bytes; when full, webhooks get 503. Default 10 GiB.
+	MaxStore int64 `json:"max_store,omitempty"`
+	// DedupeWindow is how long a PBX re-send of an accepted event is recognised. Default 24h.
+	DedupeWindow caddy.Duration `json:"dedupe_window,omitempty"`
+	// Region is the ISO 3166 region for phone numbers without a country code. Default RU.
+	Region string `json:"region,omitempty"`
+	// NATS is an existing NATS JetStream cluster to use instead of the embedded store.
+	NATS *NATS `json:"nats,omitempty"`
+	// Targets are the CRM endpoints, by name.
+	Targets map[string]*Target `json:"targets,omitempty"`
+	// Mango are the Mango Office accounts, by name.
+	Mango map[string]*MangoAccount `json:"mango,omitempty"`
+	// XVB are the XVB PBX accounts, by name.
+	XVB map[string]*XVBAccount `json:"xvb,omitempty"`
+
+	ctx      caddy.Context
+	logger   *zap.Logger
+	accounts map[string]*account
+	targets  []delivery.Target
+	grace    time.Duration
+	engine   atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
+}
+
+// NATS is an external cluster.
+type NATS struct {
+	URLs     []string `json:"urls"`
+	Creds    string   `json:"creds,omitempty"`
+	Replicas int      `json:"replicas,omitempty"`
+	Prefix   string   `json:"prefix,omitempty"`
+}
+
+// Target is a CRM endpoint.
+type Target struct {
+	URL string `json:"url"`
+	// Format is cloudevents (default), cloudevents-binary or jq.
+	Format string `json:"format,omitempty"`
+	// JQ is the jq program of format jq.
+	JQ string `json:"jq,omitempty"`
+	// Events are type globs to deliver; default every type.
+	Events []string `json:"events,omitempty"`
+	// Secrets are Standard Webhooks secrets (whsec_…); two while rotating.
+	Secrets     []string       `json:"secrets,omitempty"`
+	Headers     http.Header    `json:"headers,omitempty"`
+	Timeout     caddy.Duration `json:"timeout,omitempty"`
+	Concurrency int            `json:"concurrency,omitempty"`
+	// Raw includes the PBX payload in data.raw.
+	Raw   bool   `json:"raw,omitempty"`
+	Retry *Retry `json:"retry,omitempty"`
+	// DeadStatus are the HTTP statuses that dead-letter an event at once. Default 400 413 415 422.
+	DeadStatus []int `json:"dead_status,omitempty"`
+}
+
+// Retry is a target's retry policy.
+type Retry struct {
+	BackoffMin caddy.Duration `json:"backoff_min,omitempty"`
+	BackoffMax caddy.Duration `json:"backoff_max,omitempty"`
+	MaxAge     caddy.Duration `json:"max_age,omitempty"`
+}
+
+// MangoAccount is a Mango Office virtual PBX.
+type MangoAccount struct {
+	APIKey  string `json:"api_key"`
+	APISalt string `json:"api_salt"`
+	// Sources are the addresses webhooks may come from: `mango` (Mango's published addresses,
+	// the default), CIDRs or addresses, or `any`.
+	Sources []string `json:"sources,omitempty"`
+	Forward []string `json:"forward"`
+	APIURL  string   `json:"api_url,omitempty"`
+}
+
+// XVBAccount is an XVB PBX tenant.
+type XVBAccount struct {
+	AccessCode string `json:"access_code"`
+	// Secret, when set, must be in the webhook URL as ?key=<secret>.
+	Secret string `json:"secret,omitempty"`
+	// Sources are required: XVB publishes no addresses. `any` opts out explicitly.
+	Sources []string `json:"sources"`
+	APIURL  string   `json:"api_url,omitempty"`
+	Token   string   `json:"token,omitempty"`
+	Lookup  *Lookup  `json:"lookup,omitempty"`
+	Forward []string `json:"forward"`
+}
+
+// Lookup is the CRM endpoint that answers XVB's synchronous "who is calling?".
+type Lookup struct {
+	URL     string         `json:"url"`
+	Headers http.Header    `json:"headers,omitempty"`
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	Cache   caddy.Duration `json:"cache,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "pbx",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Version is pbxbridge's version, from the build.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			if dep.Path == "github.com/pbxbridge/pbxbridge" {
+				return dep.Version
+			}
+		}
+		if bi.Main.Path == "github.com/pbxbridge/pbxbridge" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Provision expands secrets, checks the configuration and prepares the runtime settings. It
+// starts nothing: `caddy validate` provisions without touching the store.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	registerMetrics(ctx.GetMetricsRegistry())
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "pbxbridge")
+	}
+	if a.Region == "" {
+		a.Region = translators.DefaultRegion
+	}
+	a.grace = 10 * time.Second
+	if httpApp, err := ctx.AppIfConfigured("http"); err == nil {
+		if g := time.Duration(httpApp.(*caddyhttp.App).GracePeriod); g > 0 {
+			a.grace = g
+		}
+	}
+	repl := caddy.NewReplacer()
+	if err := a.provisionTargets(repl); err != nil {
+		return err
+	}
+	return a.provisionAccounts(repl)
+}
+
+func (a *App) provisionTargets(repl *caddy.Replacer) error {
+	a.targets = nil
+	for _, name := range sortedKeys(a.Targets) {
+		t := a.Targets[name]
+		if !namePattern.MatchString(name) {
+			return fmt.Errorf("target %q: names are letters, digits, - and _", name)
+		}
+		if t == nil {
+			return fmt.Errorf("target %s: empty", name)
+		}
+		rawURL := repl.ReplaceKnown(t.URL, "")
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("target %s: url must be an http:// or https:// URL", name)
+		}
+		format, err := delivery.NewFormat(t.Format, t.JQ, t.Raw)
+		if err != nil {
+			return fmt.Errorf("target %s: format: %w", name, err)
+		}
+		dt := delivery.Target{
+			Name:        name,
+			URL:         rawURL,
+			Format:      format,
+			Header:      http.Header{},
+			Timeout:     time.Duration(t.Timeout),
+			Concurrency: t.Concurrency,
+			DeadStatus:  t.DeadStatus,
+			Events:      t.Events,
+			UserAgent:   "pbxbridge/" + Version(),
+		}
+		for k, vs := range t.Headers {
+			for _, v := range vs {
+				dt.Header.Add(k, repl.ReplaceKnown(v, ""))
+			}
+		}
+		if len(t.Secrets) > 0 {
+			secrets := make([]string, len(t.Secrets))
+			for i, s := range t.Secrets {
+				secrets[i] = repl.ReplaceKnown(s, "")
+			}
+			if dt.Signer, err = delivery.NewSigner(secrets); err != nil {
+				return fmt.Errorf("target %s: secret: %w", name, err)
+			}
+		}
+		if t.Retry != nil {
+			dt.BackoffMin = time.Duration(t.Retry.BackoffMin)
+			dt.BackoffMax = time.Duration(t.Retry.BackoffMax)
+			dt.MaxAge = time.Duration(t.Retry.MaxAge)
+		}
+		for _, ev := range t.Events {
+			if !validEventGlob(ev) {
+				return fmt.Errorf("target %s: events %q matches no event type (types: %s)", name, ev, strings.Join(translators.Types, ", "))
+			}
+		}
+		a.targets = append(a.targets, dt)
+	}
+	return nil
+}
+
+// validEventGlob accepts `*`, `>` and globs of two tokens that match at least one type.
+func validEventGlob(glob string) bool {
+	if glob == "*" || glob == ">" {
+		return true
+	}
+	g := strings.Split(glob, ".")
+	if len(g) != 2 {
+		return false
+	}
+	for _, typ := range translators.Types {
+		t := strings.Split(typ, ".")
+		if (g[0] == "*" || g[0] == t[0]) && (g[1] == "*" || g[1] == t[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *App) provisionAccounts(repl *caddy.Replacer) error {
+	a.accounts = map[string]*account{}
+	for _, name := range sortedKeys(a.Mango) {
+		acc, err := a.Mango[name].provision(name, repl)
+		if err != nil {
+			return fmt.Errorf("mango %s: %w", name, err)
+		}
+		a.accounts[name] = acc
+	}
+	for _, name := range sortedKeys(a.XVB) {
+		if _, dup := a.accounts[name]; dup {
+			return fmt.Errorf("xvb %s: an account named %s already exists (account names are shared by mango and xvb)", name, name)
+		}
+		acc, err := a.XVB[name].provision(name, repl)
+		if err != nil {
+			return fmt.Errorf("xvb %s: %w", name, err)
+		}
+		a.accounts[name] = acc
+	}
+	for name, acc := range a.accounts {
+		if !namePattern.MatchString(name) {
+			return fmt.Errorf("%s %q: names are letters, digits, - and _", acc.pbx, name)
+		}
+		acc.source = translators.Source{PBX: acc.pbx, Account: name, Region: a.Region}
+		if len(acc.forward) == 0 {
+			return fmt.Errorf("%s %s: forward names no target: its events would have nowhere to go", acc.pbx, name)
+		}
+		for _, t := range acc.forward {
+			i := slices.IndexFunc(a.targets, func(dt delivery.Target) bool { return dt.Name == t })
+			if i < 0 {
+				return fmt.Errorf("%s %s: forward %s: no target named %s (define it with `target %s <url>`)", acc.pbx, name, t, t, t)
+			}
+			a.targets[i].Sources = append(a.targets[i].Sources, delivery.Source{PBX: acc.pbx, Account: name})
+		}
+	}
+	for _, t := range a.targets {
+		if len(t.Sources) == 0 {
+			a.logger.Warn("no account forwards to this target", zap.String("target", t.Name))
+		}
+	}
+	return nil
+}
+
+// Validate is checked by Caddy after Provision.
+func (a *App) Validate() error {
+	if a.NATS == nil {
+		return nil
+	}
+	if len(a.NATS.URLs) == 0 {
+		return errors.New("nats: at least one URL")
+	}
+	if a.NATS.Prefix != "" && !namePattern.MatchString(a.NATS.Prefix) {
+		return fmt.Errorf("nats prefix %q: letters, digits, - and _", a.NATS.Prefix)
+	}
+	return nil
+}
+
+// engines holds the queue engine across config reloads, keyed by store: Caddy starts the new
+// config before it stops the old, so both refer to one embedded server and one dispatcher per
+// target.
+var engines = caddy.NewUsagePool()
+
+type pooledEngine struct {
+	*delivery.Engine
+	grace time.Duration
+}
+
+// Destruct runs when the last config using the store stops: in-flight deliveries may finish
+// within the grace period, held events are redelivered after restart.
+func (p *pooledEngine) Destruct() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.grace)
+	defer cancel()
+	return p.Close(ctx)
+}
+
+func (a *App) poolKey() string {
+	if a.NATS != nil {
+		return "nats:" + strings.Join(a.NATS.URLs, ",") + "/" + a.NATS.Prefix
+	}
+	return "dir:" + a.DataDir
+}
+
+func (a *App) storeConfig() delivery.Config {
+	cfg := delivery.Config{DataDir: a.DataDir, MaxStore: a.MaxStore, DedupeWindow: time.Duration(a.DedupeWindow)}
+	if a.NATS != nil {
+		cfg.NATS = &delivery.NATSConfig{URLs: a.NATS.URLs, Creds: a.NATS.Creds, Replicas: a.NATS.Replicas}
+		cfg.Prefix = a.NATS.Prefix
+	}
+	return cfg
+}
+
+// Start opens the store (or takes it over from the previous config) and applies this
+// config's targets.
+func (a *App) Start() error {
+	if len(a.targets) == 0 {
+		a.logger.Warn("no targets configured: webhooks will be answered 503 until one is")
+		return nil
+	}
+	val, _, err := engines.LoadOrNew(a.poolKey(), func() (caddy.Destructor, error) {
+		eng, err := delivery.Open(a.storeConfig(), a.logger.Named("queue"))
+		if err != nil {
+			return nil, err
+		}
+		return &pooledEngine{Engine: eng, grace: a.grace}, nil
+	})
+	if err != nil {
+		return err
+	}
+	pe := val.(*pooledEngine)
+	pe.grace = a.grace
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pe.Apply(ctx, a.storeConfig(), a.targets); err != nil {
+		_, _ = engines.Delete(a.poolKey())
+		return fmt.Errorf("queue: %w", err)
+	}
+	a.engine.Store(pe.Engine)
+	a.logger.Info("queue ready", zap.String("store", a.poolKey()), zap.Int("targets", len(a.targets)))
+	return nil
+}
+
+// Stop releases this config's hold on the store; the store closes when no config holds it.
+func (a *App) Stop() error {
+	if a.engine.Swap(nil) == nil {
+		return nil
+	}
+	_, err := engines.Delete(a.poolKey())
+	return err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+	_ caddy.Destructor  = (*pooledEngine)(nil)
+)

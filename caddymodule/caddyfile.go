@@ -1,0 +1,485 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("pbx", parseGlobal)
+	httpcaddyfile.RegisterHandlerDirective("pbx_webhook", parseHandler[Webhook])
+	httpcaddyfile.RegisterDirectiveOrder("pbx_webhook", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("pbx_health", parseHandler[Health])
+	httpcaddyfile.RegisterDirectiveOrder("pbx_health", httpcaddyfile.Before, "respond")
+}
+
+func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "pbx", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// handlerPtr is a handler module that reads its own Caddyfile tokens.
+type handlerPtr[T any] interface {
+	*T
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+}
+
+func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := P(new(T))
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the pbx app from the `pbx` global option:
+//
+//	pbx {
+//		data_dir      <path>                 # embedded store; default: Caddy's data dir + /pbxbridge
+//		max_store     <size>                 # e.g. 20GiB; full → webhooks get 503
+//		dedupe_window <duration>             # a PBX re-send within it is delivered once
+//		region        <ISO 3166>             # for numbers without a country code; default RU
+//		nats <url>... {                      # an existing cluster instead of data_dir
+//			creds    <file>
+//			replicas <n>
+//			prefix   <name>
+//		}
+//		target <name> <url> {
+//			format      cloudevents | cloudevents-binary | jq `<expr>`
+//			events      <type glob>...       # default: every type
+//			secret      <whsec_…>            # Standard Webhooks; twice while rotating
+//			header      <name> <value>
+//			timeout     <duration>
+//			concurrency <n>
+//			raw         on | off
+//			dead_status <code>...            # default 400 413 415 422
+//			retry {
+//				backoff <first> <cap>
+//				max_age <duration>
+//			}
+//		}
+//		mango <name> {
+//			api_key  <key>
+//			api_salt <salt>
+//			sources  mango | any | <cidr or address>...
+//			forward  <target>...
+//			api_url  <url>
+//		}
+//		xvb <name> {
+//			access_code <code>
+//			secret      <key>                # webhook URL must carry ?key=<key>
+//			sources     any | <cidr or address>...
+//			api_url     <url>
+//			token       <token>
+//			lookup <url> {
+//				header  <name> <value>
+//				timeout <duration>
+//				cache   <duration>
+//			}
+//			forward <target>...
+//		}
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "data_dir":
+			if !d.AllArgs(&a.DataDir) {
+				return d.ArgErr()
+			}
+		case "max_store":
+			var size string
+			if !d.AllArgs(&size) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(size)
+			if err != nil || n == 0 {
+				return d.Errf("max_store: %q is not a size such as 20GiB", size)
+			}
+			a.MaxStore = int64(n)
+		case "dedupe_window":
+			if err := parseDuration(d, &a.DedupeWindow); err != nil {
+				return err
+			}
+		case "region":
+			if !d.AllArgs(&a.Region) {
+				return d.ArgErr()
+			}
+		case "nats":
+			if err := a.unmarshalNATS(d); err != nil {
+				return err
+			}
+		case "target":
+			if err := a.unmarshalTarget(d); err != nil {
+				return err
+			}
+		case "mango":
+			if err := a.unmarshalMango(d); err != nil {
+				return err
+			}
+		case "xvb":
+			if err := a.unmarshalXVB(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown pbx option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalNATS(d *caddyfile.Dispenser) error {
+	n := &NATS{URLs: d.RemainingArgs()}
+	if len(n.URLs) == 0 {
+		return d.Err("nats: at least one URL")
+	}
+	for d.NextBlock(1) {
+		var err error
+		switch d.Val() {
+		case "creds":
+			err = oneArg(d, &n.Creds)
+		case "replicas":
+			err = intArg(d, &n.Replicas)
+		case "prefix":
+			err = oneArg(d, &n.Prefix)
+		default:
+			return d.Errf("unknown nats option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	a.NATS = n
+	return nil
+}
+
+func (a *App) unmarshalTarget(d *caddyfile.Dispenser) error {
+	var name string
+	t := new(Target)
+	if !d.Args(&name, &t.URL) {
+		return d.Err("target needs a name and a URL: target <name> <url>")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		var err error
+		switch d.Val() {
+		case "format":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] != "jq":
+				t.Format = args[0]
+			case len(args) == 2 && args[0] == "jq":
+				t.Format, t.JQ = "jq", args[1]
+			default:
+				return d.Err("format: cloudevents | cloudevents-binary | jq `<expr>`")
+			}
+		case "events":
+			t.Events = d.RemainingArgs()
+			if len(t.Events) == 0 {
+				return d.ArgErr()
+			}
+		case "secret":
+			var s string
+			err = oneArg(d, &s)
+			t.Secrets = append(t.Secrets, s)
+		case "header":
+			if t.Headers == nil {
+				t.Headers = http.Header{}
+			}
+			err = headerArg(d, t.Headers)
+		case "timeout":
+			err = parseDuration(d, &t.Timeout)
+		case "concurrency":
+			err = intArg(d, &t.Concurrency)
+		case "raw":
+			err = boolArg(d, &t.Raw)
+		case "dead_status":
+			for _, s := range d.RemainingArgs() {
+				code, convErr := strconv.Atoi(s)
+				if convErr != nil || code < 100 || code > 599 {
+					return d.Errf("dead_status: %q is not an HTTP status", s)
+				}
+				t.DeadStatus = append(t.DeadStatus, code)
+			}
+		case "retry":
+			err = unmarshalRetry(d, t)
+		default:
+			return d.Errf("unknown target option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if a.Targets == nil {
+		a.Targets = map[string]*Target{}
+	}
+	if _, dup := a.Targets[name]; dup {
+		return d.Errf("target %s is defined twice", name)
+	}
+	a.Targets[name] = t
+	return nil
+}
+
+func unmarshalRetry(d *caddyfile.Dispenser, t *Target) error {
+	if t.Retry == nil {
+		t.Retry = new(Retry)
+	}
+	for d.NextBlock(2) {
+		switch d.Val() {
+		case "backoff":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("backoff <first delay> <cap>")
+			}
+			first, err := caddy.ParseDuration(args[0])
+			if err != nil {
+				return d.Errf("backoff: %v", err)
+			}
+			ceil, err := caddy.ParseDuration(args[1])
+			if err != nil {
+				return d.Errf("backoff: %v", err)
+			}
+			if ceil < first {
+				return d.Err("backoff: the cap is smaller than the first delay")
+			}
+			t.Retry.BackoffMin, t.Retry.BackoffMax = caddy.Duration(first), caddy.Duration(ceil)
+		case "max_age":
+			if err := parseDuration(d, &t.Retry.MaxAge); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown retry option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalMango(d *caddyfile.Dispenser) error {
+	var name string
+	if !d.Args(&name) || d.NextArg() {
+		return d.Err("mango needs a name: mango <name> { … }")
+	}
+	m := new(MangoAccount)
+	for d.NextBlock(1) {
+		var err error
+		switch d.Val() {
+		case "api_key":
+			err = oneArg(d, &m.APIKey)
+		case "api_salt":
+			err = oneArg(d, &m.APISalt)
+		case "sources":
+			err = listArg(d, &m.Sources)
+		case "forward":
+			err = listArg(d, &m.Forward)
+		case "api_url":
+			err = oneArg(d, &m.APIURL)
+		default:
+			return d.Errf("unknown mango option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if a.Mango == nil {
+		a.Mango = map[string]*MangoAccount{}
+	}
+	if _, dup := a.Mango[name]; dup {
+		return d.Errf("mango %s is defined twice", name)
+	}
+	a.Mango[name] = m
+	return nil
+}
+
+func (a *App) unmarshalXVB(d *caddyfile.Dispenser) error {
+	var name string
+	if !d.Args(&name) || d.NextArg() {
+		return d.Err("xvb needs a name: xvb <name> { … }")
+	}
+	x := new(XVBAccount)
+	for d.NextBlock(1) {
+		var err error
+		switch d.Val() {
+		case "access_code":
+			err = oneArg(d, &x.AccessCode)
+		case "secret":
+			err = oneArg(d, &x.Secret)
+		case "sources":
+			err = listArg(d, &x.Sources)
+		case "api_url":
+			err = oneArg(d, &x.APIURL)
+		case "token":
+			err = oneArg(d, &x.Token)
+		case "forward":
+			err = listArg(d, &x.Forward)
+		case "lookup":
+			x.Lookup, err = unmarshalLookup(d)
+		default:
+			return d.Errf("unknown xvb option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if a.XVB == nil {
+		a.XVB = map[string]*XVBAccount{}
+	}
+	if _, dup := a.XVB[name]; dup {
+		return d.Errf("xvb %s is defined twice", name)
+	}
+	a.XVB[name] = x
+	return nil
+}
+
+func unmarshalLookup(d *caddyfile.Dispenser) (*Lookup, error) {
+	l := new(Lookup)
+	if !d.Args(&l.URL) || d.NextArg() {
+		return nil, d.Err("lookup <url> { … }")
+	}
+	for d.NextBlock(2) {
+		var err error
+		switch d.Val() {
+		case "header":
+			if l.Headers == nil {
+				l.Headers = http.Header{}
+			}
+			err = headerArg(d, l.Headers)
+		case "timeout":
+			err = parseDuration(d, &l.Timeout)
+		case "cache":
+			err = parseDuration(d, &l.Cache)
+		default:
+			return nil, d.Errf("unknown lookup option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	pbx_webhook <account> {
+//		max_body <size>   # default 64KiB
+//	}
+func (h *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if !d.Args(&h.Account) || d.NextArg() {
+		return d.Err("pbx_webhook needs an account name: pbx_webhook <account>")
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_body":
+			var size string
+			if !d.AllArgs(&size) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(size)
+			if err != nil || n == 0 {
+				return d.Errf("max_body: %q is not a size such as 64KiB", size)
+			}
+			h.MaxBody = int64(n)
+		default:
+			return d.Errf("unknown pbx_webhook option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler; it takes no options:
+//
+//	pbx_health
+func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() || d.NextBlock(0) {
+		return d.Err("pbx_health takes no options")
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.AllArgs(dst) {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func listArg(d *caddyfile.Dispenser, dst *[]string) error {
+	*dst = append(*dst, d.RemainingArgs()...)
+	if len(*dst) == 0 {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int) error {
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return d.Errf("%s: %q is not a positive number", d.Val(), s)
+	}
+	*dst = n
+	return nil
+}
+
+func boolArg(d *caddyfile.Dispenser, dst *bool) error {
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	switch strings.ToLower(s) {
+	case "on", "true", "yes":
+		*dst = true
+	case "off", "false", "no":
+		*dst = false
+	default:
+		return d.Errf("%q is not on or off", s)
+	}
+	return nil
+}
+
+func headerArg(d *caddyfile.Dispenser, h http.Header) error {
+	var name, value string
+	if !d.AllArgs(&name, &value) {
+		return d.Err("header <name> <value>")
+	}
+	h.Add(name, value)
+	return nil
+}
+
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return d.Errf("%q is not a duration such as 10s", s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Webhook)(nil)
+	_ caddyfile.Unmarshaler = (*Health)(nil)
+)

@@ -1,0 +1,249 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/translators/xvb"
+)
+
+func init() {
+	caddy.RegisterModule(Webhook{})
+}
+
+const (
+	defaultMaxBody = 64 << 10
+	// durableWithin is how long a webhook waits for its durable write before it gets 503:
+	// the PBX waits on the answer (and, for XVB ANSWERED, so does the agent's audio).
+	durableWithin = 2 * time.Second
+	retryAfter    = "5"
+)
+
+// Webhook is the pbx_webhook handler: it receives one PBX account's webhooks, checks that
+// they are genuine, translates them and answers 200 only once they are on disk.
+type Webhook struct {
+	// Account is the name of a mango or xvb account of the pbx app.
+	Account string `json:"account"`
+	// MaxBody is the largest accepted body in bytes. Default 64 KiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	app    *App
+	acc    *account
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Webhook) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.pbx_webhook",
+		New: func() caddy.Module { return new(Webhook) },
+	}
+}
+
+// Provision binds the handler to its account.
+func (h *Webhook) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.MaxBody <= 0 {
+		h.MaxBody = defaultMaxBody
+	}
+	app, err := ctx.App("pbx")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	h.acc = h.app.accounts[h.Account]
+	if h.acc == nil {
+		return fmt.Errorf("pbx_webhook %s: no mango or xvb account named %q in the pbx global option", h.Account, h.Account)
+	}
+	return nil
+}
+
+// rejection is a refused webhook: its status, metric reason and log message.
+type rejection struct {
+	status int
+	reason string // source|auth|malformed|too_large|unavailable
+	msg    string
+}
+
+func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	start := time.Now()
+	acc := h.acc
+	defer func() {
+		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name).Observe(time.Since(start).Seconds())
+	}()
+	res, rej := h.handle(w, r, acc, start)
+	if rej != nil {
+		h.reject(w, r, acc, rej)
+		return nil
+	}
+	if res == nil { // answered synchronously (ping, contact lookup)
+		return nil
+	}
+	outcome := "accepted"
+	if res.Accepted == 0 && res.Duplicates > 0 {
+		outcome = "duplicate"
+	}
+	metrics.received.WithLabelValues(acc.pbx, acc.name, outcome).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"`+outcome+`"}`)
+	return nil
+}
+
+// handle runs the inbound steps of DESIGN.md in order. It returns the queue's result, or a
+// rejection, or neither when it has answered itself.
+func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, now time.Time) (*delivery.Result, *rejection) {
+	ip := clientIP(r)
+	if !acc.allows(ip) {
+		return nil, &rejection{http.StatusForbidden, "source", "source address not allowed for this account"}
+	}
+	if suffix, known := mango.Route(r.URL.Path); acc.pbx == "mango" && known && mango.IsPing(suffix) {
+		// The cabinet's connection test: 200 whether signed or not, nothing queued.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+		return nil, nil
+	}
+	if r.Method != http.MethodPost {
+		return nil, &rejection{http.StatusMethodNotAllowed, "malformed", "method " + r.Method + " not allowed; PBXs POST"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &rejection{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", h.MaxBody)}
+		}
+		return nil, &rejection{http.StatusBadRequest, "malformed", "reading body: " + err.Error()}
+	}
+	var events []translators.Event
+	switch acc.pbx {
+	case "mango":
+		var rej *rejection
+		if events, rej = h.mango(r, acc, body, now); rej != nil {
+			return nil, rej
+		}
+	case "xvb":
+		var rej *rejection
+		var answered bool
+		if events, answered, rej = h.xvb(w, r, acc, body, now); rej != nil || answered {
+			return nil, rej
+		}
+	}
+	for _, ev := range events {
+		metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
+		if ev.Type == translators.TypeUnmapped {
+			h.logger.Warn("authentic message did not map; forwarded as pbx.unmapped",
+				zap.String("account", acc.name), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
+		}
+	}
+	eng := h.app.engine.Load()
+	if eng == nil {
+		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", "queue not started yet"}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), durableWithin)
+	defer cancel()
+	res, err := eng.Enqueue(ctx, events)
+	if err != nil {
+		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", err.Error()}
+	}
+	return &res, nil
+}
+
+// mango verifies and translates a Mango webhook.
+func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, *rejection) {
+	suffix, known := mango.Route(r.URL.Path)
+	form, err := mango.ParseForm(body)
+	if err != nil {
+		return nil, &rejection{http.StatusBadRequest, "malformed", "not a Mango form: " + err.Error()}
+	}
+	if !mango.Verify(form, acc.apiKey, acc.apiSalt) {
+		return nil, &rejection{http.StatusUnauthorized, "auth", "wrong vpbx_api_key or sign"}
+	}
+	if !known {
+		suffix = r.URL.Path
+	}
+	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil
+}
+
+// xvb authenticates an XVB message; a contact lookup is answered here (answered = true).
+func (h *Webhook) xvb(w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, bool, *rejection) {
+	fields, recoded, err := xvb.Parse(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
+	}
+	if !xvb.Authenticate(fields, r.Header.Get("X-XVB-AC"), acc.accessCode) {
+		return nil, false, &rejection{http.StatusUnauthorized, "auth", "access_code (or X-XVB-AC) does not match the account"}
+	}
+	if acc.secret != "" && !secretMatches(r.URL.Query().Get("key"), acc.secret) {
+		return nil, false, &rejection{http.StatusUnauthorized, "auth", "missing or wrong ?key= in the webhook URL"}
+	}
+	if recoded {
+		h.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", acc.name))
+	}
+	if fields.IsContact() {
+		h.contact(w, r, acc, fields)
+		return nil, true, nil
+	}
+	corr, err := h.correlate(r.Context(), acc, fields)
+	if err != nil {
+		return nil, false, &rejection{http.StatusServiceUnavailable, "unavailable", "call correlation: " + err.Error()}
+	}
+	return xvb.Translate(acc.source, fields, corr, now), false, nil
+}
+
+func (h *Webhook) contact(w http.ResponseWriter, r *http.Request, acc *account, fields xvb.Fields) {
+	start := time.Now()
+	answer, outcome := []byte("{}"), "disabled"
+	if acc.lookup != nil {
+		answer, outcome = acc.lookup.answer(r.Context(), acc.name, translators.Number(fields.Phone(), acc.source.Region))
+	}
+	metrics.lookups.WithLabelValues(acc.name, outcome).Inc()
+	metrics.lookupDuration.WithLabelValues(acc.name).Observe(time.Since(start).Seconds())
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = w.Write(answer)
+}
+
+func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, acc *account, rej *rejection) {
+	metrics.received.WithLabelValues(acc.pbx, acc.name, "rejected").Inc()
+	metrics.rejected.WithLabelValues(acc.pbx, acc.name, rej.reason).Inc()
+	level := zap.WarnLevel
+	if rej.reason == "unavailable" {
+		level = zap.ErrorLevel
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	// The path only: an XVB webhook URL may carry ?key=<secret>.
+	h.logger.Log(level, "webhook rejected",
+		zap.String("account", acc.name), zap.String("reason", rej.reason), zap.Int("status", rej.status),
+		zap.String("error", rej.msg), zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rej.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": rej.msg, "reason": rej.reason})
+}
+
+// clientIP is the address Caddy determined, honouring trusted_proxies: a forged
+// X-Forwarded-For from an untrusted peer is not believed.
+func clientIP(r *http.Request) netip.Addr {
+	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Webhook)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Webhook)(nil)
+)

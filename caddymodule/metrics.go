@@ -1,0 +1,61 @@
+package caddymodule
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pbxbridge/pbxbridge/delivery"
+)
+
+// metrics are process-wide so counters survive config reloads; every config load registers
+// them on its own registry (Caddy makes one per config).
+var metrics = struct {
+	received, rejected, events, lookups, commands *prometheus.CounterVec
+	ingestDuration, lookupDuration                *prometheus.HistogramVec
+	buildInfo                                     *prometheus.GaugeVec
+}{
+	received: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_webhooks_received_total", Help: "Webhooks received, by outcome (accepted, duplicate, rejected).",
+	}, []string{"pbx", "account", "outcome"}),
+	rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_webhooks_rejected_total", Help: "Webhooks rejected, by reason (source, auth, malformed, too_large, unavailable).",
+	}, []string{"pbx", "account", "reason"}),
+	events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_events_total", Help: "Canonical events produced from accepted webhooks, by type.",
+	}, []string{"pbx", "type"}),
+	lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_contact_lookups_total", Help: "Synchronous contact lookups, by outcome (found, not_found, cached, timeout, error, disabled).",
+	}, []string{"account", "outcome"}),
+	commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_commands_total", Help: "Commands sent to a PBX on the CRM's behalf, by outcome.",
+	}, []string{"account", "command", "outcome"}),
+	ingestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pbxbridge_ingest_duration_seconds", Help: "Time from a webhook's arrival to its answer.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"pbx", "account"}),
+	lookupDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pbxbridge_contact_lookup_duration_seconds", Help: "Duration of a synchronous contact lookup.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+	}, []string{"account"}),
+	buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pbxbridge_build_info", Help: "Always 1; the version label says which pbxbridge runs.",
+	}, []string{"version"}),
+}
+
+// registerMetrics puts pbxbridge's collectors on a config's registry.
+func registerMetrics(reg *prometheus.Registry) {
+	m := &metrics
+	m.buildInfo.WithLabelValues(Version()).Set(1)
+	collectors := append([]prometheus.Collector{
+		m.received, m.rejected, m.events, m.lookups, m.commands, m.ingestDuration, m.lookupDuration, m.buildInfo,
+	}, delivery.Collectors()...)
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			// Several apps or handlers of one config may register the same collector.
+			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
+}

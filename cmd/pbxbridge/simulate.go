@@ -1,0 +1,173 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/pbxbridge/pbxbridge/translators/mango"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "simulate",
+		Usage: "mango|xvb --url <webhook url> …",
+		Short: "Plays a whole realistic call against a gateway, like the PBX's test button",
+		Long: `
+Plays one call as the PBX would post it and prints each answer.
+
+  simulate mango --url http://127.0.0.1:8080/hooks/mango --key <api_key> --salt <api_salt>
+      Appeared → Connected → Disconnected → summary, signed with key and salt; the suffixes
+      Mango appends (/events/call, /events/summary) are added to --url.
+  simulate xvb --url http://127.0.0.1:8080/hooks/xvb --access-code 10019 [--key <secret>]
+      INCOMING (8-prefixed number), contact lookup, ANSWERED with X-XVB-AC, COMPLETED without
+      callid (as XVB's own example).
+
+Exit status 1 if any message got an answer other than 200.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			m := &cobra.Command{Use: "mango", Short: "Play a Mango Office call", RunE: simulateMango}
+			m.Flags().String("url", "http://127.0.0.1:8080/hooks/mango", "webhook base URL (Mango appends /events/…)")
+			m.Flags().String("key", "", "the account's api_key")
+			m.Flags().String("salt", "", "the account's api_salt")
+			x := &cobra.Command{Use: "xvb", Short: "Play an XVB PBX call", RunE: simulateXVB}
+			x.Flags().String("url", "http://127.0.0.1:8080/hooks/xvb", "webhook URL")
+			x.Flags().String("access-code", "10019", "the account's access_code")
+			x.Flags().String("key", "", "the account's secret, sent as ?key=")
+			cmd.AddCommand(m, x)
+		},
+	})
+}
+
+// step is one message of a simulated call.
+type step struct {
+	name        string
+	url         string
+	contentType string
+	header      http.Header
+	body        string
+}
+
+func simulateMango(cmd *cobra.Command, _ []string) error {
+	base := strings.TrimSuffix(flag(cmd, "url"), "/")
+	key, salt := flag(cmd, "key"), flag(cmd, "salt")
+	if key == "" || salt == "" {
+		return fmt.Errorf("--key and --salt are the account's api_key and api_salt")
+	}
+	entry, leg := randomID(), randomID()
+	now := time.Now().Unix()
+	call := func(seq int, state string, extra string) string {
+		return fmt.Sprintf(`{"entry_id":%q,"call_id":%q,"timestamp":%d,"seq":%d,"call_state":%q,"location":"abonent",`+
+			`"from":{"number":"79123456789"},"to":{"extension":"101","number":"sip:101@vpbx400000000.mangosip.ru","line_number":"74951234567","acd_group":"303"}%s}`,
+			entry, leg, now+int64(seq), seq, state, extra)
+	}
+	jsons := []struct{ name, suffix, json string }{
+		{"Appeared", "/events/call", call(1, "Appeared", "")},
+		{"Connected", "/events/call", call(2, "Connected", "")},
+		{"Disconnected", "/events/call", call(3, "Disconnected", `,"disconnect_reason":1110`)},
+		{"summary", "/events/summary", fmt.Sprintf(`{"entry_id":%q,"call_direction":1,"from":{"number":"79123456789"},`+
+			`"to":{"extension":"101","number":"sip:101@vpbx400000000.mangosip.ru"},"line_number":"74951234567",`+
+			`"create_time":%d,"forward_time":%d,"talk_time":%d,"end_time":%d,"entry_result":1,"disconnect_reason":1110}`,
+			entry, now, now, now+2, now+3)},
+	}
+	var steps []step
+	for _, j := range jsons {
+		form := url.Values{"vpbx_api_key": {key}, "sign": {mango.Sign(key, j.json, salt)}, "json": {j.json}}
+		steps = append(steps, step{name: j.name, url: base + j.suffix, contentType: "application/x-www-form-urlencoded", body: form.Encode()})
+	}
+	fmt.Printf("Mango call entry_id=%s leg=%s\n", entry, leg)
+	return play(cmd, steps)
+}
+
+func simulateXVB(cmd *cobra.Command, _ []string) error {
+	u, err := url.Parse(flag(cmd, "url"))
+	if err != nil {
+		return err
+	}
+	if k := flag(cmd, "key"); k != "" {
+		q := u.Query()
+		q.Set("key", k)
+		u.RawQuery = q.Encode()
+	}
+	code := flag(cmd, "access-code")
+	callID := strings.ReplaceAll(randomID(), "=", "")
+	form := func(kv ...string) string {
+		v := url.Values{"access_code": {code}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v.Encode()
+	}
+	const ct = "application/x-www-form-urlencoded"
+	steps := []step{
+		{name: "INCOMING", url: u.String(), contentType: ct, body: form("cmd", "event", "callid", callID, "type", "in", "event", "INCOMING", "ext", "", "phone", "89201119613")},
+		{name: "contact", url: u.String(), contentType: ct, body: form("cmd", "contact", "phone", "89201119613")},
+		{name: "ANSWERED", url: u.String(), contentType: ct, header: http.Header{"X-Xvb-Ac": {code}}, body: form("cmd", "event", "callid", callID, "type", "in", "event", "ANSWERED", "ext", "100", "phone", "89201119613")},
+		{name: "COMPLETED", url: u.String(), contentType: ct, body: form("cmd", "event", "event", "COMPLETED", "status", "Success", "duration", "16", "phone", "89201119613",
+			"record_link", "https://pbx.example.net/ui/msg_download/120/"+code+"/"+callID+".q722")},
+	}
+	fmt.Printf("XVB call callid=%s\n", callID)
+	return play(cmd, steps)
+}
+
+func play(cmd *cobra.Command, steps []step) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	failed := 0
+	for _, s := range steps {
+		req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, s.url, strings.NewReader(s.body))
+		if err != nil {
+			return err
+		}
+		for k, vs := range s.header {
+			req.Header[k] = vs
+		}
+		req.Header.Set("Content-Type", s.contentType)
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Printf("%-13s error: %v\n", s.name, err)
+			failed++
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		fmt.Printf("%-13s %d %-8s %s\n", s.name, resp.StatusCode, time.Since(start).Round(time.Millisecond/10), strings.TrimSpace(string(body)))
+		if resp.StatusCode != http.StatusOK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d messages were not accepted", failed, len(steps))
+	}
+	return nil
+}
+
+func flag(cmd *cobra.Command, name string) string {
+	v, _ := cmd.Flags().GetString(name)
+	return v
+}
+
+// randomID looks like Mango's ids: base64 of random bytes.
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// prettyJSON indents a JSON body for printing, or returns it as it is.
+func prettyJSON(b []byte) string {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return string(b)
+	}
+	out, _ := json.MarshalIndent(v, "", "  ")
+	return string(out)
+}
