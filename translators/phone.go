@@ -50,9 +50,10 @@ func Number(raw, region string) string {
 	}
 	num, err := phonenumbers.Parse(candidate, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
-		// 7XXXXXXXXXX in region RU: country code without '+'.
+		// A country code without '+' (7XXXXXXXXXX): only a number valid in its country
+		// counts, so a short internal number never turns into a foreign one.
 		num, err = phonenumbers.Parse("+"+clean, region)
-		if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		if err != nil || !phonenumbers.IsValidNumber(num) {
 			return raw
 		}
 	}

@@ -71,10 +71,13 @@ func reason(code int64) string {
 // (entry_result is 1 for calls that ended in the IVR). Otherwise the final reason decides:
 //
 //	busy                                              busy
-//	caller_hangup, cancelled, command                 cancelled (given up before an answer)
+//	caller_hangup, cancelled, command (not inbound)   cancelled (our side gave up before an answer)
 //	failed, billing, overload, wrong_number, blocked  failed (could not be set up)
 //	anything else, or no reason                       missed
-func callResult(answered bool, why string) string {
+//
+// An inbound caller who hangs up before anyone answers is a missed call: that is the call a
+// CRM must call back.
+func callResult(answered bool, why, direction string) string {
 	if answered {
 		return translators.ResultAnswered
 	}
@@ -82,6 +85,9 @@ func callResult(answered bool, why string) string {
 	case translators.ReasonBusy:
 		return translators.ResultBusy
 	case translators.ReasonCallerHangup, translators.ReasonCancelled, translators.ReasonCommand:
+		if direction == translators.DirectionInbound {
+			return translators.ResultMissed
+		}
 		return translators.ResultCancelled
 	case translators.ReasonFailed, translators.ReasonBilling, translators.ReasonOverload, translators.ReasonWrongNumber, translators.ReasonBlocked:
 		return translators.ResultFailed

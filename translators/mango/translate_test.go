@@ -138,6 +138,8 @@ func TestSummaryResult(t *testing.T) {
 		{"busy", []string{`"disconnect_reason":1121`}, translators.ResultBusy},
 		{"busy auto-reject", []string{`"disconnect_reason":1193`}, translators.ResultBusy},
 		{"caller hung up", []string{`"disconnect_reason":1110`}, translators.ResultCancelled},
+		{"outbound, our employee hung up", []string{`"call_direction":2`, `"disconnect_reason":1110`}, translators.ResultCancelled},
+		{"inbound caller hung up before an answer", []string{`"call_direction":1`, `"disconnect_reason":1110`}, translators.ResultMissed},
 		{"task stopped", []string{`"disconnect_reason":1125`}, translators.ResultCancelled},
 		{"our hangup", []string{`"disconnect_reason":"1181"`}, translators.ResultCancelled},
 		{"normal end", []string{`"disconnect_reason":1100`}, translators.ResultMissed},
