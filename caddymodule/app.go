@@ -55,7 +55,7 @@ type App struct {
 	accounts map[string]*account
 	targets  []delivery.Target
 	grace    time.Duration
-	engine   atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
+	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 }
 
 // NATS is an external cluster.
@@ -156,6 +156,7 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.engine = new(atomic.Pointer[delivery.Engine])
 	registerMetrics(ctx.GetMetricsRegistry())
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "pbxbridge")

@@ -63,25 +63,9 @@ func simulateMango(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("--key and --salt are the account's api_key and api_salt")
 	}
 	entry, leg := randomID(), randomID()
-	now := time.Now().Unix()
-	call := func(seq int, state string, extra string) string {
-		return fmt.Sprintf(`{"entry_id":%q,"call_id":%q,"timestamp":%d,"seq":%d,"call_state":%q,"location":"abonent",`+
-			`"from":{"number":"79123456789"},"to":{"extension":"101","number":"sip:101@vpbx400000000.mangosip.ru","line_number":"74951234567","acd_group":"303"}%s}`,
-			entry, leg, now+int64(seq), seq, state, extra)
-	}
-	jsons := []struct{ name, suffix, json string }{
-		{"Appeared", "/events/call", call(1, "Appeared", "")},
-		{"Connected", "/events/call", call(2, "Connected", "")},
-		{"Disconnected", "/events/call", call(3, "Disconnected", `,"disconnect_reason":1110`)},
-		{"summary", "/events/summary", fmt.Sprintf(`{"entry_id":%q,"call_direction":1,"from":{"number":"79123456789"},`+
-			`"to":{"extension":"101","number":"sip:101@vpbx400000000.mangosip.ru"},"line_number":"74951234567",`+
-			`"create_time":%d,"forward_time":%d,"talk_time":%d,"end_time":%d,"entry_result":1,"disconnect_reason":1110}`,
-			entry, now, now, now+2, now+3)},
-	}
 	var steps []step
-	for _, j := range jsons {
-		form := url.Values{"vpbx_api_key": {key}, "sign": {mango.Sign(key, j.json, salt)}, "json": {j.json}}
-		steps = append(steps, step{name: j.name, url: base + j.suffix, contentType: "application/x-www-form-urlencoded", body: form.Encode()})
+	for _, m := range mango.SampleCall(entry, leg, time.Now()) {
+		steps = append(steps, step{name: m.Name, url: base + m.Suffix, contentType: "application/x-www-form-urlencoded", body: mango.FormBody(key, salt, m.JSON)})
 	}
 	fmt.Printf("Mango call entry_id=%s leg=%s\n", entry, leg)
 	return play(cmd, steps)
