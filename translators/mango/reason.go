@@ -7,8 +7,7 @@ import (
 )
 
 // reasons maps Mango result and disconnect codes (mango.md §8) to the canonical vocabulary.
-// A code not listed is read as its class, as Mango tells receivers to: the code itself, then
-// with the last one, two and three digits zeroed (1193 → 1190 → 1100 → 1000). A code of no
+// A code not listed is read as its class (ofClass: 1193 → 1190 → 1100 → 1000). A code of no
 // known class (6xxx fax, nonsense) is "unknown": its meaning is not known, not a failure.
 var reasons = map[int64]string{
 	1000: translators.ReasonCompleted, // success (also leg 1 of a click-to-call)
@@ -59,12 +58,22 @@ func reason(code int64) string {
 	if code == 0 {
 		return ""
 	}
-	for d := int64(1); d <= 1000; d *= 10 {
-		if r, ok := reasons[code/d*d]; ok {
-			return r
-		}
+	if r, ok := ofClass(reasons, code); ok {
+		return r
 	}
 	return translators.ReasonUnknown
+}
+
+// ofClass looks a code up as Mango tells receivers to read one they do not know: the code,
+// then its class with the last one, two and three digits zeroed.
+func ofClass[V any](table map[int64]V, code int64) (V, bool) {
+	for d := int64(1); d <= 1000; d *= 10 {
+		if v, ok := table[code/d*d]; ok {
+			return v, true
+		}
+	}
+	var zero V
+	return zero, false
 }
 
 // callResult is the outcome of a whole call. talk_time alone says whether it was answered

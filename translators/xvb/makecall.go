@@ -1,0 +1,76 @@
+package xvb
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"unicode"
+)
+
+// maxErrorText bounds the XVB error text passed on to the CRM and the log.
+const maxErrorText = 200
+
+// CallAnswer is XVB's answer to makeCall. Its body and error codes are not documented
+// (xvb.md §4.5): a 2xx is taken as accepted unless the body is a JSON object with an "error";
+// anything else is passed on with XVB's status and the text it sent.
+type CallAnswer struct {
+	HTTPStatus int
+	// Error is XVB's error text: a JSON "error" (or "message"), else the start of the body.
+	Error string
+}
+
+// ReadCallAnswer reads XVB's answer to makeCall.
+func ReadCallAnswer(status int, body []byte) CallAnswer {
+	a := CallAnswer{HTTPStatus: status}
+	failed := status/100 != 2
+	names := []string{"error"}
+	if failed {
+		names = append(names, "message")
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) == nil {
+		for _, name := range names {
+			if s := scalar(obj[name], true); s != "" && s != "0" {
+				a.Error = clip(s)
+				return a
+			}
+		}
+	}
+	if failed {
+		a.Error = clip(string(body))
+	}
+	return a
+}
+
+// clip keeps one line of printable text, at most maxErrorText bytes of it.
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, strings.TrimSpace(s))
+	if len(s) > maxErrorText {
+		s = strings.ToValidUTF8(s[:maxErrorText], "") // drops a rune cut in half
+	}
+	return s
+}
+
+// Accepted reports whether XVB took the call.
+func (a CallAnswer) Accepted() bool { return a.HTTPStatus/100 == 2 && a.Error == "" }
+
+// Status is the HTTP status with which the gateway answers the CRM: 429 and 503 (try again
+// later) pass through; any other refusal is XVB's, not the CRM's, so 502.
+func (a CallAnswer) Status() int {
+	switch {
+	case a.Accepted():
+		return http.StatusOK
+	case a.HTTPStatus == http.StatusTooManyRequests, a.HTTPStatus == http.StatusServiceUnavailable:
+		return a.HTTPStatus
+	}
+	return http.StatusBadGateway
+}
