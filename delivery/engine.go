@@ -76,16 +76,17 @@ type Engine struct {
 	dispatchers map[string]*dispatcher
 	ready       atomic.Bool
 	calls       atomic.Pointer[Calls]
+	commands    atomic.Pointer[Commands]
 }
 
 // names are the JetStream names derived from the prefix.
 type names struct {
-	prefix, events, dead, calls, state string
+	prefix, events, dead, calls, state, commands string
 }
 
 func newNames(prefix string) names {
 	up := strings.ToUpper(prefix)
-	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state"}
+	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands"}
 }
 
 // subject is where an event of a PBX account is stored: <prefix>.<pbx>.<account>.<type>.

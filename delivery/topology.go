@@ -208,6 +208,17 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
+	commands, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      e.names.commands,
+		Description: "pbxbridge commands sent for the CRM: the first answer per command id",
+		TTL:         CommandTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    e.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("command bucket: %w", err)
+	}
+	e.commands.Store(&Commands{kv: commands})
 	return nil
 }
 
