@@ -2,6 +2,7 @@ package gatewaytest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -67,6 +68,9 @@ func (c *CRM) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	w.WriteHeader(status)
+	if status >= 300 { // as a CRM explains a refusal; it ends up in last_error of a dead letter
+		fmt.Fprintf(w, `{"error":"crm stand-in answers %d for call %s"}`, status, ev.Data.CallID)
+	}
 }
 
 // SetRespond replaces the response policy.
