@@ -56,6 +56,8 @@ type App struct {
 	targets  []delivery.Target
 	grace    time.Duration
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
+	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
+	recordingLinks *recordingLinks
 }
 
 // NATS is an external cluster.
@@ -163,12 +165,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.Region == "" {
 		a.Region = translators.DefaultRegion
-	}
-	a.grace = 10 * time.Second
-	if httpApp, err := ctx.AppIfConfigured("http"); err == nil {
-		if g := time.Duration(httpApp.(*caddyhttp.App).GracePeriod); g > 0 {
-			a.grace = g
-		}
 	}
 	repl := caddy.NewReplacer()
 	if err := a.provisionTargets(repl); err != nil {
@@ -294,6 +290,7 @@ func (a *App) provisionAccounts(repl *caddy.Replacer) error {
 			a.logger.Warn("no account forwards to this target", zap.String("target", t.Name))
 		}
 	}
+	zeroCounters(a.accounts, a.targets)
 	return nil
 }
 
@@ -351,6 +348,14 @@ func (a *App) Start() error {
 	if len(a.targets) == 0 {
 		a.logger.Warn("no targets configured: webhooks will be answered 503 until one is")
 		return nil
+	}
+	// Looked up here, not in Provision: the http app provisions our handlers, which provision
+	// this app, so asking for it from Provision would recurse.
+	a.grace = 10 * time.Second
+	if httpApp, err := a.ctx.AppIfConfigured("http"); err == nil {
+		if g := time.Duration(httpApp.(*caddyhttp.App).GracePeriod); g > 0 {
+			a.grace = g
+		}
 	}
 	val, _, err := engines.LoadOrNew(a.poolKey(), func() (caddy.Destructor, error) {
 		eng, err := delivery.Open(a.storeConfig(), a.logger.Named("queue"))

@@ -12,7 +12,9 @@ import (
 // them on its own registry (Caddy makes one per config).
 var metrics = struct {
 	received, rejected, events, lookups, commands *prometheus.CounterVec
+	recordingFetches, recordingBytes              *prometheus.CounterVec
 	ingestDuration, lookupDuration                *prometheus.HistogramVec
+	recordingDuration                             *prometheus.HistogramVec
 	buildInfo                                     *prometheus.GaugeVec
 }{
 	received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -30,6 +32,12 @@ var metrics = struct {
 	commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pbxbridge_commands_total", Help: "Commands sent to a PBX on the CRM's behalf, by outcome.",
 	}, []string{"account", "command", "outcome"}),
+	recordingFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_recording_fetches_total", Help: "Recordings fetched from the PBX for pbx_recordings, by outcome (ok, not_found, unavailable, timeout, refused, too_large, error, canceled).",
+	}, []string{"account", "outcome"}),
+	recordingBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pbxbridge_recording_bytes_total", Help: "Bytes of recordings fetched from the PBX for pbx_recordings.",
+	}, []string{"account"}),
 	ingestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "pbxbridge_ingest_duration_seconds", Help: "Time from a webhook's arrival to its answer.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
@@ -38,9 +46,29 @@ var metrics = struct {
 		Name: "pbxbridge_contact_lookup_duration_seconds", Help: "Duration of a synchronous contact lookup.",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
 	}, []string{"account"}),
+	recordingDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pbxbridge_recording_fetch_duration_seconds", Help: "Time to fetch a recording from the PBX (query and file), before it is served.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+	}, []string{"account"}),
 	buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pbxbridge_build_info", Help: "Always 1; the version label says which pbxbridge runs.",
 	}, []string{"version"}),
+}
+
+// zeroCounters creates the series of the configured accounts and targets at 0, so that
+// increase() and alerts see their first increment.
+func zeroCounters(accounts map[string]*account, targets []delivery.Target) {
+	for _, acc := range accounts {
+		for _, outcome := range []string{"accepted", "duplicate", "rejected"} {
+			metrics.received.WithLabelValues(acc.pbx, acc.name, outcome)
+		}
+		for _, reason := range []string{"source", "auth", "malformed", "too_large", "unavailable"} {
+			metrics.rejected.WithLabelValues(acc.pbx, acc.name, reason)
+		}
+	}
+	for _, t := range targets {
+		delivery.ZeroCounters(t.Name)
+	}
 }
 
 // registerMetrics puts pbxbridge's collectors on a config's registry.
@@ -49,6 +77,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	m.buildInfo.WithLabelValues(Version()).Set(1)
 	collectors := append([]prometheus.Collector{
 		m.received, m.rejected, m.events, m.lookups, m.commands, m.ingestDuration, m.lookupDuration, m.buildInfo,
+		m.recordingFetches, m.recordingBytes, m.recordingDuration,
 	}, delivery.Collectors()...)
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

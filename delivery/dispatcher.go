@@ -113,6 +113,7 @@ func (d *dispatcher) stop(ctx context.Context) {
 
 func (d *dispatcher) fetchLoop() {
 	defer d.wg.Done()
+	d.awaitPreviousRun()
 	for {
 		d.mu.Lock()
 		for !d.stopping && (d.paused || d.held >= maxHeld) {
@@ -140,6 +141,26 @@ func (d *dispatcher) fetchLoop() {
 			d.sleep(time.Second)
 		}
 	}
+}
+
+// awaitPreviousRun keeps per-call order across a crash. Events the previous run held (in
+// flight or parked in a lane) are redelivered only when their ack deadline passes, while the
+// consumer's record of what it had delivered may lag behind: later events of the same calls
+// could come first. JetStream hands out expired events before new ones, so waiting out one
+// ack deadline before the first fetch brings them back first, in stream order.
+func (d *dispatcher) awaitPreviousRun() {
+	d.mu.Lock()
+	cons := d.cons
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	info, err := cons.Info(ctx)
+	cancel()
+	if err != nil || info.NumAckPending == 0 {
+		return
+	}
+	d.log.Info("waiting for the events a previous run held to come back, to keep per-call order",
+		zap.Int("events", info.NumAckPending), zap.Duration("wait", ackWait))
+	d.sleep(ackWait + time.Second)
 }
 
 // admit puts a fetched event at the back of its call's lane.

@@ -67,6 +67,18 @@ func Collectors() []prometheus.Collector {
 	}
 }
 
+// ZeroCounters creates a target's counter series at 0.
+func ZeroCounters(target string) {
+	for _, result := range []string{"success", "retry", "failure"} {
+		metrics.attempts.WithLabelValues(target, result)
+	}
+	for _, reason := range []string{"timeout", "connection", "http_4xx", "http_5xx", "mapping"} {
+		metrics.failures.WithLabelValues(target, reason)
+	}
+	metrics.retries.WithLabelValues(target)
+	metrics.deadLettered.WithLabelValues(target)
+}
+
 func zapErr(err error) zap.Field          { return zap.Error(err) }
 func zapTarget(name string) zap.Field     { return zap.String("target", name) }
 func zapEvent(id string) zap.Field        { return zap.String("event_id", id) }
