@@ -140,6 +140,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 			return nil, rej
 		}
 	}
+	h.app.linkRecordings(events, now)
 	for _, ev := range events {
 		metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
 		if ev.Type == translators.TypeUnmapped {

@@ -1,0 +1,609 @@
+package caddymodule
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// fakeMangoRecordings is Mango's recording download as mango.md §9.5 describes it: a signed
+// POST to {api_url}/queries/recording/post, answered with a 302 to a one-shot URL on a separate
+// file server that serves audio/mp3 once and knows nothing of Range. A recording it does not
+// know gets 404; one stored but not yet downloadable gets {"result":3320}; a bad sign gets
+// DOC2017's 420 {"code":3102}.
+type fakeMangoRecordings struct {
+	api, files *httptest.Server
+	key, salt  string
+
+	mu        sync.Mutex
+	content   map[string][]byte // downloadable recordings
+	pending   map[string]bool   // stored, not yet downloadable
+	slow      map[string]bool   // served in chunks with pauses, without Content-Length
+	stalled   map[string]bool   // half sent, then nothing until the client leaves
+	busy      bool              // answer everything with the rate limit
+	oneShot   map[string]string // file token → recording id; each is served once
+	queries   []string          // the json of every authentic query
+	fileLinks []string          // every one-shot path handed out
+}
+
+func newFakeMangoRecordings(t *testing.T, key, salt string) *fakeMangoRecordings {
+	f := &fakeMangoRecordings{
+		key: key, salt: salt,
+		content: map[string][]byte{}, pending: map[string]bool{}, slow: map[string]bool{},
+		stalled: map[string]bool{}, oneShot: map[string]string{},
+	}
+	f.api = httptest.NewServer(http.HandlerFunc(f.serveAPI))
+	f.files = httptest.NewServer(http.HandlerFunc(f.serveFile))
+	t.Cleanup(f.files.Close)
+	t.Cleanup(f.api.Close)
+	return f
+}
+
+// apiURL is what an account's api_url is set to: Mango's base URL ends in /vpbx.
+func (f *fakeMangoRecordings) apiURL() string { return f.api.URL + "/vpbx" }
+
+// add makes a downloadable recording of n random bytes and returns them.
+func (f *fakeMangoRecordings) add(id string, n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	f.mu.Lock()
+	f.content[id] = b
+	f.mu.Unlock()
+	return b
+}
+
+func (f *fakeMangoRecordings) queryCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queries)
+}
+
+func (f *fakeMangoRecordings) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/vpbx/queries/recording/post" {
+		http.NotFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		w.WriteHeader(420)
+		fmt.Fprint(w, `{"code":3104}`)
+		return
+	}
+	key, js := r.PostForm.Get("vpbx_api_key"), r.PostForm.Get("json")
+	sum := sha256.Sum256([]byte(key + js + f.salt))
+	if key != f.key || r.PostForm.Get("sign") != hex.EncodeToString(sum[:]) {
+		w.WriteHeader(420)
+		fmt.Fprint(w, `{"code":3102}`)
+		return
+	}
+	var q struct {
+		RecordingID string `json:"recording_id"`
+		Action      string `json:"action"`
+	}
+	if json.Unmarshal([]byte(js), &q) != nil || q.Action != "download" {
+		w.WriteHeader(420)
+		fmt.Fprint(w, `{"code":3104}`)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries = append(f.queries, js)
+	_, known := f.content[q.RecordingID]
+	switch {
+	case f.busy:
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"name":"Service Unavailable","message":"Rate limit exceeded.","code":0,"status":429}`)
+	case known:
+		token := rand.Text()
+		f.oneShot[token] = q.RecordingID
+		f.fileLinks = append(f.fileLinks, "/dl/"+token)
+		http.Redirect(w, r, f.files.URL+"/dl/"+token, http.StatusFound)
+	case f.pending[q.RecordingID]:
+		fmt.Fprint(w, `{"result":3320}`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeMangoRecordings) serveFile(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	token := strings.TrimPrefix(r.URL.Path, "/dl/")
+	id, ok := f.oneShot[token]
+	delete(f.oneShot, token)
+	b, slow, stalled := f.content[id], f.slow[id], f.stalled[id]
+	f.mu.Unlock()
+	if !ok {
+		http.Error(w, "link expired", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "audio/mp3")
+	switch {
+	case stalled:
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	case slow:
+		for chunk := range slices8(b) {
+			w.Write(chunk)
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond) // the file server's pace, not synchronisation
+		}
+	default:
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b)
+	}
+}
+
+// slices8 yields b in eight pieces.
+func slices8(b []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		n := (len(b) + 7) / 8
+		for len(b) > 0 {
+			k := min(n, len(b))
+			if !yield(b[:k]) {
+				return
+			}
+			b = b[k:]
+		}
+	}
+}
+
+const recordingsTestToken = "crm-token-0123456789abcdef"
+
+// newTestRecordings provisions a handler against fake: account office is Mango at the fake,
+// main is XVB.
+func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (*Recordings, *App, *observer.ObservedLogs) {
+	t.Helper()
+	app := &App{accounts: map[string]*account{
+		"office": {pbx: "mango", name: "office", apiKey: fake.key, apiSalt: fake.salt, apiURL: fake.apiURL()},
+		"main":   {pbx: "xvb", name: "main"},
+	}}
+	core, logs := observer.New(zapcore.DebugLevel)
+	if err := h.provision(app, zap.New(core)); err != nil {
+		t.Fatal(err)
+	}
+	return h, app, logs
+}
+
+func serve(h *Recordings, method, target string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	_ = h.ServeHTTP(w, req, nil)
+	return w
+}
+
+// pathOf is the path and query of a link, as a request to the handler carries them.
+func pathOf(t *testing.T, link string) string {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.RequestURI()
+}
+
+func counter(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+func fetches(outcome string) float64 {
+	return counter(metrics.recordingFetches.WithLabelValues("office", outcome))
+}
+
+func TestRecordingsServe(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the handler's temporary copies go
+	fake := newFakeMangoRecordings(t, "k-office", "s-office")
+	id := "MToxMDAwNjA4NTo1MDA5/NDExMDIy+OjE=" // base64 ids carry / + =
+	audio := fake.add(id, 300_000)
+	h, _, logs := newTestRecordings(t, fake, &Recordings{Token: recordingsTestToken, PublicURL: "https://pbx.example.com/recordings"})
+	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
+	path := "/recordings/office/" + url.PathEscape(id)
+	okBefore := fetches("ok")
+	bytesBefore := counter(metrics.recordingBytes.WithLabelValues("office"))
+
+	t.Run("bearer", func(t *testing.T) {
+		w := serve(h, http.MethodGet, path, bearer...)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
+			t.Fatalf("%d, %d bytes (want %d): %.200s", w.Code, w.Body.Len(), len(audio), w.Body.String())
+		}
+		if ct, cl := w.Header().Get("Content-Type"), w.Header().Get("Content-Length"); ct != "audio/mp3" || cl != strconv.Itoa(len(audio)) {
+			t.Errorf("Content-Type %q Content-Length %q", ct, cl)
+		}
+		if w.Header().Get("Accept-Ranges") != "bytes" || w.Header().Get("ETag") == "" {
+			t.Errorf("no range support advertised: %v", w.Header())
+		}
+		fake.mu.Lock()
+		last := fake.queries[len(fake.queries)-1]
+		fake.mu.Unlock()
+		if want, _ := json.Marshal(map[string]string{"action": "download", "recording_id": id}); !jsonEqual(last, string(want)) {
+			t.Errorf("Mango got query %s", last)
+		}
+	})
+	t.Run("signed link", func(t *testing.T) {
+		link := h.links.link("office", id, time.Now())
+		if !strings.HasPrefix(link, "https://pbx.example.com"+path+"?exp=") || strings.Contains(link, recordingsTestToken) {
+			t.Fatalf("link %s", link)
+		}
+		w := serve(h, http.MethodGet, pathOf(t, link))
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
+			t.Fatalf("%d, %d bytes: %.200s", w.Code, w.Body.Len(), w.Body.String())
+		}
+	})
+	t.Run("range", func(t *testing.T) {
+		w := serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=1000-1999")...)
+		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[1000:2000]) {
+			t.Fatalf("%d, %d bytes", w.Code, w.Body.Len())
+		}
+		if cr := w.Header().Get("Content-Range"); cr != fmt.Sprintf("bytes 1000-1999/%d", len(audio)) {
+			t.Errorf("Content-Range %q", cr)
+		}
+		w = serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=-100")...)
+		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[len(audio)-100:]) {
+			t.Errorf("suffix range: %d, %d bytes", w.Code, w.Body.Len())
+		}
+	})
+	t.Run("if-range", func(t *testing.T) {
+		etag := serve(h, http.MethodHead, path, bearer...).Header().Get("ETag")
+		w := serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", etag)...)
+		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[10:20]) {
+			t.Errorf("matching If-Range: %d, %d bytes", w.Code, w.Body.Len())
+		}
+		w = serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", `"changed"`)...)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
+			t.Errorf("stale If-Range must get the whole file: %d, %d bytes", w.Code, w.Body.Len())
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		w := serve(h, http.MethodHead, path, bearer...)
+		if w.Code != http.StatusOK || w.Body.Len() != 0 || w.Header().Get("Content-Length") != strconv.Itoa(len(audio)) {
+			t.Errorf("%d, body %d, Content-Length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
+		}
+	})
+	t.Run("credentials", func(t *testing.T) {
+		valid := h.links.link("office", id, time.Now())
+		u, _ := url.Parse(valid)
+		exp, sig := u.Query().Get("exp"), u.Query().Get("sig")
+		flipped := sig[:len(sig)-1] + "0"
+		if strings.HasSuffix(sig, "0") {
+			flipped = sig[:len(sig)-1] + "1"
+		}
+		expired := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", -time.Minute)
+		otherToken := newRecordingLinks("another-token", "https://pbx.example.com/recordings", time.Hour)
+		later, _ := strconv.ParseInt(exp, 10, 64)
+		queries := fake.queryCount()
+		for _, tt := range []struct {
+			name   string
+			target string
+			header []string
+			status int
+			msg    string
+		}{
+			{"none", path, nil, http.StatusUnauthorized, "credentials required"},
+			{"wrong bearer", path, []string{"Authorization", "Bearer nope"}, http.StatusUnauthorized, "wrong bearer token"},
+			{"basic", path, []string{"Authorization", "Basic " + recordingsTestToken}, http.StatusUnauthorized, "wrong bearer token"},
+			{"expired", pathOf(t, expired.link("office", id, time.Now())), nil, http.StatusForbidden, "expired"},
+			{"tampered sig", path + "?exp=" + exp + "&sig=" + flipped, nil, http.StatusForbidden, "signature"},
+			{"extended exp", path + fmt.Sprintf("?exp=%d&sig=%s", later+3600, sig), nil, http.StatusForbidden, "signature"},
+			{"other recording", "/recordings/office/other?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
+			{"other account", "/recordings/main/" + url.PathEscape(id) + "?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
+			{"other token", pathOf(t, otherToken.link("office", id, time.Now())), nil, http.StatusForbidden, "signature"},
+			{"no sig", path + "?exp=" + exp, nil, http.StatusForbidden, "signature"},
+			{"garbage", path + "?exp=x&sig=zz", nil, http.StatusForbidden, "signature"},
+		} {
+			w := serve(h, http.MethodGet, tt.target, tt.header...)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.msg) {
+				t.Errorf("%s: %d %s, want %d %q", tt.name, w.Code, w.Body.String(), tt.status, tt.msg)
+			}
+			if tt.status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("%s: 401 without WWW-Authenticate", tt.name)
+			}
+		}
+		if n := fake.queryCount(); n != queries {
+			t.Errorf("refused requests reached Mango: %d queries", n-queries)
+		}
+	})
+
+	if got := fetches("ok") - okBefore; got != 8 {
+		t.Errorf("ok fetches counted %v, want 8", got)
+	}
+	if got := counter(metrics.recordingBytes.WithLabelValues("office")) - bytesBefore; got != float64(8*len(audio)) {
+		t.Errorf("bytes counted %v, want %d", got, 8*len(audio))
+	}
+	assertNoTempFiles(t, tmp)
+	// The token, link signatures and Mango's one-shot URLs are credentials: never logged.
+	secrets := append([]string{recordingsTestToken, "sig="}, fake.fileLinks...)
+	for _, e := range logs.All() {
+		line := e.Message + fmt.Sprint(e.ContextMap())
+		for _, s := range secrets {
+			if strings.Contains(line, s) {
+				t.Errorf("log line has %q: %s", s, line)
+			}
+		}
+	}
+}
+
+func jsonEqual(a, b string) bool {
+	var x, y any
+	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && fmt.Sprint(x) == fmt.Sprint(y)
+}
+
+func assertNoTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	left, _ := os.ReadDir(dir)
+	for _, e := range left {
+		t.Errorf("temporary file left behind: %s", e.Name())
+	}
+}
+
+// Each way a fetch can fail gets its status, a message that says what happened, and its
+// outcome counted; nothing is left in the temporary directory.
+func TestRecordingsFailures(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	fake := newFakeMangoRecordings(t, "k-office", "s-office")
+	fake.pending["pending"] = true
+	fake.add("stalled", 100_000)
+	fake.stalled["stalled"] = true
+	slow := fake.add("slow", 80_000)
+	fake.slow["slow"] = true
+	h, app, _ := newTestRecordings(t, fake, &Recordings{Token: recordingsTestToken, Timeout: caddy.Duration(500 * time.Millisecond)})
+	// Accounts whose Mango cannot be reached or refuses pbxbridge's signature.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	app.accounts["down"] = &account{pbx: "mango", name: "down", apiKey: "k", apiSalt: "s", apiURL: down.URL + "/vpbx"}
+	app.accounts["badsalt"] = &account{pbx: "mango", name: "badsalt", apiKey: fake.key, apiSalt: "wrong", apiURL: fake.apiURL()}
+	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
+
+	t.Run("slow file arrives whole", func(t *testing.T) {
+		w := serve(h, http.MethodGet, "/recordings/office/slow", bearer...)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), slow) {
+			t.Fatalf("%d, %d bytes", w.Code, w.Body.Len())
+		}
+	})
+	long := strings.Repeat("x", 129)
+	for _, tt := range []struct {
+		name, method, target, outcome string
+		status                        int
+		msg                           string
+		retryAfter                    bool
+	}{
+		{"unknown id", http.MethodGet, "/recordings/office/nope", "not_found", http.StatusNotFound, "no such recording", true},
+		{"not yet downloadable", http.MethodGet, "/recordings/office/pending", "not_found", http.StatusNotFound, "record/added", true},
+		{"stalled file", http.MethodGet, "/recordings/office/stalled", "timeout", http.StatusGatewayTimeout, "took longer than 500ms", false},
+		{"Mango down", http.MethodGet, "/recordings/down/x", "", http.StatusBadGateway, "unreachable", true},
+		{"bad signature", http.MethodGet, "/recordings/badsalt/x", "", http.StatusBadGateway, "signature mismatch", false},
+		{"xvb account", http.MethodGet, "/recordings/main/x", "", http.StatusNotFound, "account main is xvb", false},
+		{"unknown account", http.MethodGet, "/recordings/nobody/x", "", http.StatusNotFound, `no account named \"nobody\"`, false},
+		{"no account in path", http.MethodGet, "/x", "", http.StatusBadRequest, "/<account>/<recording_id>", false},
+		{"id too long", http.MethodGet, "/recordings/office/" + long, "", http.StatusBadRequest, "longer than Mango's 128 bytes", false},
+		{"POST", http.MethodPost, "/recordings/office/slow", "", http.StatusMethodNotAllowed, "not allowed", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := 0.0
+			if tt.outcome != "" {
+				before = fetches(tt.outcome)
+			}
+			w := serve(h, tt.method, tt.target, bearer...)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.msg) {
+				t.Errorf("%d %s, want %d %q", w.Code, w.Body.String(), tt.status, tt.msg)
+			}
+			if got := w.Header().Get("Retry-After") != ""; got != tt.retryAfter {
+				t.Errorf("Retry-After %q", w.Header().Get("Retry-After"))
+			}
+			if tt.outcome != "" && fetches(tt.outcome)-before != 1 {
+				t.Errorf("outcome %s not counted", tt.outcome)
+			}
+		})
+	}
+	t.Run("rate limited", func(t *testing.T) {
+		fake.mu.Lock()
+		fake.busy = true
+		fake.mu.Unlock()
+		defer func() { fake.mu.Lock(); fake.busy = false; fake.mu.Unlock() }()
+		before := fetches("unavailable")
+		w := serve(h, http.MethodGet, "/recordings/office/slow", bearer...)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || fetches("unavailable")-before != 1 {
+			t.Errorf("%d %s", w.Code, w.Body.String())
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		small := *h
+		small.maxSize = 50_000
+		for _, id := range []string{"slow", "stalled"} { // without and with Content-Length
+			before := fetches("too_large")
+			w := serve(&small, http.MethodGet, "/recordings/office/"+id, bearer...)
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "larger than") || fetches("too_large")-before != 1 {
+				t.Errorf("%s: %d %s", id, w.Code, w.Body.String())
+			}
+		}
+	})
+	assertNoTempFiles(t, tmp)
+}
+
+func TestRecordingLinks(t *testing.T) {
+	l := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", time.Hour)
+	now := time.Unix(1_800_000_000, 0)
+	link := l.link("office", "a/b+c=", now)
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EscapedPath() != "/recordings/office/a%2Fb+c=" || u.Query().Get("exp") != strconv.FormatInt(now.Add(time.Hour).Unix(), 10) {
+		t.Errorf("link %s", link)
+	}
+	sig := u.Query().Get("sig")
+	if len(sig) != 64 || strings.Contains(link, recordingsTestToken) {
+		t.Errorf("link %s", link)
+	}
+	exp := u.Query().Get("exp")
+	if err := l.check("office", "a/b+c=", exp, sig, now); err != nil {
+		t.Errorf("fresh link: %v", err)
+	}
+	if err := l.check("office", "a/b+c=", exp, strings.ToUpper(sig), now); err != nil {
+		t.Errorf("hex is case-insensitive: %v", err)
+	}
+	if err := l.check("office", "a/b+c=", exp, sig, now.Add(time.Hour)); err != errLinkExpired {
+		t.Errorf("at expiry: %v", err)
+	}
+	for _, bad := range [][4]string{
+		{"office", "a/b+c", exp, sig},
+		{"offic", "a/b+c=", exp, sig},
+		{"office", "a/b+c=", exp + "0", sig},
+		{"office", "a/b+c=", exp, sig[:62]},
+		{"office", "a/b+c=", "", sig},
+		// The fields are separated, so moving a character across the boundary changes the MAC.
+		{"office\na/b", "+c=", exp, sig},
+	} {
+		if err := l.check(bad[0], bad[1], bad[2], bad[3], now); err != errLinkSignature {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if err := newRecordingLinks("other", l.base, l.ttl).check("office", "a/b+c=", exp, sig, now); err != errLinkSignature {
+		t.Errorf("another token's key accepted the link: %v", err)
+	}
+}
+
+func TestLinkRecordings(t *testing.T) {
+	now := time.Now()
+	mango := translators.Source{PBX: "mango", Account: "office"}
+	xvbSrc := translators.Source{PBX: "xvb", Account: "main"}
+	ready := mango.New(translators.TypeRecordingReady, "r1", "call1", now)
+	ready.Data.RecordingID = "rec/1"
+	completed := mango.New(translators.TypeCompleted, "c1", "call1", now)
+	completed.Data.RecordingID = "rec/2"
+	plain := mango.New(translators.TypeCompleted, "c2", "call2", now)
+	given := mango.New(translators.TypeRecordingReady, "r3", "call3", now)
+	given.Data.RecordingID, given.Data.RecordingURL = "rec/3", "https://elsewhere/rec3"
+	answered := mango.New(translators.TypeAnswered, "a1", "call1", now)
+	answered.Data.RecordingID = "rec/4" // not a type that carries recordings
+	xvbReady := xvbSrc.New(translators.TypeRecordingReady, "x1", "call4", now)
+	xvbReady.Data.RecordingURL = "https://pbx.example.net/ui/msg_download/1"
+	events := []translators.Event{ready, completed, plain, given, answered, xvbReady}
+
+	var app App
+	app.linkRecordings(events, now) // no handler with a public_url: nothing to link to
+	if events[0].Data.RecordingURL != "" {
+		t.Fatalf("linked without a handler: %s", events[0].Data.RecordingURL)
+	}
+	links := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", time.Hour)
+	if err := app.setRecordingLinks(links); err != nil {
+		t.Fatal(err)
+	}
+	app.linkRecordings(events, now)
+	for i, want := range []string{
+		links.link("office", "rec/1", now), links.link("office", "rec/2", now), "", "https://elsewhere/rec3", "",
+		"https://pbx.example.net/ui/msg_download/1",
+	} {
+		if got := events[i].Data.RecordingURL; got != want {
+			t.Errorf("event %d (%s): recording_url %q, want %q", i, events[i].Type, got, want)
+		}
+	}
+
+	if err := app.setRecordingLinks(newRecordingLinks(recordingsTestToken, links.base, links.ttl)); err != nil {
+		t.Errorf("a second handler with the same settings: %v", err)
+	}
+	if err := app.setRecordingLinks(newRecordingLinks("other", links.base, links.ttl)); err == nil {
+		t.Error("a second handler with another token was accepted")
+	}
+}
+
+func TestRecordingsProvision(t *testing.T) {
+	fake := newFakeMangoRecordings(t, "k", "s")
+	t.Setenv("TEST_RECORDINGS_TOKEN", recordingsTestToken)
+	h, app, _ := newTestRecordings(t, fake, &Recordings{Token: "{env.TEST_RECORDINGS_TOKEN}", PublicURL: "https://pbx.example.com/recordings/"})
+	if h.token != recordingsTestToken || h.Token != "{env.TEST_RECORDINGS_TOKEN}" {
+		t.Errorf("token %q, config keeps %q", h.token, h.Token)
+	}
+	if app.recordingLinks != h.links || h.links.base != "https://pbx.example.com/recordings" || h.links.ttl != 7*24*time.Hour ||
+		time.Duration(h.Timeout) != time.Minute {
+		t.Errorf("links %+v timeout %v", h.links, time.Duration(h.Timeout))
+	}
+	h, app, _ = newTestRecordings(t, fake, &Recordings{Token: "t"})
+	if app.recordingLinks != nil {
+		t.Error("a handler without public_url registered links")
+	}
+	for _, bad := range []Recordings{
+		{},
+		{Token: "{env.TEST_RECORDINGS_UNSET}"},
+		{Token: "t", PublicURL: "pbx.example.com/recordings"},
+		{Token: "t", PublicURL: "ftp://pbx.example.com/recordings"},
+		{Token: "t", PublicURL: "https://pbx.example.com/recordings?x=1"},
+	} {
+		if err := bad.provision(&App{}, zap.NewNop()); err == nil {
+			t.Errorf("%+v provisioned", bad)
+		}
+	}
+}
+
+func TestRecordingsCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`pbx_recordings {
+		token {env.CRM_TOKEN}
+		public_url https://pbx.example.com/recordings
+		link_ttl 2d
+		timeout 90s
+	}`)
+	var h Recordings
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	want := Recordings{Token: "{env.CRM_TOKEN}", PublicURL: "https://pbx.example.com/recordings",
+		LinkTTL: caddy.Duration(48 * time.Hour), Timeout: caddy.Duration(90 * time.Second)}
+	if h.Token != want.Token || h.PublicURL != want.PublicURL || h.LinkTTL != want.LinkTTL || h.Timeout != want.Timeout {
+		t.Errorf("got %+v", h)
+	}
+	for _, bad := range []string{
+		"pbx_recordings office",
+		"pbx_recordings {\n token\n}",
+		"pbx_recordings {\n token a b\n}",
+		"pbx_recordings {\n link_ttl soon\n}",
+		"pbx_recordings {\n cache 1m\n}",
+	} {
+		var h Recordings
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+
+	// The directive needs no `order` line: it works outside a route too.
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(`
+example.com {
+	pbx_recordings {
+		token t
+	}
+}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(adapted, []byte(`"handler":"pbx_recordings","token":"t"`)) {
+		t.Errorf("adapted: %s", adapted)
+	}
+}
