@@ -164,7 +164,8 @@ func (c *committer) commit(batch []*enqueueReq, n int) {
 				msgs = append(msgs, m.msg())
 			}
 		}
-		_, err := jetstreamext.PublishMsgBatch(ctx, c.e.js, msgs)
+		// No flow control: the batch is small and the connection in-process or near.
+		_, err := jetstreamext.PublishMsgBatch(ctx, c.e.js, msgs, jetstreamext.BatchFlowControl{AckTimeout: publishTimeout})
 		if err == nil {
 			for _, r := range batch {
 				r.done <- enqueueDone{res: Result{Accepted: len(r.msgs)}}

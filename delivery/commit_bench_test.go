@@ -1,0 +1,84 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// benchEngine is an engine on a fresh store with a target nobody delivers to quickly (its URL
+// refuses connections), so the benchmark measures ingest alone.
+func benchEngine(b *testing.B) *Engine {
+	b.Helper()
+	e, err := Open(Config{DataDir: b.TempDir()}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	t := Target{Name: "crm", URL: "http://127.0.0.1:1/", Sources: []Source{{"mango", "office"}}}
+	if err := e.Apply(context.Background(), Config{}, []Target{t}); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Pause(context.Background(), "crm"); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// benchEnqueue runs b.N enqueues of one event each from `workers` goroutines and reports
+// msg/s. publish is the enqueue under test.
+func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, ev translators.Event) error) {
+	src := translators.Source{PBX: "mango", Account: "office"}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				call := fmt.Sprintf("call-%d", i/5)
+				ev := src.New(translators.TypeRinging, fmt.Sprintf("bench-%d-%d", b.N, i), call, time.Now())
+				if err := publish(context.Background(), ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+}
+
+// BenchmarkEnqueueGroupCommit64 is the group commit with 64 concurrent webhooks (issue 4:
+// ≥ 8k msg/s with SyncAlways).
+func BenchmarkEnqueueGroupCommit64(b *testing.B) {
+	e := benchEngine(b)
+	benchEnqueue(b, 64, func(ctx context.Context, ev translators.Event) error {
+		_, err := e.Enqueue(ctx, []translators.Event{ev})
+		return err
+	})
+}
+
+// BenchmarkEnqueueSinglePublish64 is the baseline: 64 concurrent plain JetStream publishes of
+// the same messages, one fsync each.
+func BenchmarkEnqueueSinglePublish64(b *testing.B) {
+	e := benchEngine(b)
+	benchEnqueue(b, 64, func(ctx context.Context, ev translators.Event) error {
+		m := pending{subject: e.names.subject("mango", "office", ev.Type), id: ev.ID, key: ev.OrderingKey(), data: []byte(`{}`)}
+		_, err := e.js.PublishMsg(ctx, m.msg())
+		return err
+	})
+}
