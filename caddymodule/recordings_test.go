@@ -321,7 +321,7 @@ func TestRecordingsServe(t *testing.T) {
 		} {
 			w := serve(h, http.MethodGet, tt.target, tt.header...)
 			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.msg) {
-				t.Errorf("%s: %d %s, want %d %q", tt.name, w.Code, w.Body.String(), tt.status, tt.msg)
+				t.Errorf("%s: %d %.200q, want %d %q", tt.name, w.Code, w.Body.String(), tt.status, tt.msg)
 			}
 			if tt.status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 				t.Errorf("%s: 401 without WWW-Authenticate", tt.name)

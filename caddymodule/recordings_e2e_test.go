@@ -1,0 +1,222 @@
+package caddymodule
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/translators/mango"
+)
+
+// recordingsGateway has a Mango account whose API is the fake, an XVB account, and
+// pbx_recordings with the token from the environment variable tokenVar.
+func recordingsGateway(crmURL, apiURL, tokenVar string) string {
+	return fmt.Sprintf(`{
+	admin {ADMIN}
+	pbx {
+		data_dir {DATA}
+		target crm %s
+		mango office {
+			api_key e2e-key
+			api_salt e2e-salt
+			sources any
+			forward crm
+			api_url %s
+		}
+		xvb main {
+			access_code 10019
+			sources any
+			forward crm
+		}
+	}
+}
+{HTTP} {
+	bind 127.0.0.1
+	route /hooks/mango/* {
+		pbx_webhook office
+	}
+	route /hooks/xvb {
+		pbx_webhook main
+	}
+	route /recordings/* {
+		pbx_recordings {
+			token {env.%s}
+			public_url {HTTP}/recordings
+		}
+	}
+}
+{METRICS} {
+	bind 127.0.0.1
+	metrics
+}
+`, crmURL, apiURL, tokenVar)
+}
+
+// recordAdded posts Mango's /events/record/added for id and returns the link the CRM got in
+// recording.ready.
+func recordAdded(t *testing.T, g *gatewaytest.Gateway, crm *gatewaytest.CRM, id string) string {
+	t.Helper()
+	js := fmt.Sprintf(`{"entry_id":"NTAwOTQxMTAyMg==","product_id":300022532,"user_id":-1,"timestamp":%d,"recording_id":%q}`,
+		time.Now().Unix(), id)
+	if code, body := g.Post("/hooks/mango/events/record/added", "application/x-www-form-urlencoded",
+		mango.FormBody("e2e-key", "e2e-salt", js)); code != http.StatusOK {
+		t.Fatalf("record/added: %d %s", code, body)
+	}
+	ev := waitEvent(t, crm, func(ev translators.Event) bool {
+		return ev.Type == translators.TypeRecordingReady && ev.Data.RecordingID == id
+	})
+	return ev.Data.RecordingURL
+}
+
+func waitEvent(t *testing.T, crm *gatewaytest.CRM, match func(translators.Event) bool) translators.Event {
+	t.Helper()
+	for n := 1; ; n++ {
+		for _, d := range crm.WaitDelivered(t, n, 30*time.Second) {
+			if match(d.Event) {
+				return d.Event
+			}
+		}
+	}
+}
+
+func fetch(t *testing.T, target string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// Through the built binary: a Mango record/added reaches the CRM with a signed link that plays
+// without credentials; a Bearer request seeks with Range; altered, expired and missing
+// credentials are refused; XVB's record_link passes through; a reload to a new token makes
+// new links and retires the old ones.
+func TestRecordingsEndToEnd(t *testing.T) {
+	fake := newFakeMangoRecordings(t, "e2e-key", "e2e-salt")
+	id := "MToxMDAwNjA4NTo1MDA5/NDExMDIy+OjE="
+	audio := fake.add(id, 200_000)
+	crm := gatewaytest.NewCRM(t, nil)
+	const tokenOne, tokenTwo = "e2e-token-one-0123456789", "e2e-token-two-0123456789"
+	g := gatewaytest.Start(t, recordingsGateway(crm.URL, fake.apiURL(), "TEST_REC_TOKEN_ONE"),
+		"TEST_REC_TOKEN_ONE="+tokenOne, "TEST_REC_TOKEN_TWO="+tokenTwo)
+	g.WaitReady()
+	path := g.URL + "/recordings/office/" + url.PathEscape(id)
+
+	link := recordAdded(t, g, crm, id)
+	if !strings.HasPrefix(link, path+"?exp=") || strings.Contains(link, tokenOne) {
+		t.Fatalf("recording_url %q, want a signed link under %s", link, path)
+	}
+	t.Run("link plays without credentials", func(t *testing.T) {
+		resp, body := fetch(t, link)
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio) || resp.Header.Get("Content-Type") != "audio/mp3" {
+			t.Fatalf("%d %s, %d bytes (want %d)", resp.StatusCode, resp.Header.Get("Content-Type"), len(body), len(audio))
+		}
+	})
+	t.Run("bearer with range", func(t *testing.T) {
+		resp, body := fetch(t, path, "Authorization", "Bearer "+tokenOne, "Range", "bytes=5000-5999")
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, audio[5000:6000]) ||
+			resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 5000-5999/%d", len(audio)) {
+			t.Fatalf("%d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		expired := newRecordingLinks(tokenOne, g.URL+"/recordings", -time.Minute).link("office", id, time.Now())
+		tampered := link[:len(link)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(link, "0")]
+		for _, tt := range []struct {
+			name, target string
+			header       []string
+			status       int
+		}{
+			{"tampered", tampered, nil, http.StatusForbidden},
+			{"expired", expired, nil, http.StatusForbidden},
+			{"another recording", strings.Replace(link, url.PathEscape(id), "other", 1), nil, http.StatusForbidden},
+			{"no credentials", path, nil, http.StatusUnauthorized},
+			{"unknown recording", g.URL + "/recordings/office/unknown", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
+			{"xvb account", g.URL + "/recordings/main/x", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
+		} {
+			if resp, body := fetch(t, tt.target, tt.header...); resp.StatusCode != tt.status {
+				t.Errorf("%s: %d %s, want %d", tt.name, resp.StatusCode, body, tt.status)
+			}
+		}
+	})
+	t.Run("xvb record_link as given", func(t *testing.T) {
+		form, err := os.ReadFile(filepath.Join("..", "testdata", "xvb", "02-xvb-event-completed.form"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := g.Post("/hooks/xvb", "application/x-www-form-urlencoded", string(form)); code != http.StatusOK {
+			t.Fatalf("xvb: %d %s", code, body)
+		}
+		ev := waitEvent(t, crm, func(ev translators.Event) bool {
+			return ev.Data.PBX == "xvb" && ev.Type == translators.TypeRecordingReady
+		})
+		if want := "https://vpbx18-dev/ui/msg_download/120/10019/f92H16GAUDE7R10EMOLYYw.q722"; ev.Data.RecordingURL != want {
+			t.Errorf("xvb recording_url %q, want %q", ev.Data.RecordingURL, want)
+		}
+	})
+
+	metricsText := g.MetricsText()
+	for _, want := range []string{
+		`pbxbridge_recording_fetches_total{account="office",outcome="ok"} 2`,
+		`pbxbridge_recording_fetches_total{account="office",outcome="not_found"} 1`,
+		fmt.Sprintf(`pbxbridge_recording_bytes_total{account="office"} %d`, 2*len(audio)),
+		`pbxbridge_recording_fetch_duration_seconds_count{account="office"} 3`,
+	} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// A reload to another token: the new config's handler makes the links of new events, the
+	// old links stop working, and the counters carry on.
+	if err := g.Reload(recordingsGateway(crm.URL, fake.apiURL(), "TEST_REC_TOKEN_TWO")); err != nil {
+		t.Fatal(err)
+	}
+	second := "rec-after-reload"
+	audio2 := fake.add(second, 50_000)
+	link2 := recordAdded(t, g, crm, second)
+	if resp, body := fetch(t, link2); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
+		t.Errorf("link after reload: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if resp, _ := fetch(t, link); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a link of the old token after reload: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := fetch(t, path, "Authorization", "Bearer "+tokenOne); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the old token after reload: %d, want 401", resp.StatusCode)
+	}
+	if !strings.Contains(g.MetricsText(), `pbxbridge_recording_fetches_total{account="office",outcome="ok"} 3`) {
+		t.Error("fetch counter did not carry on across the reload")
+	}
+
+	logs := g.Logs()
+	fake.mu.Lock()
+	secrets := append([]string{tokenOne, tokenTwo, "sig="}, fake.fileLinks...)
+	fake.mu.Unlock()
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("gateway log contains %q", s)
+		}
+	}
+}
