@@ -97,9 +97,8 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 			return fmt.Errorf("pbx_recordings: public_url %q must be an http:// or https:// URL without query, where this handler is reached (e.g. https://pbx.example.com/recordings)", publicURL)
 		}
 	}
-	ttl := time.Duration(h.LinkTTL)
-	if ttl <= 0 {
-		ttl = defaultLinkTTL
+	if h.LinkTTL <= 0 {
+		h.LinkTTL = caddy.Duration(defaultLinkTTL)
 	}
 	if h.Timeout <= 0 {
 		h.Timeout = caddy.Duration(defaultRecordingTimeout)
@@ -107,7 +106,7 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 	h.maxSize = recordingMaxSize
 	// Redirects are followed by hand: Mango's 302 is the answer, its target a one-shot file.
 	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	h.links = newRecordingLinks(h.token, publicURL, ttl)
+	h.links = newRecordingLinks(h.token, publicURL, time.Duration(h.LinkTTL))
 	if publicURL == "" {
 		return nil
 	}

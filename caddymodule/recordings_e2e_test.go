@@ -71,13 +71,13 @@ func recordAdded(t *testing.T, g *gatewaytest.Gateway, crm *gatewaytest.CRM, id 
 		mango.FormBody("e2e-key", "e2e-salt", js)); code != http.StatusOK {
 		t.Fatalf("record/added: %d %s", code, body)
 	}
-	ev := waitEvent(t, crm, func(ev translators.Event) bool {
+	ev := waitRecordingEvent(t, crm, func(ev translators.Event) bool {
 		return ev.Type == translators.TypeRecordingReady && ev.Data.RecordingID == id
 	})
 	return ev.Data.RecordingURL
 }
 
-func waitEvent(t *testing.T, crm *gatewaytest.CRM, match func(translators.Event) bool) translators.Event {
+func waitRecordingEvent(t *testing.T, crm *gatewaytest.CRM, match func(translators.Event) bool) translators.Event {
 	t.Helper()
 	for n := 1; ; n++ {
 		for _, d := range crm.WaitDelivered(t, n, 30*time.Second) {
@@ -88,7 +88,7 @@ func waitEvent(t *testing.T, crm *gatewaytest.CRM, match func(translators.Event)
 	}
 }
 
-func fetch(t *testing.T, target string, header ...string) (*http.Response, []byte) {
+func getRecording(t *testing.T, target string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, target, nil)
 	if err != nil {
@@ -129,13 +129,13 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		t.Fatalf("recording_url %q, want a signed link under %s", link, path)
 	}
 	t.Run("link plays without credentials", func(t *testing.T) {
-		resp, body := fetch(t, link)
+		resp, body := getRecording(t, link)
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio) || resp.Header.Get("Content-Type") != "audio/mp3" {
 			t.Fatalf("%d %s, %d bytes (want %d)", resp.StatusCode, resp.Header.Get("Content-Type"), len(body), len(audio))
 		}
 	})
 	t.Run("bearer with range", func(t *testing.T) {
-		resp, body := fetch(t, path, "Authorization", "Bearer "+tokenOne, "Range", "bytes=5000-5999")
+		resp, body := getRecording(t, path, "Authorization", "Bearer "+tokenOne, "Range", "bytes=5000-5999")
 		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, audio[5000:6000]) ||
 			resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 5000-5999/%d", len(audio)) {
 			t.Fatalf("%d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
@@ -156,7 +156,7 @@ func TestRecordingsEndToEnd(t *testing.T) {
 			{"unknown recording", g.URL + "/recordings/office/unknown", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
 			{"xvb account", g.URL + "/recordings/main/x", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
 		} {
-			if resp, body := fetch(t, tt.target, tt.header...); resp.StatusCode != tt.status {
+			if resp, body := getRecording(t, tt.target, tt.header...); resp.StatusCode != tt.status {
 				t.Errorf("%s: %d %s, want %d", tt.name, resp.StatusCode, body, tt.status)
 			}
 		}
@@ -169,7 +169,7 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		if code, body := g.Post("/hooks/xvb", "application/x-www-form-urlencoded", string(form)); code != http.StatusOK {
 			t.Fatalf("xvb: %d %s", code, body)
 		}
-		ev := waitEvent(t, crm, func(ev translators.Event) bool {
+		ev := waitRecordingEvent(t, crm, func(ev translators.Event) bool {
 			return ev.Data.PBX == "xvb" && ev.Type == translators.TypeRecordingReady
 		})
 		if want := "https://vpbx18-dev/ui/msg_download/120/10019/f92H16GAUDE7R10EMOLYYw.q722"; ev.Data.RecordingURL != want {
@@ -197,13 +197,13 @@ func TestRecordingsEndToEnd(t *testing.T) {
 	second := "rec-after-reload"
 	audio2 := fake.add(second, 50_000)
 	link2 := recordAdded(t, g, crm, second)
-	if resp, body := fetch(t, link2); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
+	if resp, body := getRecording(t, link2); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
 		t.Errorf("link after reload: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if resp, _ := fetch(t, link); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := getRecording(t, link); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a link of the old token after reload: %d, want 403", resp.StatusCode)
 	}
-	if resp, _ := fetch(t, path, "Authorization", "Bearer "+tokenOne); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := getRecording(t, path, "Authorization", "Bearer "+tokenOne); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the old token after reload: %d, want 401", resp.StatusCode)
 	}
 	if !strings.Contains(g.MetricsText(), `pbxbridge_recording_fetches_total{account="office",outcome="ok"} 3`) {

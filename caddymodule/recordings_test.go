@@ -146,7 +146,7 @@ func (f *fakeMangoRecordings) serveFile(w http.ResponseWriter, r *http.Request) 
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	case slow:
-		for chunk := range slices8(b) {
+		for chunk := range eighths(b) {
 			w.Write(chunk)
 			w.(http.Flusher).Flush()
 			time.Sleep(20 * time.Millisecond) // the file server's pace, not synchronisation
@@ -157,8 +157,8 @@ func (f *fakeMangoRecordings) serveFile(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
-// slices8 yields b in eight pieces.
-func slices8(b []byte) func(func([]byte) bool) {
+// eighths yields b in eight pieces.
+func eighths(b []byte) func(func([]byte) bool) {
 	return func(yield func([]byte) bool) {
 		n := (len(b) + 7) / 8
 		for len(b) > 0 {
@@ -188,7 +188,7 @@ func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (
 	return h, app, logs
 }
 
-func serve(h *Recordings, method, target string, header ...string) *httptest.ResponseRecorder {
+func serveRecording(h *Recordings, method, target string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, nil)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -199,7 +199,7 @@ func serve(h *Recordings, method, target string, header ...string) *httptest.Res
 }
 
 // pathOf is the path and query of a link, as a request to the handler carries them.
-func pathOf(t *testing.T, link string) string {
+func requestURI(t *testing.T, link string) string {
 	t.Helper()
 	u, err := url.Parse(link)
 	if err != nil {
@@ -208,14 +208,14 @@ func pathOf(t *testing.T, link string) string {
 	return u.RequestURI()
 }
 
-func counter(c prometheus.Counter) float64 {
+func recordingCounter(c prometheus.Counter) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
 
-func fetches(outcome string) float64 {
-	return counter(metrics.recordingFetches.WithLabelValues("office", outcome))
+func fetchesCounted(outcome string) float64 {
+	return recordingCounter(metrics.recordingFetches.WithLabelValues("office", outcome))
 }
 
 func TestRecordingsServe(t *testing.T) {
@@ -227,11 +227,11 @@ func TestRecordingsServe(t *testing.T) {
 	h, _, logs := newTestRecordings(t, fake, &Recordings{Token: recordingsTestToken, PublicURL: "https://pbx.example.com/recordings"})
 	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
 	path := "/recordings/office/" + url.PathEscape(id)
-	okBefore := fetches("ok")
-	bytesBefore := counter(metrics.recordingBytes.WithLabelValues("office"))
+	okBefore := fetchesCounted("ok")
+	bytesBefore := recordingCounter(metrics.recordingBytes.WithLabelValues("office"))
 
 	t.Run("bearer", func(t *testing.T) {
-		w := serve(h, http.MethodGet, path, bearer...)
+		w := serveRecording(h, http.MethodGet, path, bearer...)
 		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
 			t.Fatalf("%d, %d bytes (want %d): %.200s", w.Code, w.Body.Len(), len(audio), w.Body.String())
 		}
@@ -244,7 +244,7 @@ func TestRecordingsServe(t *testing.T) {
 		fake.mu.Lock()
 		last := fake.queries[len(fake.queries)-1]
 		fake.mu.Unlock()
-		if want, _ := json.Marshal(map[string]string{"action": "download", "recording_id": id}); !jsonEqual(last, string(want)) {
+		if want, _ := json.Marshal(map[string]string{"action": "download", "recording_id": id}); !sameJSON(last, string(want)) {
 			t.Errorf("Mango got query %s", last)
 		}
 	})
@@ -253,37 +253,37 @@ func TestRecordingsServe(t *testing.T) {
 		if !strings.HasPrefix(link, "https://pbx.example.com"+path+"?exp=") || strings.Contains(link, recordingsTestToken) {
 			t.Fatalf("link %s", link)
 		}
-		w := serve(h, http.MethodGet, pathOf(t, link))
+		w := serveRecording(h, http.MethodGet, requestURI(t, link))
 		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
 			t.Fatalf("%d, %d bytes: %.200s", w.Code, w.Body.Len(), w.Body.String())
 		}
 	})
 	t.Run("range", func(t *testing.T) {
-		w := serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=1000-1999")...)
+		w := serveRecording(h, http.MethodGet, path, append(bearer, "Range", "bytes=1000-1999")...)
 		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[1000:2000]) {
 			t.Fatalf("%d, %d bytes", w.Code, w.Body.Len())
 		}
 		if cr := w.Header().Get("Content-Range"); cr != fmt.Sprintf("bytes 1000-1999/%d", len(audio)) {
 			t.Errorf("Content-Range %q", cr)
 		}
-		w = serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=-100")...)
+		w = serveRecording(h, http.MethodGet, path, append(bearer, "Range", "bytes=-100")...)
 		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[len(audio)-100:]) {
 			t.Errorf("suffix range: %d, %d bytes", w.Code, w.Body.Len())
 		}
 	})
 	t.Run("if-range", func(t *testing.T) {
-		etag := serve(h, http.MethodHead, path, bearer...).Header().Get("ETag")
-		w := serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", etag)...)
+		etag := serveRecording(h, http.MethodHead, path, bearer...).Header().Get("ETag")
+		w := serveRecording(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", etag)...)
 		if w.Code != http.StatusPartialContent || !bytes.Equal(w.Body.Bytes(), audio[10:20]) {
 			t.Errorf("matching If-Range: %d, %d bytes", w.Code, w.Body.Len())
 		}
-		w = serve(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", `"changed"`)...)
+		w = serveRecording(h, http.MethodGet, path, append(bearer, "Range", "bytes=10-19", "If-Range", `"changed"`)...)
 		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
 			t.Errorf("stale If-Range must get the whole file: %d, %d bytes", w.Code, w.Body.Len())
 		}
 	})
 	t.Run("head", func(t *testing.T) {
-		w := serve(h, http.MethodHead, path, bearer...)
+		w := serveRecording(h, http.MethodHead, path, bearer...)
 		if w.Code != http.StatusOK || w.Body.Len() != 0 || w.Header().Get("Content-Length") != strconv.Itoa(len(audio)) {
 			t.Errorf("%d, body %d, Content-Length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
 		}
@@ -310,16 +310,16 @@ func TestRecordingsServe(t *testing.T) {
 			{"none", path, nil, http.StatusUnauthorized, "credentials required"},
 			{"wrong bearer", path, []string{"Authorization", "Bearer nope"}, http.StatusUnauthorized, "wrong bearer token"},
 			{"basic", path, []string{"Authorization", "Basic " + recordingsTestToken}, http.StatusUnauthorized, "wrong bearer token"},
-			{"expired", pathOf(t, expired.link("office", id, time.Now())), nil, http.StatusForbidden, "expired"},
+			{"expired", requestURI(t, expired.link("office", id, time.Now())), nil, http.StatusForbidden, "expired"},
 			{"tampered sig", path + "?exp=" + exp + "&sig=" + flipped, nil, http.StatusForbidden, "signature"},
 			{"extended exp", path + fmt.Sprintf("?exp=%d&sig=%s", later+3600, sig), nil, http.StatusForbidden, "signature"},
 			{"other recording", "/recordings/office/other?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
 			{"other account", "/recordings/main/" + url.PathEscape(id) + "?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
-			{"other token", pathOf(t, otherToken.link("office", id, time.Now())), nil, http.StatusForbidden, "signature"},
+			{"other token", requestURI(t, otherToken.link("office", id, time.Now())), nil, http.StatusForbidden, "signature"},
 			{"no sig", path + "?exp=" + exp, nil, http.StatusForbidden, "signature"},
 			{"garbage", path + "?exp=x&sig=zz", nil, http.StatusForbidden, "signature"},
 		} {
-			w := serve(h, http.MethodGet, tt.target, tt.header...)
+			w := serveRecording(h, http.MethodGet, tt.target, tt.header...)
 			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.msg) {
 				t.Errorf("%s: %d %.200q, want %d %q", tt.name, w.Code, w.Body.String(), tt.status, tt.msg)
 			}
@@ -332,10 +332,10 @@ func TestRecordingsServe(t *testing.T) {
 		}
 	})
 
-	if got := fetches("ok") - okBefore; got != 8 {
+	if got := fetchesCounted("ok") - okBefore; got != 8 {
 		t.Errorf("ok fetches counted %v, want 8", got)
 	}
-	if got := counter(metrics.recordingBytes.WithLabelValues("office")) - bytesBefore; got != float64(8*len(audio)) {
+	if got := recordingCounter(metrics.recordingBytes.WithLabelValues("office")) - bytesBefore; got != float64(8*len(audio)) {
 		t.Errorf("bytes counted %v, want %d", got, 8*len(audio))
 	}
 	assertNoTempFiles(t, tmp)
@@ -351,7 +351,7 @@ func TestRecordingsServe(t *testing.T) {
 	}
 }
 
-func jsonEqual(a, b string) bool {
+func sameJSON(a, b string) bool {
 	var x, y any
 	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && fmt.Sprint(x) == fmt.Sprint(y)
 }
@@ -384,7 +384,7 @@ func TestRecordingsFailures(t *testing.T) {
 	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
 
 	t.Run("slow file arrives whole", func(t *testing.T) {
-		w := serve(h, http.MethodGet, "/recordings/office/slow", bearer...)
+		w := serveRecording(h, http.MethodGet, "/recordings/office/slow", bearer...)
 		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), slow) {
 			t.Fatalf("%d, %d bytes", w.Code, w.Body.Len())
 		}
@@ -410,16 +410,16 @@ func TestRecordingsFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := 0.0
 			if tt.outcome != "" {
-				before = fetches(tt.outcome)
+				before = fetchesCounted(tt.outcome)
 			}
-			w := serve(h, tt.method, tt.target, bearer...)
+			w := serveRecording(h, tt.method, tt.target, bearer...)
 			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.msg) {
 				t.Errorf("%d %s, want %d %q", w.Code, w.Body.String(), tt.status, tt.msg)
 			}
 			if got := w.Header().Get("Retry-After") != ""; got != tt.retryAfter {
 				t.Errorf("Retry-After %q", w.Header().Get("Retry-After"))
 			}
-			if tt.outcome != "" && fetches(tt.outcome)-before != 1 {
+			if tt.outcome != "" && fetchesCounted(tt.outcome)-before != 1 {
 				t.Errorf("outcome %s not counted", tt.outcome)
 			}
 		})
@@ -429,9 +429,9 @@ func TestRecordingsFailures(t *testing.T) {
 		fake.busy = true
 		fake.mu.Unlock()
 		defer func() { fake.mu.Lock(); fake.busy = false; fake.mu.Unlock() }()
-		before := fetches("unavailable")
-		w := serve(h, http.MethodGet, "/recordings/office/slow", bearer...)
-		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || fetches("unavailable")-before != 1 {
+		before := fetchesCounted("unavailable")
+		w := serveRecording(h, http.MethodGet, "/recordings/office/slow", bearer...)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || fetchesCounted("unavailable")-before != 1 {
 			t.Errorf("%d %s", w.Code, w.Body.String())
 		}
 	})
@@ -439,9 +439,9 @@ func TestRecordingsFailures(t *testing.T) {
 		small := *h
 		small.maxSize = 50_000
 		for _, id := range []string{"slow", "stalled"} { // without and with Content-Length
-			before := fetches("too_large")
-			w := serve(&small, http.MethodGet, "/recordings/office/"+id, bearer...)
-			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "larger than") || fetches("too_large")-before != 1 {
+			before := fetchesCounted("too_large")
+			w := serveRecording(&small, http.MethodGet, "/recordings/office/"+id, bearer...)
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "larger than") || fetchesCounted("too_large")-before != 1 {
 				t.Errorf("%s: %d %s", id, w.Code, w.Body.String())
 			}
 		}
