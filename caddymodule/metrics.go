@@ -16,6 +16,7 @@ var metrics = struct {
 	ingestDuration, lookupDuration                *prometheus.HistogramVec
 	recordingDuration                             *prometheus.HistogramVec
 	buildInfo                                     *prometheus.GaugeVec
+	commandDuration                               *prometheus.HistogramVec
 }{
 	received: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pbxbridge_webhooks_received_total", Help: "Webhooks received, by outcome (accepted, duplicate, rejected).",
@@ -30,7 +31,7 @@ var metrics = struct {
 		Name: "pbxbridge_contact_lookups_total", Help: "Synchronous contact lookups, by outcome (found, not_found, cached, timeout, error, disabled).",
 	}, []string{"account", "outcome"}),
 	commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pbxbridge_commands_total", Help: "Commands sent to a PBX on the CRM's behalf, by outcome.",
+		Name: "pbxbridge_commands_total", Help: "Commands the CRM asked the PBX for, by outcome (accepted, duplicate, refused, rejected, rate_limited, locked_out, timeout, error, canceled).",
 	}, []string{"account", "command", "outcome"}),
 	recordingFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pbxbridge_recording_fetches_total", Help: "Recordings fetched from the PBX for pbx_recordings, by outcome (ok, not_found, unavailable, timeout, refused, too_large, error, canceled).",
@@ -50,6 +51,10 @@ var metrics = struct {
 		Name: "pbxbridge_recording_fetch_duration_seconds", Help: "Time to fetch a recording from the PBX (query and file), before it is served.",
 		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 	}, []string{"account"}),
+	commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pbxbridge_command_duration_seconds", Help: "Time from a CRM's command to its answer, including the wait for the PBX's rate limit.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"account", "command"}),
 	buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pbxbridge_build_info", Help: "Always 1; the version label says which pbxbridge runs.",
 	}, []string{"version"}),
@@ -78,6 +83,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	collectors := append([]prometheus.Collector{
 		m.received, m.rejected, m.events, m.lookups, m.commands, m.ingestDuration, m.lookupDuration, m.buildInfo,
 		m.recordingFetches, m.recordingBytes, m.recordingDuration,
+		m.commandDuration,
 	}, delivery.Collectors()...)
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

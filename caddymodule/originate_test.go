@@ -1,0 +1,716 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+const (
+	originateToken = "crm-command-token-0123456789"
+	fakeMangoKey   = "fakemangokey0123456789abcdefghij"
+	fakeMangoSalt  = "fakemangosalt0123456789abcdefghi"
+	fakeXVBToken   = "xvb-c2c-secret-token"
+	fakeXVBCode    = "10019"
+)
+
+// fakeMangoAPI is Mango's command API as mango.md §9 gives it. A command is a POST to
+// {api_url}/commands/<name> with Content-Type application/x-www-form-urlencoded and exactly the
+// fields vpbx_api_key, sign and json; sign is lowercase hex SHA-256 of key + json + salt over
+// the json as sent, and the json is compact. A request that breaks a rule gets DOC2017's 420
+// with the code Mango would give (3101 not POST, 3102 sign, 3103 missing parameter, 3104
+// format, 3105 key). Authentic commands get the next scripted answer. Five commands within one
+// second break Mango's 4/s (§9.1): the fake answers them 429 and records the violation.
+type fakeMangoAPI struct {
+	*httptest.Server
+
+	mu         sync.Mutex
+	script     []string // next answers: "1000", "3102", "5001", "429", "401", "timeout", "slow"; then "1000"
+	arrivals   []time.Time
+	commands   []sentCommand // authentic, well-formed commands in arrival order
+	refused    []string       // why requests were refused
+	violations []string
+}
+
+type sentCommand struct {
+	Name string         // callback, callback_group, call/hangup
+	JSON string         // as sent
+	Body map[string]any // decoded
+}
+
+func newFakeMangoAPI(t testing.TB) *fakeMangoAPI {
+	f := &fakeMangoAPI{}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// apiURL is what an account's api_url is set to: Mango's base URL ends in /vpbx.
+func (f *fakeMangoAPI) apiURL() string { return f.URL + "/vpbx" }
+
+func (f *fakeMangoAPI) play(answers ...string) {
+	f.mu.Lock()
+	f.script = append(f.script, answers...)
+	f.mu.Unlock()
+}
+
+func (f *fakeMangoAPI) received() []sentCommand {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sentCommand(nil), f.commands...)
+}
+
+// requests is how many requests arrived, authentic or not.
+func (f *fakeMangoAPI) requests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.arrivals)
+}
+
+func (f *fakeMangoAPI) checkNoViolations(t testing.TB) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.violations {
+		t.Error(v)
+	}
+	for _, r := range f.refused {
+		t.Errorf("fake Mango refused a request: %s", r)
+	}
+}
+
+// mandatory are the json fields each command must carry, with their JSON types.
+var mandatory = map[string]map[string]string{
+	"callback":       {"command_id": "string", "from": "object", "to_number": "string"},
+	"callback_group": {"command_id": "string", "from": "string", "to": "string", "line_number": "string"},
+	"call/hangup":    {"command_id": "string", "call_id": "string"},
+}
+
+func (f *fakeMangoAPI) serve(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	f.mu.Lock()
+	f.arrivals = append(f.arrivals, now)
+	if n := len(f.arrivals); n >= 5 && now.Sub(f.arrivals[n-5]) < time.Second {
+		f.violations = append(f.violations, fmt.Sprintf("5 commands within %s (Mango allows 4/s)", now.Sub(f.arrivals[n-5])))
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{ "name": "Service Unavailable", "message": "Rate limit exceeded.", "code": 0, "status": 429 }`)
+		return
+	}
+	f.mu.Unlock()
+	refuse := func(code int, why string) {
+		f.mu.Lock()
+		f.refused = append(f.refused, why)
+		f.mu.Unlock()
+		w.WriteHeader(420)
+		fmt.Fprintf(w, `{"code":%d}`, code)
+	}
+	name, ok := strings.CutPrefix(r.URL.Path, "/vpbx/commands/")
+	switch {
+	case !ok || mandatory[name] == nil:
+		http.NotFound(w, r)
+		return
+	case r.Method != http.MethodPost:
+		refuse(3101, "method "+r.Method)
+		return
+	case r.Header.Get("Content-Type") != "application/x-www-form-urlencoded":
+		refuse(3104, "content type "+r.Header.Get("Content-Type"))
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	form, err := url.ParseQuery(string(raw))
+	if err != nil || len(form) != 3 || len(form["vpbx_api_key"]) != 1 || len(form["sign"]) != 1 || len(form["json"]) != 1 {
+		refuse(3103, fmt.Sprintf("form %q", raw))
+		return
+	}
+	js := form.Get("json")
+	sum := sha256.Sum256([]byte(form.Get("vpbx_api_key") + js + fakeMangoSalt))
+	switch {
+	case form.Get("vpbx_api_key") != fakeMangoKey:
+		refuse(3105, "vpbx_api_key")
+		return
+	case form.Get("sign") != hex.EncodeToString(sum[:]):
+		refuse(3102, "sign")
+		return
+	}
+	var compact bytes.Buffer
+	var body map[string]any
+	if json.Compact(&compact, []byte(js)) != nil || compact.String() != js || json.Unmarshal([]byte(js), &body) != nil {
+		refuse(3104, "json not compact: "+js)
+		return
+	}
+	for field, typ := range mandatory[name] {
+		v, ok := body[field]
+		if _, isObj := v.(map[string]any); !ok || (typ == "object") != isObj || (typ == "string" && v == "") {
+			refuse(3103, name+" without "+field+": "+js)
+			return
+		}
+	}
+	if name == "callback" && body["from"].(map[string]any)["extension"] == "" {
+		refuse(3103, "callback without from.extension: "+js)
+		return
+	}
+	f.mu.Lock()
+	f.commands = append(f.commands, sentCommand{name, js, body})
+	answer := "1000"
+	if len(f.script) > 0 {
+		answer, f.script = f.script[0], f.script[1:]
+	}
+	f.mu.Unlock()
+	switch answer {
+	case "timeout":
+		<-r.Context().Done() // never answers; the gateway gives up
+	case "slow":
+		time.Sleep(300 * time.Millisecond) // a slow but successful Mango
+		fmt.Fprintf(w, `{"result":1000,"command_id":%q}`, body["command_id"])
+	case "429":
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{ "name": "Service Unavailable", "message": "Rate limit exceeded.", "code": 0, "status": 429 }`)
+	case "401":
+		w.WriteHeader(http.StatusUnauthorized)
+	case "3102":
+		w.WriteHeader(420)
+		io.WriteString(w, `{"code":3102}`)
+	default:
+		fmt.Fprintf(w, `{"result":%s,"command_id":%q}`, answer, body["command_id"])
+	}
+}
+
+// fakeXVBAPI is XVB's CommonCRM click-to-call (xvb.md §4.5): a form POST to
+// /commoncrm/<access code> with cmd=makeCall, token, from and to. The answer is not documented;
+// this one answers 200 {"status":"ok"}, 403 to a wrong token, or what the test sets.
+type fakeXVBAPI struct {
+	*httptest.Server
+
+	mu     sync.Mutex
+	calls  []url.Values
+	status int
+	body   string
+}
+
+func newFakeXVBAPI(t testing.TB) *fakeXVBAPI {
+	f := &fakeXVBAPI{status: http.StatusOK, body: `{"status":"ok"}`}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/commoncrm/"+fakeXVBCode ||
+			r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+			http.Error(w, "not a CommonCRM request", http.StatusBadRequest)
+			return
+		}
+		raw, _ := io.ReadAll(r.Body)
+		form, err := url.ParseQuery(string(raw))
+		if err != nil || form.Get("cmd") != "makeCall" || form.Get("from") == "" || form.Get("to") == "" || len(form) != 4 {
+			http.Error(w, "bad makeCall", http.StatusBadRequest)
+			return
+		}
+		if form.Get("token") != fakeXVBToken {
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"error":"bad token"}`)
+			return
+		}
+		f.mu.Lock()
+		f.calls = append(f.calls, form)
+		status, body := f.status, f.body
+		f.mu.Unlock()
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeXVBAPI) apiURL() string { return f.URL + "/commoncrm/" + fakeXVBCode }
+
+func (f *fakeXVBAPI) received() []url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]url.Values(nil), f.calls...)
+}
+
+// originateFixture is a pbx_originate handler on 127.0.0.1 with a real queue engine (for the
+// command bucket): account office is Mango at the fake Mango, main is XVB at the fake XVB.
+type originateFixture struct {
+	url   string
+	h     *Originate
+	mango *fakeMangoAPI
+	xvb   *fakeXVBAPI
+	logs  *observer.ObservedLogs
+}
+
+func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture {
+	t.Helper()
+	fx := &originateFixture{mango: newFakeMangoAPI(t), xvb: newFakeXVBAPI(t)}
+	eng, err := delivery.Open(delivery.Config{DataDir: t.TempDir()}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	office := delivery.Source{PBX: "mango", Account: "office"}
+	if err := eng.Apply(context.Background(), delivery.Config{}, []delivery.Target{{Name: "crm", URL: "http://127.0.0.1:1", Sources: []delivery.Source{office}}}); err != nil {
+		t.Fatal(err)
+	}
+	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]*account{
+		"office": {pbx: "mango", name: "office", apiKey: fakeMangoKey, apiSalt: fakeMangoSalt, apiURL: fx.mango.apiURL(),
+			source: translators.Source{PBX: "mango", Account: "office", Region: "RU"}},
+		"main": {pbx: "xvb", name: "main", token: fakeXVBToken, apiURL: fx.xvb.apiURL(),
+			source: translators.Source{PBX: "xvb", Account: "main", Region: "RU"}},
+		"bare": {pbx: "xvb", name: "bare", source: translators.Source{PBX: "xvb", Account: "bare", Region: "RU"}},
+	}}
+	app.engine.Store(eng)
+	core, logs := observer.New(zapcore.DebugLevel)
+	fx.h, fx.logs = &Originate{Token: originateToken, Timeout: caddy.Duration(timeout)}, logs
+	if err := fx.h.provision(app, zap.New(core)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fx.h.Cleanup() })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = fx.h.ServeHTTP(w, r, nil) }))
+	t.Cleanup(srv.Close)
+	fx.url = srv.URL + "/calls"
+	return fx
+}
+
+type commandReply struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+// do sends a request; query is appended to the URL, body sent with contentType.
+func (fx *originateFixture) do(t testing.TB, method, query, contentType, body string, header ...string) commandReply {
+	t.Helper()
+	target := fx.url
+	if query != "" {
+		target += "?" + query
+	}
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	reply := commandReply{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &reply.body)
+	return reply
+}
+
+// postJSON sends a JSON command with the bearer token.
+func (fx *originateFixture) postJSON(t testing.TB, body string) commandReply {
+	t.Helper()
+	return fx.do(t, http.MethodPost, "", "application/json", body, "Authorization", "Bearer "+originateToken)
+}
+
+func commandsCounted(account, command, outcome string) float64 {
+	var m dto.Metric
+	_ = metrics.commands.WithLabelValues(account, command, outcome).Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+func TestOriginateToken(t *testing.T) {
+	fx := newOriginateFixture(t, time.Second)
+	body := `{"account":"office","from":"101","to":"+79001234567"}`
+	for _, tt := range []struct {
+		name   string
+		query  string
+		header []string
+		want   int
+	}{
+		{"no token", "", nil, http.StatusUnauthorized},
+		{"wrong bearer", "", []string{"Authorization", "Bearer wrong"}, http.StatusUnauthorized},
+		{"token in another scheme", "", []string{"Authorization", "Basic " + originateToken}, http.StatusUnauthorized},
+		{"wrong query token", "token=wrong", nil, http.StatusUnauthorized},
+		{"a wrong bearer is not saved by a right query token", "token=" + originateToken, []string{"Authorization", "Bearer wrong"}, http.StatusUnauthorized},
+		{"bearer", "", []string{"Authorization", "Bearer " + originateToken}, http.StatusOK},
+		{"query token", "token=" + originateToken, nil, http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fx.mango.requests()
+			r := fx.do(t, http.MethodPost, tt.query, "application/json", body, tt.header...)
+			if r.status != tt.want {
+				t.Fatalf("%d %s, want %d", r.status, r.raw, tt.want)
+			}
+			sent := fx.mango.requests() - before
+			if tt.want == http.StatusUnauthorized {
+				if sent != 0 || r.header.Get("WWW-Authenticate") == "" || r.body["error"] == "" {
+					t.Errorf("sent %d, WWW-Authenticate %q, body %s", sent, r.header.Get("WWW-Authenticate"), r.raw)
+				}
+			} else if sent != 1 {
+				t.Errorf("Mango got %d requests", sent)
+			}
+		})
+	}
+	for _, e := range fx.logs.All() {
+		if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, originateToken) || strings.Contains(line, fakeMangoSalt) {
+			t.Errorf("a secret in the log: %s", line)
+		}
+	}
+	fx.mango.checkNoViolations(t)
+}
+
+func TestOriginateBadRequests(t *testing.T) {
+	fx := newOriginateFixture(t, time.Second)
+	for _, tt := range []struct {
+		name, contentType, body string
+		method                  string
+		want                    int
+		says                    string
+	}{
+		{"no account", "application/json", `{"from":"101","to":"79001234567"}`, "", 400, "account is required"},
+		{"unknown account", "application/json", `{"account":"nope","from":"101","to":"79001234567"}`, "", 400, `no mango or xvb account named "nope"`},
+		{"no from", "application/json", `{"account":"office","to":"79001234567"}`, "", 400, "from is required"},
+		{"no to", "application/json", `{"account":"office","from":"101"}`, "", 400, "to is required"},
+		{"callback_group without a line", "application/json", `{"account":"office","from_group":"303","to":"79001234567"}`, "", 400, "line is required for a group call"},
+		{"both groups", "application/json", `{"account":"office","from_group":"303","to_group":"304","line":"74951234567"}`, "", 400, "from_group or to_group, not both"},
+		{"from_group with from", "application/json", `{"account":"office","from_group":"303","from":"101","to":"79001234567","line":"74951234567"}`, "", 400, "from does not apply"},
+		{"hangup without leg_id", "application/json", `{"account":"office","action":"hangup"}`, "", 400, "leg_id is required"},
+		{"hangup with numbers", "application/json", `{"account":"office","action":"hangup","leg_id":"L1","to":"79001234567"}`, "", 400, "to does not apply"},
+		{"leg_id on a call", "application/json", `{"account":"office","from":"101","to":"79001234567","leg_id":"L1"}`, "", 400, "leg_id does not apply"},
+		{"from is a phone number", "application/json", `{"account":"office","from":"+79001234567","to":"79001234568"}`, "", 400, "must be the employee's internal number"},
+		{"to is not a number", "application/json", `{"account":"office","from":"101","to":"Вася"}`, "", 400, "is not a phone number"},
+		{"unknown action", "application/json", `{"account":"office","action":"transfer","leg_id":"L1"}`, "", 400, `action "transfer"`},
+		{"unknown field", "application/json", `{"account":"office","from":"101","to":"79001234567","form":"x"}`, "", 400, `unknown field "form"`},
+		{"a field of the wrong type", "application/json", `{"account":"office","from":["101"],"to":"79001234567"}`, "", 400, "from must be a string"},
+		{"a fraction", "application/json", `{"account":"office","from":101.5,"to":"79001234567"}`, "", 400, "not a whole number"},
+		{"not an object", "application/json", `["office"]`, "", 400, "not a JSON object"},
+		{"command_id too long", "application/json", `{"account":"office","from":"101","to":"79001234567","command_id":"` + strings.Repeat("x", 129) + `"}`, "", 400, "longer than 128 bytes"},
+		{"xvb hangup", "application/json", `{"account":"main","action":"hangup","leg_id":"L1"}`, "", 400, "XVB has no hangup"},
+		{"xvb with a line", "application/json", `{"account":"main","from":"101","to":"79001234567","line":"74951234567"}`, "", 400, "makeCall takes from and to only"},
+		{"xvb without api_url", "application/json", `{"account":"bare","from":"101","to":"79001234567"}`, "", 400, "has no api_url and token"},
+		{"a form field twice", "application/x-www-form-urlencoded", `account=office&from=101&to=79001234567&to=79001234568`, "", 400, "to given 2 times"},
+		{"plain text", "text/plain", `call 79001234567`, "", 415, "content type"},
+		{"too large", "application/json", `{"account":"office","pad":"` + strings.Repeat("x", 70<<10) + `"}`, "", 413, "body over"},
+		{"PUT", "application/json", `{}`, http.MethodPut, 405, "method PUT"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			r := fx.do(t, method, "", tt.contentType, tt.body, "Authorization", "Bearer "+originateToken)
+			if msg, _ := r.body["error"].(string); r.status != tt.want || !strings.Contains(msg, tt.says) {
+				t.Errorf("%d %s, want %d saying %q", r.status, r.raw, tt.want, tt.says)
+			}
+		})
+	}
+	if n := fx.mango.requests(); n != 0 {
+		t.Errorf("Mango got %d requests for bad ones", n)
+	}
+	if n := len(fx.xvb.received()); n != 0 {
+		t.Errorf("XVB got %d requests for bad ones", n)
+	}
+}
+
+var generatedID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestOriginateMangoCommands(t *testing.T) {
+	fx := newOriginateFixture(t, time.Second)
+	acceptedBefore := commandsCounted("office", "callback", "accepted")
+	for _, tt := range []struct {
+		name     string
+		send     func() commandReply
+		id       string // "" = generated
+		command  string
+		wantJSON string // with %s for the command id
+	}{
+		{"JSON, number normalised, with a line", func() commandReply {
+			return fx.postJSON(t, `{"account":"office","from":"101","to":"+7 (900) 123-45-67","line":"8 495 123-45-67","command_id":"crm-1"}`)
+		}, "crm-1", "callback", `{"command_id":"%s","from":{"extension":"101","number":""},"to_number":"79001234567","line_number":"74951234567"}`},
+		{"JSON numbers as numbers", func() commandReply {
+			return fx.postJSON(t, `{"account":"office","from":101,"to":79001234567}`)
+		}, "", "callback", `{"command_id":"%s","from":{"extension":"101","number":""},"to_number":"79001234567"}`},
+		{"query parameters (a robot's POST)", func() commandReply {
+			q := url.Values{"token": {originateToken}, "account": {"office"}, "from": {"102"}, "to": {"8 900 123 45 67"}}
+			return fx.do(t, http.MethodPost, q.Encode(), "", "")
+		}, "", "callback", `{"command_id":"%s","from":{"extension":"102","number":""},"to_number":"79001234567"}`},
+		{"query parameters (a robot's GET)", func() commandReply {
+			q := url.Values{"token": {originateToken}, "account": {"office"}, "from": {"103"}, "to": {"+79001234567"}, "command_id": {"robot-1"}}
+			return fx.do(t, http.MethodGet, q.Encode(), "", "")
+		}, "robot-1", "callback", `{"command_id":"%s","from":{"extension":"103","number":""},"to_number":"79001234567"}`},
+		{"form fields", func() commandReply {
+			return fx.do(t, http.MethodPost, "token="+originateToken, "application/x-www-form-urlencoded",
+				url.Values{"account": {"office"}, "to_group": {"303"}, "from": {"+7 900 123-45-67"}, "line": {"74951234567"}, "command_id": {"grp-1"}}.Encode())
+		}, "grp-1", "callback_group", `{"command_id":"%s","from":"79001234567","to":"303","line_number":"74951234567"}`},
+		{"callback_group from a group", func() commandReply {
+			return fx.postJSON(t, `{"account":"office","from_group":"303","to":"79001234567","line":"74951234567","command_id":"grp-2"}`)
+		}, "grp-2", "callback_group", `{"command_id":"%s","from":"303","to":"79001234567","line_number":"74951234567"}`},
+		{"hangup", func() commandReply {
+			return fx.postJSON(t, `{"account":"office","action":"hangup","leg_id":"MToxMDA4NjI3Nzo1MDI6NjQ0MjQzNTM5","command_id":"h-1"}`)
+		}, "h-1", "call/hangup", `{"command_id":"%s","call_id":"MToxMDA4NjI3Nzo1MDI6NjQ0MjQzNTM5"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(fx.mango.received())
+			r := tt.send()
+			if r.status != http.StatusOK || r.body["status"] != "accepted" || len(r.body) != 2 {
+				t.Fatalf("%d %s", r.status, r.raw)
+			}
+			id, _ := r.body["command_id"].(string)
+			if tt.id != "" && id != tt.id || tt.id == "" && !generatedID.MatchString(id) {
+				t.Errorf("command_id %q", id)
+			}
+			got := fx.mango.received()
+			if len(got) != before+1 {
+				t.Fatalf("Mango got %d commands", len(got)-before)
+			}
+			if c := got[len(got)-1]; c.Name != tt.command || c.JSON != fmt.Sprintf(tt.wantJSON, id) {
+				t.Errorf("Mango got %s %s\nwant %s %s", c.Name, c.JSON, tt.command, fmt.Sprintf(tt.wantJSON, id))
+			}
+		})
+	}
+	if n := commandsCounted("office", "callback", "accepted") - acceptedBefore; n != 4 {
+		t.Errorf("pbxbridge_commands_total{command=callback,outcome=accepted} grew by %v, want 4", n)
+	}
+	fx.mango.checkNoViolations(t)
+}
+
+// Mango's answers, mapped; answers that say "later" are not kept, so a retry sends again.
+func TestOriginateMangoAnswers(t *testing.T) {
+	fx := newOriginateFixture(t, 400*time.Millisecond)
+	call := func(id string) commandReply {
+		return fx.postJSON(t, `{"account":"office","from":"101","to":"79001234567","command_id":"`+id+`"}`)
+	}
+
+	t.Run("3102 refused, kept", func(t *testing.T) {
+		fx.mango.play("3102")
+		r := call("sign-1")
+		if r.status != http.StatusBadGateway || r.body["status"] != "refused" || r.body["code"] != 3102.0 ||
+			r.body["meaning"] != "signature mismatch (check api_key and api_salt)" || r.body["command_id"] != "sign-1" {
+			t.Fatalf("%d %s", r.status, r.raw)
+		}
+		before := fx.mango.requests()
+		if again := call("sign-1"); again.raw != r.raw || again.status != r.status || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("repetition: %d %s", again.status, again.raw)
+		}
+		if fx.mango.requests() != before {
+			t.Error("a repeated command_id reached Mango")
+		}
+	})
+	t.Run("timeout, kept", func(t *testing.T) {
+		fx.mango.play("timeout")
+		start := time.Now()
+		r := call("slow-1")
+		if r.status != http.StatusGatewayTimeout || r.body["status"] != "error" || !strings.Contains(r.body["error"].(string), "may or may not") {
+			t.Fatalf("%d %s", r.status, r.raw)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("answered after %s with a 400ms timeout", took)
+		}
+		before := fx.mango.requests()
+		if again := call("slow-1"); again.status != http.StatusGatewayTimeout || fx.mango.requests() != before {
+			t.Errorf("repeating a command whose outcome is unknown: %d, Mango got %d more", again.status, fx.mango.requests()-before)
+		}
+	})
+	t.Run("429 passed on, not kept", func(t *testing.T) {
+		fx.mango.play("429")
+		r := call("busy-1")
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "1" || r.body["status"] != "refused" {
+			t.Fatalf("%d %s %v", r.status, r.raw, r.header)
+		}
+		// Mango said "too many": the account pauses, and the pause is answered here.
+		before := fx.mango.requests()
+		if again := call("busy-2"); again.status != http.StatusTooManyRequests || fx.mango.requests() != before {
+			t.Errorf("during the pause: %d, Mango got %d more", again.status, fx.mango.requests()-before)
+		}
+		time.Sleep(pbxBusyPause) // the pause is a duration; nothing signals its end
+		if again := call("busy-1"); again.status != http.StatusOK || fx.mango.requests() != before+1 {
+			t.Errorf("retry after the pause: %d %s, Mango got %d more", again.status, again.raw, fx.mango.requests()-before)
+		}
+	})
+	t.Run("5001 overloaded, not kept", func(t *testing.T) {
+		fx.mango.play("5001")
+		if r := call("over-1"); r.status != http.StatusServiceUnavailable || r.body["code"] != 5001.0 || r.header.Get("Retry-After") == "" {
+			t.Fatalf("%d %s", r.status, r.raw)
+		}
+	})
+	t.Run("401 locks the account out", func(t *testing.T) {
+		time.Sleep(pbxBusyPause) // the 5001's pause
+		fx.mango.play("401")
+		r := call("lock-1")
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "120" || !strings.Contains(r.body["error"].(string), "locked") {
+			t.Fatalf("%d %s %v", r.status, r.raw, r.header)
+		}
+		before := fx.mango.requests()
+		again := call("lock-2")
+		if again.status != http.StatusServiceUnavailable || again.body["command_id"] != "lock-2" || fx.mango.requests() != before {
+			t.Errorf("during the lock-out: %d %s, Mango got %d more", again.status, again.raw, fx.mango.requests()-before)
+		}
+		if ra := again.header.Get("Retry-After"); ra != "120" && ra != "119" {
+			t.Errorf("Retry-After %q", ra)
+		}
+		// Another account is not paused.
+		if r := fx.postJSON(t, `{"account":"main","from":"101","to":"79001234567"}`); r.status != http.StatusOK {
+			t.Errorf("xvb during Mango's lock-out: %d %s", r.status, r.raw)
+		}
+	})
+	fx.mango.checkNoViolations(t)
+}
+
+// A CRM that repeats a command, at once or later, calls the agent once.
+func TestOriginateIdempotency(t *testing.T) {
+	fx := newOriginateFixture(t, 2*time.Second)
+	body := `{"account":"office","from":"101","to":"79001234567","command_id":"retry-1"}`
+
+	fx.mango.play("slow")
+	replies := make([]commandReply, 6)
+	var wg sync.WaitGroup
+	for i := range replies {
+		wg.Add(1)
+		go func() { defer wg.Done(); replies[i] = fx.postJSON(t, body) }()
+	}
+	wg.Wait()
+	replays := 0
+	for _, r := range replies {
+		if r.status != http.StatusOK || r.raw != `{"command_id":"retry-1","status":"accepted"}`+"\n" {
+			t.Errorf("%d %q", r.status, r.raw)
+		}
+		if r.header.Get("Idempotent-Replayed") == "true" {
+			replays++
+		}
+	}
+	if n := len(fx.mango.received()); n != 1 || replays != len(replies)-1 {
+		t.Errorf("6 concurrent identical requests: Mango got %d, %d replays", n, replays)
+	}
+	// The same request written differently is the same request.
+	if r := fx.postJSON(t, `{"account":"office","from":101,"to":"+7 900 123-45-67","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.mango.received()) != 1 {
+		t.Errorf("later repetition: %d %s, Mango got %d", r.status, r.raw, len(fx.mango.received()))
+	}
+	// Another request under the same id is refused, not answered with the first answer.
+	r := fx.postJSON(t, `{"account":"office","from":"101","to":"79001234500","command_id":"retry-1"}`)
+	if r.status != http.StatusConflict || len(fx.mango.received()) != 1 {
+		t.Errorf("another request, same id: %d %s", r.status, r.raw)
+	}
+	// Ids are per account.
+	if r := fx.postJSON(t, `{"account":"main","from":"101","to":"79001234567","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.xvb.received()) != 1 {
+		t.Errorf("same id, other account: %d %s", r.status, r.raw)
+	}
+}
+
+// A burst of 20: Mango never sees more than 4 a second; what cannot wait about a second gets
+// 429 with Retry-After.
+func TestOriginateRateLimit(t *testing.T) {
+	fx := newOriginateFixture(t, 2*time.Second)
+	replies := make([]commandReply, 20)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range replies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = fx.postJSON(t, fmt.Sprintf(`{"account":"office","from":"101","to":"7900123%04d"}`, i))
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	accepted, limited := 0, 0
+	for _, r := range replies {
+		switch {
+		case r.status == http.StatusOK:
+			accepted++
+		case r.status == http.StatusTooManyRequests && r.header.Get("Retry-After") != "" && r.body["status"] == "error":
+			limited++
+		default:
+			t.Errorf("%d %s", r.status, r.raw)
+		}
+	}
+	fx.mango.checkNoViolations(t)
+	if got := len(fx.mango.received()); got != accepted || accepted < 4 || accepted+limited != 20 {
+		t.Errorf("accepted %d, rate limited %d, Mango got %d", accepted, limited, got)
+	}
+	t.Logf("burst of 20: %d accepted, %d answered 429, in %s", accepted, limited, took)
+}
+
+func TestOriginateXVB(t *testing.T) {
+	fx := newOriginateFixture(t, time.Second)
+	q := url.Values{"token": {originateToken}, "account": {"main"}, "from": {"101"}, "to": {"+7 (900) 123-45-67"}, "command_id": {"x-1"}}
+	r := fx.do(t, http.MethodPost, q.Encode(), "", "")
+	if r.status != http.StatusOK || r.raw != `{"command_id":"x-1","status":"accepted"}`+"\n" {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	got := fx.xvb.received()
+	want := url.Values{"cmd": {"makeCall"}, "token": {fakeXVBToken}, "from": {"101"}, "to": {"79001234567"}}
+	if len(got) != 1 || got[0].Encode() != want.Encode() {
+		t.Errorf("XVB got %v", got)
+	}
+
+	fx.xvb.mu.Lock()
+	fx.xvb.status, fx.xvb.body = http.StatusInternalServerError, "no such extension\nstack trace"
+	fx.xvb.mu.Unlock()
+	r = fx.postJSON(t, `{"account":"main","from":"109","to":"79001234567"}`)
+	if r.status != http.StatusBadGateway || r.body["status"] != "refused" || r.body["pbx_status"] != 500.0 ||
+		r.body["error"] != "XVB refused the call: HTTP 500: no such extension" {
+		t.Errorf("%d %s", r.status, r.raw)
+	}
+}
+
+func TestOriginateCaddyfile(t *testing.T) {
+	var h Originate
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("pbx_originate {\n token {env.CRM_COMMAND_TOKEN}\n timeout 5s\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if h.Token != "{env.CRM_COMMAND_TOKEN}" || h.Timeout != caddy.Duration(5*time.Second) {
+		t.Errorf("got %+v", h)
+	}
+	for _, bad := range []string{
+		"pbx_originate office",
+		"pbx_originate {\n token\n}",
+		"pbx_originate {\n timeout soon\n}",
+		"pbx_originate {\n rate 4\n}",
+	} {
+		var h Originate
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	// Without a token nobody could use it, or anybody could: provisioning refuses.
+	t.Setenv("EMPTY_TOKEN", "")
+	for _, token := range []string{"", "{env.EMPTY_TOKEN}"} {
+		if err := (&Originate{Token: token}).provision(&App{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "token is required") {
+			t.Errorf("token %q: %v", token, err)
+		}
+	}
+	// The directive needs no `order` line, and the token stays a placeholder in the JSON.
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(`
+example.com {
+	pbx_originate {
+		token {env.CRM_COMMAND_TOKEN}
+	}
+}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(adapted, []byte(`"handler":"pbx_originate","token":"{env.CRM_COMMAND_TOKEN}"`)) {
+		t.Errorf("adapted: %s", adapted)
+	}
+}
