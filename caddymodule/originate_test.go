@@ -52,7 +52,7 @@ type fakeMangoAPI struct {
 	script     []string // next answers: "1000", "3102", "5001", "429", "401", "timeout", "slow"; then "1000"
 	arrivals   []time.Time
 	commands   []sentCommand // authentic, well-formed commands in arrival order
-	refused    []string       // why requests were refused
+	refused    []string      // why requests were refused
 	violations []string
 }
 
