@@ -380,6 +380,25 @@ func (a *App) Start() error {
 	return nil
 }
 
+// currentEngine is the engine this config started, or, while a reload starts it, the one the
+// previous config runs on the same store: webhooks are not refused during a reload. Enqueue
+// itself refuses events of accounts no target takes yet.
+func (a *App) currentEngine() *delivery.Engine {
+	if eng := a.engine.Load(); eng != nil {
+		return eng
+	}
+	var eng *delivery.Engine
+	key := a.poolKey()
+	engines.Range(func(k, v any) bool {
+		if k == key {
+			eng = v.(*pooledEngine).Engine
+			return false
+		}
+		return true
+	})
+	return eng
+}
+
 // Stop releases this config's hold on the store; the store closes when no config holds it.
 func (a *App) Stop() error {
 	if a.engine.Swap(nil) == nil {

@@ -17,7 +17,7 @@ func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xv
 	if f.Command() != "event" || (event != "INCOMING" && event != "COMPLETED") {
 		return xvb.Correlation{}, nil
 	}
-	eng := h.app.engine.Load()
+	eng := h.app.currentEngine()
 	if eng == nil || eng.Calls() == nil {
 		return xvb.Correlation{}, errors.New("queue not started yet")
 	}

@@ -141,14 +141,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 		}
 	}
 	h.app.linkRecordings(events, now)
-	for _, ev := range events {
-		metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
-		if ev.Type == translators.TypeUnmapped {
-			h.logger.Warn("authentic message did not map; forwarded as pbx.unmapped",
-				zap.String("account", acc.name), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
-		}
-	}
-	eng := h.app.engine.Load()
+	eng := h.app.currentEngine()
 	if eng == nil {
 		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", "queue not started yet"}
 	}
@@ -157,6 +150,15 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 	res, err := eng.Enqueue(ctx, events)
 	if err != nil {
 		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", err.Error()}
+	}
+	if res.Accepted > 0 {
+		for _, ev := range events {
+			metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
+			if ev.Type == translators.TypeUnmapped {
+				h.logger.Warn("authentic message did not map; forwarded as pbx.unmapped",
+					zap.String("account", acc.name), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
+			}
+		}
 	}
 	return &res, nil
 }

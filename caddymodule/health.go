@@ -40,7 +40,7 @@ func (h *Health) Provision(ctx caddy.Context) error {
 
 func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	status, reason := http.StatusOK, ""
-	eng := h.app.engine.Load()
+	eng := h.app.currentEngine()
 	switch {
 	case eng == nil || !eng.Ready():
 		status, reason = http.StatusServiceUnavailable, "queue not ready"

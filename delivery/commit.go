@@ -77,8 +77,12 @@ func (e *Engine) Enqueue(ctx context.Context, events []translators.Event) (Resul
 		return Result{}, ErrNotReady
 	}
 	req := &enqueueReq{done: make(chan enqueueDone, 1)}
+	routed := *e.routed.Load()
 	for i := range events {
 		ev := &events[i]
+		if !routed[Source{ev.Data.PBX, ev.Data.Account}] {
+			return Result{}, fmt.Errorf("%w: no target takes events of %s %s yet", ErrNotReady, ev.Data.PBX, ev.Data.Account)
+		}
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return Result{}, fmt.Errorf("encoding event %s: %w", ev.ID, err)

@@ -77,6 +77,9 @@ type Engine struct {
 	ready       atomic.Bool
 	calls       atomic.Pointer[Calls]
 	commands    atomic.Pointer[Commands]
+	// routed are the accounts some target's consumer takes events from. JetStream drops a
+	// message nobody is interested in, so Enqueue refuses events of any other account.
+	routed atomic.Pointer[map[Source]bool]
 }
 
 // names are the JetStream names derived from the prefix.

@@ -142,6 +142,13 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 			e.log.Warn("removing the consumer of a removed target", zapTarget(name), zapErr(err))
 		}
 	}
+	routed := map[Source]bool{}
+	for _, t := range targets {
+		for _, src := range t.Sources {
+			routed[src] = true
+		}
+	}
+	e.routed.Store(&routed)
 	e.ready.Store(true)
 	return nil
 }
