@@ -102,6 +102,9 @@ func reply(w http.ResponseWriter, v any, err error) error {
 	if errors.Is(err, delivery.ErrNotFound) {
 		return apiError(http.StatusNotFound, "not found")
 	}
+	if errors.Is(err, delivery.ErrNoTarget) {
+		return apiError(http.StatusConflict, err.Error())
+	}
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}

@@ -20,60 +20,10 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
 
-const (
-	opsKey  = "ops-api-key"
-	opsSalt = "ops-api-salt"
-)
-
-// opsCaddyfile is a gateway with one Mango account forwarding to target crm, fast retries,
-// pbx_health on /healthz and metrics. store is the store configuration: `data_dir {DATA}`,
-// optionally with max_store, or a `nats` line.
-func opsCaddyfile(crmURL, store string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		%s
-		target crm %s {
-			retry {
-				backoff 50ms 200ms
-			}
-		}
-		mango office {
-			api_key %s
-			api_salt %s
-			sources any
-			forward crm
-		}
-	}
-}
-
-{HTTP} {
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /healthz {
-		pbx_health
-	}
-}
-
-{METRICS} {
-	metrics
-}
-`, store, crmURL, opsKey, opsSalt)
-}
-
-// postMangoCall plays Mango's sample call (4 events: ringing, answered, leg_ended, completed)
-// and fails the test unless every message is accepted.
-func postMangoCall(t *testing.T, g *gatewaytest.Gateway, entryID, legID string) {
-	t.Helper()
-	for _, m := range mango.SampleCall(entryID, legID, time.Now()) {
-		postMango(t, g, m, http.StatusOK)
-	}
-}
-
+// postMango posts one Mango message and checks the answer.
 func postMango(t *testing.T, g *gatewaytest.Gateway, m mango.Message, want int) {
 	t.Helper()
-	code, body := g.Post("/hooks/mango"+m.Suffix, "application/x-www-form-urlencoded", mango.FormBody(opsKey, opsSalt, m.JSON))
+	code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON))
 	if code != want {
 		t.Fatalf("%s: got %d %s, want %d", m.Name, code, body, want)
 	}
@@ -149,7 +99,7 @@ func rejected(t *testing.T, crm *gatewaytest.CRM, callID, typ string) gatewaytes
 // same webhook-id, behind the events of its call that were queued before the replay, and it
 // leaves the list.
 func TestDeadLettersAPI(t *testing.T) {
-	const good, bad = "ZGwtYXBpLWdvb2Q=", "ZGwtYXBpLWJhZA=="
+	const good, bad = "E-dl-good", "E-dl-bad"
 	var fixed atomic.Bool
 	crm := gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
 		if ev.Data.CallID == bad && ev.Type == translators.TypeAnswered && !fixed.Load() {
@@ -157,11 +107,10 @@ func TestDeadLettersAPI(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := gatewaytest.Start(t, opsCaddyfile(crm.URL, "data_dir {DATA}"))
-	g.WaitReady()
+	g := startMango(t, crm, "127.0.0.1", "")
 
-	postMangoCall(t, g, good, "bGVnLWdvb2Q=")
-	postMangoCall(t, g, bad, "bGVnLWJhZA==")
+	postCall(t, g, good)
+	postCall(t, g, bad)
 	crm.WaitDelivered(t, 7, 30*time.Second)
 	refused := rejected(t, crm, bad, translators.TypeAnswered)
 	eventID := refused.Event.ID
@@ -229,7 +178,7 @@ func TestDeadLettersAPI(t *testing.T) {
 	// Fixed CRM; the target paused so that the call has an event queued before the replay.
 	fixed.Store(true)
 	adminJSON(t, g, http.MethodPost, "/pbx/targets/crm/pause", http.StatusOK, nil)
-	secondLeg := mango.SampleCall(bad, "bGVnLWJhZC0y", time.Now())[0]
+	secondLeg := mango.SampleCall(bad, "E-dl-bad-second-leg", time.Now())[0]
 	postMango(t, g, secondLeg, http.StatusOK)
 	var replayed struct {
 		ID       string
@@ -247,7 +196,7 @@ func TestDeadLettersAPI(t *testing.T) {
 
 	var order []string
 	for _, d := range got {
-		if d.Event.Data.CallID == bad && d.Event.Data.LegID == "bGVnLWJhZC0y" {
+		if d.Event.Data.CallID == bad && d.Event.Data.LegID == "E-dl-bad-second-leg" {
 			order = append(order, "second leg")
 		}
 		if d.Header.Get("webhook-id") == eventID {
@@ -304,7 +253,7 @@ func cliStatus(t *testing.T, g *gatewaytest.Gateway, want int, args ...string) {
 // The operator's 3 a.m. through the CLI: list, show, delete, replay one and all of a target,
 // purge; target status, pause and resume; exit statuses for scripts.
 func TestDeadLettersCLI(t *testing.T) {
-	const c1, c2, c3 = "Y2xpLW9uZQ==", "Y2xpLXR3bw==", "Y2xpLXRocmVl"
+	const c1, c2, c3 = "E-cli-1", "E-cli-2", "E-cli-3"
 	var fixed atomic.Bool
 	crm := gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
 		if !fixed.Load() {
@@ -312,10 +261,9 @@ func TestDeadLettersCLI(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := gatewaytest.Start(t, opsCaddyfile(crm.URL, "data_dir {DATA}"))
-	g.WaitReady()
-	postMangoCall(t, g, c1, "bGVnLTE=")
-	postMangoCall(t, g, c2, "bGVnLTI=")
+	g := startMango(t, crm, "127.0.0.1", "")
+	postCall(t, g, c1)
+	postCall(t, g, c2)
 	dls := waitDeadLetters(t, g, 8)
 	position := map[string]int{} // a call's dead letters are listed in the order it was accepted
 	for i, dl := range dls {
@@ -394,7 +342,7 @@ func TestDeadLettersCLI(t *testing.T) {
 
 	// Purge: the CRM refuses again.
 	fixed.Store(false)
-	postMangoCall(t, g, c3, "bGVnLTM=")
+	postCall(t, g, c3)
 	waitDeadLetters(t, g, 4)
 	waitMetric(t, g, `pbxbridge_dead_letters{target="crm"}`, 4)
 	if out := cliOK(t, g, "dead-letters", "purge", "--target", "crm"); strings.TrimSpace(out) != "purged 4 dead letters of crm" {
@@ -447,4 +395,34 @@ func TestDeadLettersCLI(t *testing.T) {
 
 func regexpMatch(pattern, s string) bool {
 	return regexp.MustCompile(pattern).MatchString(s)
+}
+
+// A target removed from the config keeps its dead letters: they can be listed and purged,
+// but a replay, which nothing would deliver, is refused rather than losing the event.
+func TestDeadLettersOfRemovedTarget(t *testing.T) {
+	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusUnprocessableEntity })
+	g := startMango(t, crm, "127.0.0.1", "")
+	postMango(t, g, mango.SampleCall("E-removed", "L", time.Now())[0], http.StatusOK)
+	dl := waitDeadLetters(t, g, 1)[0]
+
+	renamed := strings.ReplaceAll(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), " crm", " crm2")
+	if err := g.Reload(renamed); err != nil {
+		t.Fatal(err)
+	}
+	code, body := g.Admin(http.MethodPost, "/pbx/dead-letters/"+dl.ID+"/replay")
+	if code != http.StatusConflict || !bytes.Contains(body, []byte("crm")) {
+		t.Errorf("replay of a removed target's dead letter = %d %s, want 409 naming the target", code, body)
+	}
+	code, body = g.Admin(http.MethodPost, "/pbx/dead-letters/replay?target=crm")
+	if code != http.StatusConflict {
+		t.Errorf("replay all of a removed target = %d %s, want 409", code, body)
+	}
+	if dls := listDeadLetters(t, g, "?target=crm"); len(dls) != 1 || dls[0].ID != dl.ID {
+		t.Fatalf("after the refused replay the list holds %+v, want %s", dls, dl.ID)
+	}
+	var purged struct{ Purged int }
+	adminJSON(t, g, http.MethodDelete, "/pbx/dead-letters?target=crm", http.StatusOK, &purged)
+	if purged.Purged != 1 {
+		t.Errorf("purge of a removed target answered %+v, want 1 purged", purged)
+	}
 }

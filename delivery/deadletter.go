@@ -32,6 +32,10 @@ type DeadLetter struct {
 // ErrNotFound is returned for an unknown dead letter or target.
 var ErrNotFound = errors.New("not found")
 
+// ErrNoTarget is returned for a replay to a target the running config does not have: nothing
+// would deliver the event, so it stays a dead letter.
+var ErrNoTarget = errors.New("not a target of the running config; its dead letters can be listed, deleted and purged, not replayed")
+
 // deadLetter stores the event in the dead-letter stream and then acks it. If the dead-letter
 // stream cannot take it, the event stays held and dead-lettering is retried: nothing is lost.
 func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attempts int, out outcome) bool {
@@ -161,6 +165,9 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, target, eventID string) e
 	if err != nil {
 		return err
 	}
+	if e.dispatcher(target) == nil {
+		return fmt.Errorf("target %s: %w", target, ErrNoTarget)
+	}
 	var ev translators.Event
 	if err := json.Unmarshal(dl.Event, &ev); err != nil {
 		return fmt.Errorf("dead letter %s does not hold an event: %w", dl.ID, err)
@@ -177,11 +184,16 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, target, eventID string) e
 	if err != nil {
 		return err
 	}
-	return stream.DeleteMsg(ctx, seq)
+	// Not DeleteMsg(seq): the replay may already have failed again and replaced this dead
+	// letter; purging below seq+1 removes the old one if it is still there, never the new.
+	return stream.Purge(ctx, jetstream.WithPurgeSubject(e.names.deadSubject(target, eventID)), jetstream.WithPurgeSequence(seq+1))
 }
 
 // ReplayDeadLetters replays all of a target's dead letters, oldest first.
 func (e *Engine) ReplayDeadLetters(ctx context.Context, target string) (int, error) {
+	if e.dispatcher(target) == nil {
+		return 0, fmt.Errorf("target %s: %w", target, ErrNoTarget)
+	}
 	return e.eachDeadLetter(ctx, target, e.ReplayDeadLetter)
 }
 

@@ -61,8 +61,10 @@ func (e *Engine) StoreFull(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// Within one maximal webhook of the limit counts as full.
-	return int64(stream.CachedInfo().State.Bytes)+256<<10 >= e.maxStore(), nil
+	// Within one maximal webhook of the limit counts as full, so that a load balancer moves
+	// PBX traffic away before webhooks are refused; a small store keeps an eighth free.
+	maxStore := e.maxStore()
+	return int64(stream.CachedInfo().State.Bytes)+min(256<<10, maxStore/8) >= maxStore, nil
 }
 
 func (e *Engine) maxStore() int64 {
@@ -164,9 +166,7 @@ func (e *Engine) Resume(ctx context.Context, target string) error {
 }
 
 func (e *Engine) setPaused(ctx context.Context, target string, paused bool) error {
-	e.mu.Lock()
-	d := e.dispatchers[target]
-	e.mu.Unlock()
+	d := e.dispatcher(target)
 	if d == nil {
 		return ErrNotFound
 	}
@@ -196,4 +196,11 @@ func (e *Engine) loadPaused(ctx context.Context, target string) bool {
 		e.log.Warn("reading the paused state", zapTarget(target), zapErr(err))
 	}
 	return err == nil
+}
+
+// dispatcher is the running config's dispatcher of a target, or nil.
+func (e *Engine) dispatcher(target string) *dispatcher {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dispatchers[target]
 }
