@@ -14,7 +14,6 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,11 +232,16 @@ func (h *Originate) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		level = zap.WarnLevel
 	}
 	// The path only: a robot's query carries the token.
-	h.logger.Log(level, "command",
-		zap.String("account", accName), zap.String("command", cmdName), zap.String("command_id", ans.Body.CommandID),
-		zap.String("outcome", ans.outcome), zap.Int("status", ans.Status), zap.Int64("pbx_code", ans.Body.Code),
-		zap.String("error", ans.Body.Error), zap.Duration("duration", time.Since(start)),
-		zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path))
+	fields := []zap.Field{zap.String("account", accName), zap.String("command", cmdName), zap.String("command_id", ans.Body.CommandID),
+		zap.String("outcome", ans.outcome), zap.Int("status", ans.Status), zap.Duration("duration", time.Since(start)),
+		zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path)}
+	if ans.Body.Code != 0 {
+		fields = append(fields, zap.Int64("pbx_code", ans.Body.Code))
+	}
+	if ans.Body.Error != "" {
+		fields = append(fields, zap.String("error", ans.Body.Error))
+	}
+	h.logger.Log(level, "command", fields...)
 	if ans.outcome == "canceled" {
 		return nil // the CRM went away
 	}
@@ -709,7 +713,7 @@ func (h *Originate) send(ctx context.Context, acc *account, cmd pbxCommand) comm
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cmd.url, strings.NewReader(cmd.form))
 	if err != nil {
-		return *refusal(http.StatusInternalServerError, "error", "the account's api_url is unusable: %v", unwrapURL(err))
+		return *refusal(http.StatusInternalServerError, "error", "the account's api_url is unusable: %v", unwrapURLError(err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "pbxbridge/"+Version())
@@ -723,21 +727,14 @@ func (h *Originate) send(ctx context.Context, acc *account, cmd pbxCommand) comm
 	}
 	switch {
 	case !wrote.Load():
-		ans := refusal(http.StatusServiceUnavailable, "error", "%s's API is unreachable: %v", acc.pbx, unwrapURL(err))
+		ans := refusal(http.StatusServiceUnavailable, "error", "%s's API is unreachable: %v", acc.pbx, unwrapURLError(err))
 		ans.RetryAfter = 5
 		return *ans
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return *refusal(http.StatusGatewayTimeout, "timeout", "%s's API did not answer within %s: the call may or may not have been placed; "+
 			"repeating this command_id returns this answer, a new command_id sends the command again", acc.pbx, time.Duration(h.Timeout))
 	}
-	return *refusal(http.StatusBadGateway, "error", "the connection to %s's API failed after the command was sent (%v): the call may or may not have been placed", acc.pbx, unwrapURL(err))
-}
-
-func unwrapURL(err error) error {
-	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		return ue.Err // the URL may be the account's secret XVB address
-	}
-	return err
+	return *refusal(http.StatusBadGateway, "error", "the connection to %s's API failed after the command was sent (%v): the call may or may not have been placed", acc.pbx, unwrapURLError(err))
 }
 
 // mangoAnswer maps Mango's answer; a lock-out or "busy" pauses the account.
