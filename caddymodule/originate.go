@@ -152,6 +152,7 @@ func (l *commandLimits) paused(now time.Time) *commandAnswer {
 	}
 	a := l.pause
 	a.RetryAfter = retrySeconds(l.pausedUntil.Sub(now))
+	a.pause = 0 // answering during the pause does not prolong it
 	return &a
 }
 
@@ -165,16 +166,9 @@ func (l *commandLimits) pauseFor(d time.Duration, a commandAnswer) {
 }
 
 // commandRequest is what the CRM asks for, from JSON, form fields or query parameters.
+// Its fields are named by field.
 type commandRequest struct {
-	Account   string `json:"account"`
-	Action    string `json:"action"` // call (default) | hangup
-	CommandID string `json:"command_id"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	Line      string `json:"line"`
-	FromGroup string `json:"from_group"`
-	ToGroup   string `json:"to_group"`
-	LegID     string `json:"leg_id"`
+	Account, Action, CommandID, From, To, Line, FromGroup, ToGroup, LegID string
 }
 
 // commandAnswer is what the CRM gets, and what the command bucket keeps for a command_id.
@@ -342,13 +336,14 @@ func readCommandRequest(r *http.Request) (commandRequest, *commandAnswer) {
 		}
 		return req, nil
 	}
-	switch mediaType {
-	case "", "application/x-www-form-urlencoded", "multipart/form-data":
+	switch {
+	case r.Method == http.MethodGet: // query parameters only
+	case mediaType == "", mediaType == "application/x-www-form-urlencoded", mediaType == "multipart/form-data":
 	default:
 		return req, refusal(http.StatusUnsupportedMediaType, "rejected", "content type %q: send JSON, a form, or query parameters", mediaType)
 	}
 	var err error
-	if mediaType == "multipart/form-data" {
+	if r.Method == http.MethodPost && mediaType == "multipart/form-data" {
 		err = r.ParseMultipartForm(maxCommandRequest)
 	} else {
 		err = r.ParseForm()
@@ -379,7 +374,7 @@ func (req *commandRequest) field(name string) *string {
 	switch name {
 	case "account":
 		return &req.Account
-	case "action":
+	case "action": // call (the default) or hangup
 		return &req.Action
 	case "command_id":
 		return &req.CommandID
