@@ -722,14 +722,14 @@ func (h *Originate) send(ctx context.Context, acc *account, cmd pbxCommand) comm
 	}
 	switch {
 	case !wrote.Load():
-		ans := refusal(http.StatusServiceUnavailable, "error", "%s's API is unreachable: %v", acc.pbx, unwrapURLError(err))
+		ans := refusal(http.StatusServiceUnavailable, "error", "the %s API is unreachable: %v", acc.pbx, unwrapURLError(err))
 		ans.RetryAfter = 5
 		return *ans
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return *refusal(http.StatusGatewayTimeout, "timeout", "%s's API did not answer within %s: the call may or may not have been placed; "+
+		return *refusal(http.StatusGatewayTimeout, "timeout", "the %s API did not answer within %s: the call may or may not have been placed; "+
 			"repeating this command_id returns this answer, a new command_id sends the command again", acc.pbx, time.Duration(h.Timeout))
 	}
-	return *refusal(http.StatusBadGateway, "error", "the connection to %s's API failed after the command was sent (%v): the call may or may not have been placed", acc.pbx, unwrapURLError(err))
+	return *refusal(http.StatusBadGateway, "error", "the connection to the %s API failed after the command was sent (%v): the call may or may not have been placed", acc.pbx, unwrapURLError(err))
 }
 
 // mangoAnswer maps Mango's answer; a lock-out or "busy" pauses the account.
