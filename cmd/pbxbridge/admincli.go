@@ -175,7 +175,7 @@ func replayDeadLetters(fl caddycmd.Flags) (int, error) {
 		}
 		var res struct{ Replayed int }
 		return adminCall(fl, http.MethodPost, "/pbx/dead-letters/replay?target="+url.QueryEscape(target), &res, func(w io.Writer) {
-			fmt.Fprintf(w, "replayed %d dead letters of %s\n", res.Replayed, target)
+			fmt.Fprintf(w, "replayed %s of %s\n", deadLetters(res.Replayed), target)
 		})
 	}
 	path, err := deadLetterPath(fl, "replay")
@@ -204,7 +204,7 @@ func purgeDeadLetters(fl caddycmd.Flags) (int, error) {
 	}
 	var res struct{ Purged int }
 	return adminCall(fl, http.MethodDelete, "/pbx/dead-letters?target="+url.QueryEscape(target), &res, func(w io.Writer) {
-		fmt.Fprintf(w, "purged %d dead letters of %s\n", res.Purged, target)
+		fmt.Fprintf(w, "purged %s of %s\n", deadLetters(res.Purged), target)
 	})
 }
 
@@ -274,7 +274,7 @@ func adminCall(fl caddycmd.Flags, method, path string, out any, human func(io.Wr
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
 	if err != nil {
-		return adminFailure(err)
+		return adminFailure(method, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -298,7 +298,7 @@ func adminCall(fl caddycmd.Flags, method, path string, out any, human func(io.Wr
 // tells "not found" from a failure.
 var caddyError = regexp.MustCompile(`(?s)HTTP (\d{3}): (.*)`)
 
-func adminFailure(err error) (int, error) {
+func adminFailure(method, path string, err error) (int, error) {
 	m := caddyError.FindStringSubmatch(err.Error())
 	if m == nil {
 		return exitFailed, fmt.Errorf("the gateway's admin endpoint: %v", err)
@@ -310,9 +310,16 @@ func adminFailure(err error) (int, error) {
 		msg = apiErr.Error
 	}
 	if status == http.StatusNotFound {
-		return exitNotFound, fmt.Errorf("%s (HTTP %d)", msg, status)
+		return exitNotFound, fmt.Errorf("%s %s: %s (HTTP %d)", method, path, msg, status)
 	}
-	return exitFailed, fmt.Errorf("the gateway answered HTTP %d: %s", status, msg)
+	return exitFailed, fmt.Errorf("%s %s: the gateway answered HTTP %d: %s", method, path, status, msg)
+}
+
+func deadLetters(n int) string {
+	if n == 1 {
+		return "1 dead letter"
+	}
+	return fmt.Sprintf("%d dead letters", n)
 }
 
 func httpStatus(code int) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -146,12 +147,11 @@ func randomID() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// prettyJSON indents a JSON body for printing, or returns it as it is.
+// prettyJSON indents a JSON body for printing, keeping its key order, or returns it as it is.
 func prettyJSON(b []byte) string {
-	var v any
-	if json.Unmarshal(b, &v) != nil {
+	var out bytes.Buffer
+	if json.Indent(&out, b, "", "  ") != nil {
 		return string(b)
 	}
-	out, _ := json.MarshalIndent(v, "", "  ")
-	return string(out)
+	return out.String()
 }
