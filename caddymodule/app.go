@@ -290,7 +290,7 @@ func (a *App) provisionAccounts(repl *caddy.Replacer) error {
 			a.logger.Warn("no account forwards to this target", zap.String("target", t.Name))
 		}
 	}
-	zeroCounters(a.accounts, a.targets)
+	zeroSeries(a.accounts, a.targets)
 	return nil
 }
 

@@ -60,9 +60,9 @@ var metrics = struct {
 	}, []string{"version"}),
 }
 
-// zeroCounters creates the series of the configured accounts and targets at 0, so that
-// increase() and alerts see their first increment.
-func zeroCounters(accounts map[string]*account, targets []delivery.Target) {
+// zeroSeries creates the series of the configured accounts and targets at 0, so that
+// increase(), alerts and dashboards see them before their first event.
+func zeroSeries(accounts map[string]*account, targets []delivery.Target) {
 	for _, acc := range accounts {
 		for _, outcome := range []string{"accepted", "duplicate", "rejected"} {
 			metrics.received.WithLabelValues(acc.pbx, acc.name, outcome)
@@ -70,9 +70,16 @@ func zeroCounters(accounts map[string]*account, targets []delivery.Target) {
 		for _, reason := range []string{"source", "auth", "malformed", "too_large", "unavailable"} {
 			metrics.rejected.WithLabelValues(acc.pbx, acc.name, reason)
 		}
+		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name)
+		if acc.lookup != nil {
+			for _, outcome := range []string{"found", "not_found", "cached", "timeout", "error"} {
+				metrics.lookups.WithLabelValues(acc.name, outcome)
+			}
+			metrics.lookupDuration.WithLabelValues(acc.name)
+		}
 	}
 	for _, t := range targets {
-		delivery.ZeroCounters(t.Name)
+		delivery.ZeroSeries(t.Name)
 	}
 }
 

@@ -67,8 +67,13 @@ func Collectors() []prometheus.Collector {
 	}
 }
 
-// ZeroCounters creates a target's counter series at 0.
-func ZeroCounters(target string) {
+// ZeroSeries creates a target's series at 0.
+func ZeroSeries(target string) {
+	for _, g := range []*prometheus.GaugeVec{metrics.deadLetters, metrics.queueDepth, metrics.oldestAge, metrics.circuitOpen, metrics.targetPaused, metrics.lanesParked} {
+		g.WithLabelValues(target)
+	}
+	metrics.deliveryDuration.WithLabelValues(target)
+	metrics.lag.WithLabelValues(target)
 	for _, result := range []string{"success", "retry", "failure"} {
 		metrics.attempts.WithLabelValues(target, result)
 	}
