@@ -48,7 +48,7 @@ func (m *MangoAccount) provision(name string, repl *caddy.Replacer) (*account, e
 		name:    name,
 		apiKey:  repl.ReplaceKnown(m.APIKey, ""),
 		apiSalt: repl.ReplaceKnown(m.APISalt, ""),
-		apiURL:  strings.TrimSuffix(m.APIURL, "/"),
+		apiURL:  strings.TrimSuffix(repl.ReplaceKnown(m.APIURL, ""), "/"),
 		forward: m.Forward,
 	}
 	if acc.apiKey == "" {

@@ -78,6 +78,9 @@ func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attemp
 func (e *Engine) DeadLetters(ctx context.Context, target string) ([]DeadLetter, error) {
 	filter := e.names.prefix + "_dead.>"
 	if target != "" {
+		if !validToken(target) {
+			return nil, ErrNotFound
+		}
 		filter = e.names.deadSubject(target, ">")
 	}
 	stream, err := e.js.Stream(ctx, e.names.dead)
