@@ -140,7 +140,7 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 func (e *Engine) startEmbedded() error {
 	dir := e.cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data_dir %s: %w", dir, err)
+		return fmt.Errorf("data_dir %s cannot be created (%w): set data_dir to a directory pbxbridge may write", dir, err)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -201,7 +201,7 @@ func (e *Engine) connectCluster() error {
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("data_dir %s is not writable: %w", dir, err)
+		return nil, fmt.Errorf("data_dir %s is not writable (%w): set data_dir to a directory pbxbridge may write", dir, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
