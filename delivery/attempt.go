@@ -61,7 +61,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
 		start := time.Now()
 		out := d.attempt(t, &ev, start)
 		elapsed := time.Since(start)
-		d.release(key, out, probe)
+		open := d.release(key, out, probe)
 		d.logAttempt(&ev, attempt, out, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
@@ -78,7 +78,9 @@ func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
 		}
 		metrics.attempts.WithLabelValues(d.name, "retry").Inc()
 		metrics.failures.WithLabelValues(d.name, out.reason).Inc()
-		if time.Since(accepted) > t.MaxAge {
+		// max_age is for events a reachable target keeps refusing; nothing is dead-lettered
+		// for an outage (the circuit is open), however long.
+		if !open && time.Since(accepted) > t.MaxAge {
 			out.err = fmt.Sprintf("max_age %s exceeded; last: %s", t.MaxAge, out.err)
 			return d.deadLetter(msg, &ev, attempt, out)
 		}
@@ -104,7 +106,7 @@ func (d *dispatcher) attempt(t Target, ev *translators.Event, now time.Time) out
 	if err != nil {
 		return outcome{class: classDead, reason: "mapping", err: err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, t.Timeout)
+	ctx, cancel := context.WithTimeout(d.attempts, t.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {

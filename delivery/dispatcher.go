@@ -29,9 +29,13 @@ type dispatcher struct {
 	name   string
 	log    *zap.Logger
 	client *http.Client
-	ctx    context.Context // cancelled on stop: ends waits and backoff sleeps
+	ctx    context.Context // cancelled on stop: ends fetching, waits and backoff sleeps
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// attempts is what in-flight requests run under: cancelled only when stop's grace period
+	// ends, so that they may finish.
+	attempts      context.Context
+	abortAttempts context.CancelFunc
+	wg            sync.WaitGroup
 
 	mu       sync.Mutex
 	cond     *sync.Cond // capacity, slots, pause, circuit or stop changed
@@ -52,15 +56,18 @@ type lane struct {
 
 func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
+	attempts, abortAttempts := context.WithCancel(context.Background())
 	d := &dispatcher{
-		e:      e,
-		name:   t.Name,
-		log:    e.log.Named("delivery").With(zapTarget(t.Name)),
-		ctx:    ctx,
-		cancel: cancel,
-		target: t,
-		cons:   cons,
-		lanes:  map[string]*lane{},
+		e:             e,
+		name:          t.Name,
+		log:           e.log.Named("delivery").With(zapTarget(t.Name)),
+		ctx:           ctx,
+		cancel:        cancel,
+		attempts:      attempts,
+		abortAttempts: abortAttempts,
+		target:        t,
+		cons:          cons,
+		lanes:         map[string]*lane{},
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
@@ -84,17 +91,18 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 }
 
 // reconfigure applies a reloaded target's settings without restarting: held events stay in
-// their lanes.
-func (d *dispatcher) reconfigure(t Target, cons jetstream.Consumer) {
+// their lanes. The consumer (same name, new settings already applied by the server) keeps its
+// handle: the handle carries the pin of the priority group, and a fresh one would be given
+// nothing until that pin's TTL ran out.
+func (d *dispatcher) reconfigure(t Target) {
 	d.mu.Lock()
 	d.target = t
-	d.cons = cons
 	d.cond.Broadcast()
 	d.mu.Unlock()
 }
 
-// stop ends fetching and waits for in-flight attempts until ctx is done. Held events stay
-// un-acked and are redelivered later.
+// stop ends fetching and waits for in-flight attempts until ctx is done, then cuts them short.
+// Held events stay un-acked and are redelivered later.
 func (d *dispatcher) stop(ctx context.Context) {
 	d.mu.Lock()
 	d.stopping = true
@@ -108,6 +116,7 @@ func (d *dispatcher) stop(ctx context.Context) {
 	case <-ctx.Done():
 		d.log.Warn("in-flight deliveries did not finish in the grace period; they will be retried after restart")
 	}
+	d.abortAttempts()
 	d.client.CloseIdleConnections()
 }
 
@@ -261,7 +270,9 @@ func (d *dispatcher) acquire() (t Target, probe bool, ok bool) {
 	}
 }
 
-func (d *dispatcher) release(key string, out outcome, probe bool) {
+// release frees the attempt's slot and records its outcome; it reports whether the circuit
+// is open now.
+func (d *dispatcher) release(key string, out outcome, probe bool) (open bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.inflight--
@@ -282,6 +293,7 @@ func (d *dispatcher) release(key string, out outcome, probe bool) {
 		}
 	}
 	d.cond.Broadcast()
+	return d.circuit.open
 }
 
 // sleep waits for d, or returns false when the dispatcher stops first.

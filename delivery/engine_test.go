@@ -2,90 +2,40 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// crm is a CRM stand-in on 127.0.0.1 that records what it receives.
-type crm struct {
-	*httptest.Server
-	mu       sync.Mutex
-	received []received
-	respond  func(ev translators.Event, attempt int) int
-	attempts map[string]int
-	got      chan struct{}
-}
-
-type received struct {
-	ev     translators.Event
-	header http.Header
-}
-
-func newCRM(t *testing.T, respond func(ev translators.Event, attempt int) int) *crm {
-	c := &crm{respond: respond, attempts: map[string]int{}, got: make(chan struct{}, 10000)}
-	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var ev translators.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("CRM got an undecodable body: %v", err)
-		}
-		c.mu.Lock()
-		c.attempts[ev.ID]++
-		status := http.StatusOK
-		if c.respond != nil {
-			status = c.respond(ev, c.attempts[ev.ID])
-		}
-		if status < 300 {
-			c.received = append(c.received, received{ev, r.Header.Clone()})
-		}
-		c.mu.Unlock()
-		w.WriteHeader(status)
-		if status < 300 {
-			c.got <- struct{}{}
-		}
-	}))
-	t.Cleanup(c.Close)
-	return c
-}
-
-func (c *crm) wait(t *testing.T, n int) []received {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for range n {
-		select {
-		case <-c.got:
-		case <-deadline:
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			t.Fatalf("CRM received %d of %d events", len(c.received), n)
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]received(nil), c.received...)
-}
-
 func openEngine(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	e, _ := openEngineLogs(t, cfg)
+	return e
+}
+
+// openEngineLogs also returns what the engine logs, for tests that assert on it.
+func openEngineLogs(t *testing.T, cfg Config) (*Engine, *observer.ObservedLogs) {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
-	e, err := Open(cfg, zaptest.NewLogger(t))
+	core, logs := observer.New(zap.InfoLevel)
+	e, err := Open(cfg, zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close(context.Background()) })
-	return e
+	return e, logs
 }
 
 func testTarget(url string) Target {
@@ -96,18 +46,23 @@ func testTarget(url string) Target {
 }
 
 func callEvents(call string, n int) []translators.Event {
-	src := translators.Source{PBX: "mango", Account: "office"}
 	var evs []translators.Event
 	for i := range n {
-		ev := src.New(translators.TypeRinging, fmt.Sprintf("%s/%d", call, i), call, time.Unix(1700000000, 0))
-		ev.Data.Seq = int64(i + 1)
-		evs = append(evs, ev)
+		evs = append(evs, callEvent(translators.TypeRinging, call, i))
 	}
 	return evs
 }
 
+// callEvent is the i-th event (0-based) of a call of mango office.
+func callEvent(typ, call string, i int) translators.Event {
+	src := translators.Source{PBX: "mango", Account: "office"}
+	ev := src.New(typ, fmt.Sprintf("%s/%d", call, i), call, time.Unix(1700000000, 0))
+	ev.Data.Seq = int64(i + 1)
+	return ev
+}
+
 func TestDeliversInCallOrderWithRetries(t *testing.T) {
-	c := newCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
 		if ev.Data.Seq == 2 && attempt <= 2 {
 			return http.StatusServiceUnavailable
 		}
@@ -118,28 +73,21 @@ func TestDeliversInCallOrderWithRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	position := map[string]int{}
 	for _, call := range []string{"A", "B", "C"} {
-		for _, ev := range callEvents(call, 4) {
+		for i, ev := range callEvents(call, 4) {
 			if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
 				t.Fatal(err)
 			}
+			position[ev.ID] = i
 		}
 	}
-	got := c.wait(t, 12)
-	last := map[string]int64{}
-	for _, r := range got {
-		if r.ev.Data.Seq != last[r.ev.Data.CallID]+1 {
-			t.Errorf("call %s: seq %d after %d", r.ev.Data.CallID, r.ev.Data.Seq, last[r.ev.Data.CallID])
-		}
-		last[r.ev.Data.CallID] = r.ev.Data.Seq
-		if r.header.Get("webhook-id") != r.ev.ID {
-			t.Errorf("webhook-id %q, want %q", r.header.Get("webhook-id"), r.ev.ID)
-		}
-	}
+	got := c.WaitDelivered(t, 12, 30*time.Second)
+	gatewaytest.CheckCallOrder(t, got, position)
 }
 
 func TestDuplicateInBatchDoesNotFailNeighbours(t *testing.T) {
-	c := newCRM(t, nil)
+	c := gatewaytest.NewCRM(t, nil)
 	e := openEngine(t, Config{})
 	if err := e.Apply(context.Background(), Config{}, []Target{testTarget(c.URL)}); err != nil {
 		t.Fatal(err)
@@ -167,16 +115,15 @@ func TestDuplicateInBatchDoesNotFailNeighbours(t *testing.T) {
 	if results[0].Duplicates != 1 || results[1].Accepted != 1 || results[2].Accepted != 1 {
 		t.Fatalf("results %+v", results)
 	}
-	got := c.wait(t, 3)
-	if len(got) != 3 {
-		t.Fatalf("delivered %d", len(got))
+	if got := c.WaitDelivered(t, 3, 30*time.Second); len(got) != 3 {
+		t.Fatalf("delivered %d requests for 3 events", len(got))
 	}
 }
 
 func TestDeadLetterAndReplay(t *testing.T) {
 	var mu sync.Mutex
 	reject := true
-	c := newCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
 		mu.Lock()
 		defer mu.Unlock()
 		if reject {
@@ -212,9 +159,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if err := e.ReplayDeadLetter(ctx, "crm", ev[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	got := c.wait(t, 1)
-	if got[0].header.Get("webhook-id") != ev[0].ID {
-		t.Fatalf("replayed with webhook-id %q", got[0].header.Get("webhook-id"))
+	got := c.WaitDelivered(t, 1, 30*time.Second)
+	if got[0].Header.Get("webhook-id") != ev[0].ID {
+		t.Fatalf("replayed with webhook-id %q", got[0].Header.Get("webhook-id"))
 	}
 	if dls, _ := e.DeadLetters(ctx, "crm"); len(dls) != 0 {
 		t.Fatalf("dead letter still listed after replay: %+v", dls)

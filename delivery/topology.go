@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -95,7 +96,15 @@ func (n names) filterSubjects(t *Target) []string {
 	// Replayed dead letters come back to this target alone.
 	out = append(out, n.replaySubject(t.Name, ">"))
 	slices.Sort(out)
-	return slices.Compact(out)
+	out = slices.Compact(out)
+	// JetStream refuses a filter inside another (call.completed inside call.*); it adds nothing.
+	var kept []string
+	for _, s := range out {
+		if !slices.ContainsFunc(out, func(f string) bool { return f != s && server.SubjectMatchesFilter(s, f) }) {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }
 
 // Apply creates or updates the streams, the buckets and one consumer per target, removes the
@@ -127,7 +136,7 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
 		if d := e.dispatchers[t.Name]; d != nil {
-			d.reconfigure(t, cons)
+			d.reconfigure(t)
 			continue
 		}
 		e.dispatchers[t.Name] = startDispatcher(e, t, cons)
