@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// backlogResult is what the backlog phase measured: N events queued for a CRM that is down,
+// then drained when it returns.
+type backlogResult struct {
+	Ingest loadStats `json:"ingest"`
+	// Memory of the gateway once every event is queued: VmRSS then and VmHWM, the peak since
+	// start (while ingesting).
+	QueuedRSS  int64 `json:"queued_rss_bytes"`
+	QueuedPeak int64 `json:"queued_peak_rss_bytes"`
+	// FirstDeliveryS is from the CRM's return to the first delivery (the circuit's probe).
+	FirstDeliveryS float64 `json:"first_delivery_s"`
+	// DrainPerSecond is delivered events / (first → last delivery).
+	DrainPerSecond float64       `json:"drain_per_second"`
+	DrainPeakRSS   int64         `json:"drain_peak_rss_bytes"` // VmHWM after the drain
+	Delivery       deliveryStats `json:"delivery"`
+}
+
+// backlog queues opt.backlog webhooks while the sink answers 503, then brings the sink back
+// and measures the drain. Ingest and drain are each bounded by opt.backlogTimeout.
+func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
+	n := b.opt.backlog
+	progress("backlog: %d events for a CRM that is down, then the drain", n)
+	b.sink.down.Store(true)
+	defer b.sink.down.Store(false)
+	g, wl, err := b.newGateway(kindPBXBridge, max(defaultMaxStore, int64(n)*4<<10))
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	samples := newLoader(wl, b.base, b.opt.concurrency).concurrent(ctx, b.opt.concurrency, time.Now().Add(b.opt.backlogTimeout), n)
+	res := &backlogResult{Ingest: summarise(samples)}
+	mem, err := g.memory()
+	if err != nil {
+		return nil, err
+	}
+	res.QueuedRSS, res.QueuedPeak = mem.RSS, mem.Peak
+	progress("backlog: %d accepted in %.0fs; RSS %s, peak %s; CRM back up", res.Ingest.Accepted, res.Ingest.Seconds, mb(mem.RSS), mb(mem.Peak))
+	if b.opt.profileDir != "" {
+		if err := g.profile(ctx, "heap", "gc=1", filepath.Join(b.opt.profileDir, "heap-backlog.pprof")); err != nil {
+			progress("heap profile: %v", err)
+		}
+	}
+
+	up := time.Since(b.base)
+	b.sink.down.Store(false)
+	profiled := b.startProfile(ctx, g, "cpu-drain.pprof", b.opt.duration)
+	res.Delivery = b.checkDelivery(ctx, kindPBXBridge, wl, samples, b.opt.backlogTimeout)
+	<-profiled
+	d := res.Delivery
+	if delivered := d.Once + d.Repeated; delivered > 0 {
+		res.FirstDeliveryS = (d.firstAt - up).Seconds()
+		res.DrainPerSecond = float64(delivered) / (d.lastAt - d.firstAt).Seconds()
+	}
+	if mem, err = g.memory(); err != nil {
+		return nil, err
+	}
+	res.DrainPeakRSS = mem.Peak
+	return res, nil
+}
+
+// mb is bytes in megabytes (10^6), the unit of the targets.
+func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+)
+
+// report is the output of a run.
+type report struct {
+	Command     string         `json:"command"`
+	CPUs        int            `json:"cpus"`
+	LoadBefore  string         `json:"loadavg_before"` // /proc/loadavg: 1, 5, 15 minutes
+	LoadAfter   string         `json:"loadavg_after"`
+	Rows        []row          `json:"rows"`
+	Saturated   []phaseResult  `json:"saturated"`  // respond, reverse_proxy, pbxbridge at opt.concurrency
+	FixedRate   []phaseResult  `json:"fixed_rate"` // the same at opt.rate
+	Backlog     *backlogResult `json:"backlog,omitempty"`
+	concurrency int
+	rate        int
+	backlogN    int
+}
+
+// row is one line of the results table.
+type row struct {
+	Metric   string   `json:"metric"`
+	PBX      string   `json:"pbxbridge"`
+	Baseline string   `json:"baseline"`
+	Ratio    *float64 `json:"ratio,omitempty"` // pbxbridge / baseline
+	Target   string   `json:"target,omitempty"`
+	Met      *bool    `json:"met,omitempty"`
+}
+
+// maxQueuedRSS is the memory target with a backlog queued.
+const maxQueuedRSS = 150e6
+
+// maxRateP99ms is the ingest latency target at the fixed rate.
+const maxRateP99ms = 5
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// byGateway finds a phase's result.
+func byGateway(ps []phaseResult, kind gatewayKind) phaseResult {
+	for _, p := range ps {
+		if p.Gateway == kind {
+			return p
+		}
+	}
+	return phaseResult{}
+}
+
+// buildRows computes the table: pbxbridge against its baseline, as ratios, with the targets
+// of issue 11.
+func (r *report) buildRows() {
+	sat := func(k gatewayKind) phaseResult { return byGateway(r.Saturated, k) }
+	rate := func(k gatewayKind) phaseResult { return byGateway(r.FixedRate, k) }
+	conns := fmt.Sprintf("%d connections", r.concurrency)
+	pbx, respond, proxy := sat(kindPBXBridge), sat(kindRespond), sat(kindProxy)
+
+	tput := ratio(pbx.Ingest.PerSecond, respond.Ingest.PerSecond)
+	r.add(row{Metric: "Durable ingest, 2xx/s (" + conns + ")", PBX: num(pbx.Ingest.PerSecond), Baseline: num(respond.Ingest.PerSecond) + " `respond`",
+		Ratio: tput, Target: "≥ 0.25 × `respond`", Met: met(*tput >= 0.25)})
+	r.add(row{Metric: "Ingest latency p50 (" + conns + ")", PBX: msStr(pbx.Ingest.P50ms), Baseline: msStr(respond.Ingest.P50ms) + " `respond`",
+		Ratio: ratio(pbx.Ingest.P50ms, respond.Ingest.P50ms)})
+	r.add(row{Metric: "Ingest latency p99 (" + conns + ")", PBX: msStr(pbx.Ingest.P99ms), Baseline: msStr(respond.Ingest.P99ms) + " `respond`",
+		Ratio: ratio(pbx.Ingest.P99ms, respond.Ingest.P99ms)})
+	if pbx.Delivery != nil && proxy.Delivery != nil {
+		e2e := ratio(pbx.Delivery.PerSecond, proxy.Delivery.PerSecond)
+		r.add(row{Metric: "End-to-end delivered events/s (" + conns + ")", PBX: num(pbx.Delivery.PerSecond), Baseline: num(proxy.Delivery.PerSecond) + " `reverse_proxy`",
+			Ratio: e2e, Target: "≥ 0.8 × `reverse_proxy`", Met: met(*e2e >= 0.8)})
+		r.add(row{Metric: "Delivery lag p99 (" + conns + ")", PBX: msStr(pbx.Delivery.LagP99ms), Baseline: msStr(proxy.Delivery.LagP99ms) + " `reverse_proxy`",
+			Ratio: ratio(pbx.Delivery.LagP99ms, proxy.Delivery.LagP99ms)})
+	}
+	if len(r.FixedRate) > 0 {
+		pr, rr, xr := rate(kindPBXBridge), rate(kindRespond), rate(kindProxy)
+		at := fmt.Sprintf(" at %d events/s", r.rate)
+		r.add(row{Metric: "Ingest latency p99" + at, PBX: msStr(pr.Ingest.P99ms), Baseline: msStr(rr.Ingest.P99ms) + " `respond`",
+			Ratio: ratio(pr.Ingest.P99ms, rr.Ingest.P99ms), Target: fmt.Sprintf("≤ %d ms, all 2xx", maxRateP99ms),
+			Met: met(pr.Ingest.P99ms <= maxRateP99ms && pr.Ingest.Accepted == pr.Ingest.Requests)})
+		if pr.Delivery != nil && xr.Delivery != nil {
+			r.add(row{Metric: "Delivery lag p99" + at, PBX: msStr(pr.Delivery.LagP99ms), Baseline: msStr(xr.Delivery.LagP99ms) + " `reverse_proxy`",
+				Ratio: ratio(pr.Delivery.LagP99ms, xr.Delivery.LagP99ms)})
+		}
+	}
+	r.add(row{Metric: "Peak RSS (" + conns + ")", PBX: mb(pbx.PeakRSS), Baseline: mb(respond.PeakRSS) + " `respond`",
+		Ratio: ratio(float64(pbx.PeakRSS), float64(respond.PeakRSS))})
+
+	var all deliveryStats
+	for _, d := range []*deliveryStats{pbx.Delivery, rate(kindPBXBridge).Delivery, r.backlogDelivery()} {
+		if d != nil {
+			all.Events += d.Events
+			all.Once += d.Once
+			all.Repeated += d.Repeated
+			all.Missing += d.Missing
+		}
+	}
+	r.add(row{Metric: "Accepted events delivered exactly once per `webhook-id`",
+		PBX:    fmt.Sprintf("%d of %d (%d repeated, %d missing)", all.Once, all.Events, all.Repeated, all.Missing),
+		Target: "all", Met: met(all.Once == all.Events)})
+
+	if b := r.Backlog; b != nil {
+		r.add(row{Metric: fmt.Sprintf("Peak RSS, %d events queued, CRM down", b.Ingest.Accepted), PBX: mb(b.QueuedPeak),
+			Baseline: mb(respond.PeakRSS) + " `respond`", Ratio: ratio(float64(b.QueuedPeak), float64(respond.PeakRSS)),
+			Target: "≤ " + mb(maxQueuedRSS), Met: met(b.QueuedPeak <= maxQueuedRSS && b.Ingest.Accepted == r.backlogN)})
+		if pbx.Delivery != nil {
+			drain := ratio(b.DrainPerSecond, pbx.Delivery.PerSecond)
+			r.add(row{Metric: "Backlog drain, delivered events/s", PBX: num(b.DrainPerSecond), Baseline: num(pbx.Delivery.PerSecond) + " pbxbridge end-to-end",
+				Ratio: drain, Target: "≥ 1 × end-to-end", Met: met(*drain >= 1)})
+		}
+	}
+}
+
+func (r *report) backlogDelivery() *deliveryStats {
+	if r.Backlog == nil {
+		return nil
+	}
+	return &r.Backlog.Delivery
+}
+
+func (r *report) add(x row) { r.Rows = append(r.Rows, x) }
+
+func ratio(a, b float64) *float64 {
+	v := 0.0
+	if b != 0 {
+		v = a / b
+	}
+	return &v
+}
+
+func met(b bool) *bool { return &b }
+
+func num(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+func msStr(v float64) string { return fmt.Sprintf("%.2f ms", v) }
+
+// markdown writes the table, the command and the phases' details.
+func (r *report) markdown(w io.Writer) {
+	fmt.Fprintf(w, "```sh\n%s\n```\n\n", r.Command)
+	fmt.Fprintf(w, "%d CPUs, Go %s; load average %s before, %s after. SyncAlways on (the embedded store always syncs).\n\n",
+		r.CPUs, runtime.Version(), r.LoadBefore, r.LoadAfter)
+	fmt.Fprintln(w, "| metric | pbxbridge | baseline | ratio | target | met? |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, x := range r.Rows {
+		rat, m := "", ""
+		if x.Ratio != nil {
+			rat = fmt.Sprintf("%.2f", *x.Ratio)
+		}
+		if x.Met != nil {
+			m = map[bool]string{true: "yes", false: "**no**"}[*x.Met]
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.Metric, x.PBX, x.Baseline, rat, x.Target, m)
+	}
+	fmt.Fprintln(w, "\nPhases (each a fresh process of the same binary; latency of 2xx answers):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| gateway | load | requests | 2xx | refused | 2xx/s | p50 | p99 | delivered/s | lag p50 | lag p99 | once / repeated / missing / unexpected | peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, p := range append(append([]phaseResult(nil), r.Saturated...), r.FixedRate...) {
+		d := p.Delivery
+		del, lag50, lag99, counts := "", "", "", ""
+		if d != nil {
+			del, lag50, lag99 = num(d.PerSecond), msStr(d.LagP50ms), msStr(d.LagP99ms)
+			counts = fmt.Sprintf("%d / %d / %d / %d", d.Once, d.Repeated, d.Missing, d.Unexpected)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Gateway, p.Load,
+			p.Ingest.Requests, p.Ingest.Accepted, refused(p.Ingest.Refused), num(p.Ingest.PerSecond), msStr(p.Ingest.P50ms), msStr(p.Ingest.P99ms),
+			del, lag50, lag99, counts, mb(p.PeakRSS))
+	}
+	if b := r.Backlog; b != nil {
+		d := b.Delivery
+		fmt.Fprintf(w, "\nBacklog: %d requests, %d accepted (%s refused) in %.0f s (%s/s) with the CRM answering 503; "+
+			"then RSS %s, peak %s. CRM back: first delivery after %.1f s, drained at %s events/s, "+
+			"%d once / %d repeated / %d missing / %d unexpected; peak RSS after the drain %s.\n",
+			b.Ingest.Requests, b.Ingest.Accepted, refused(b.Ingest.Refused), b.Ingest.Seconds, num(b.Ingest.PerSecond),
+			mb(b.QueuedRSS), mb(b.QueuedPeak), b.FirstDeliveryS, num(b.DrainPerSecond),
+			d.Once, d.Repeated, d.Missing, d.Unexpected, mb(b.DrainPeakRSS))
+	}
+}
+
+func refused(m map[string]int) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%d×%s", m[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r *report) json(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

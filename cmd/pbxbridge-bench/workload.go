@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/translators/xvb"
+)
+
+// Credentials of the benchmark's accounts; the generated Caddyfile carries the same.
+const (
+	mangoKey      = "bench-api-key-not-secret"
+	mangoSalt     = "bench-api-salt-not-secret"
+	xvbAccessCode = "10019"
+	formType      = "application/x-www-form-urlencoded"
+)
+
+// callLength is how many requests one block of the stream has: a whole Mango call (4
+// messages) and a whole XVB call (3).
+const callLength = 7
+
+// sampleStart is the time on the Mango sample calls; Mango ids do not depend on it.
+var sampleStart = time.Unix(1764065700, 0)
+
+// workload is the request stream of a phase. Request n is a unique webhook that the gateway
+// turns into exactly one canonical event; every callLength requests are one Mango call
+// (Appeared, Connected, Disconnected, summary, signed with the account's salt) and one XVB
+// call (INCOMING, ANSWERED with X-XVB-AC, COMPLETED with callid), each from its own phone
+// number, so the gateway's per-call lanes and XVB's open-call bucket see real calls.
+type workload struct {
+	run  string // makes the ids of this phase unique
+	base string // the site, http://127.0.0.1:port
+}
+
+// request is one webhook as the PBX posts it.
+type request struct {
+	url   string
+	xvbAC string // the X-XVB-AC header, when XVB sends it
+	body  string
+}
+
+func (w workload) request(n int) request {
+	call, step := n/callLength, n%callLength
+	if step < 4 {
+		entry := fmt.Sprintf("%s-m%d", w.run, call)
+		m := mango.SampleCall(entry, entry+"-leg", sampleStart)[step]
+		return request{url: w.base + "/hooks/mango" + m.Suffix, body: mango.FormBody(mangoKey, mangoSalt, m.JSON)}
+	}
+	form := url.Values{
+		"access_code": {xvbAccessCode},
+		"cmd":         {"event"},
+		"callid":      {fmt.Sprintf("%s-x%d", w.run, call)},
+		"type":        {"in"},
+		"phone":       {fmt.Sprintf("7920%07d", call%10_000_000)},
+	}
+	r := request{url: w.base + "/hooks/xvb"}
+	switch step - 4 {
+	case 0:
+		form.Set("event", "INCOMING")
+		form.Set("ext", "")
+	case 1:
+		form.Set("event", "ANSWERED")
+		form.Set("ext", "100")
+		r.xvbAC = xvbAccessCode
+	case 2:
+		form.Set("event", "COMPLETED")
+		form.Set("status", "Success")
+		form.Set("duration", "16")
+	}
+	r.body = form.Encode()
+	return r
+}
+
+// eventIDs are the ids the gateway gives request n's events (webhook-id at the CRM),
+// translated here as the gateway does; ids depend on the message alone.
+func (w workload) eventIDs(n int) []string {
+	r := w.request(n)
+	var evs []translators.Event
+	if path, ok := strings.CutPrefix(r.url, w.base+"/hooks/mango/"); ok {
+		form, err := mango.ParseForm([]byte(r.body))
+		if err != nil {
+			panic(err) // the stream is ours: a bug
+		}
+		evs = mango.Translate(translators.Source{PBX: "mango", Account: "office"}, path, []byte(form.JSON), time.Now())
+	} else {
+		fields, _, err := xvb.Parse(formType, []byte(r.body))
+		if err != nil {
+			panic(err)
+		}
+		evs = xvb.Translate(translators.Source{PBX: "xvb", Account: "main"}, fields, xvb.Correlation{}, time.Now())
+	}
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	return ids
+}
