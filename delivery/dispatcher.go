@@ -145,7 +145,10 @@ func (d *dispatcher) fetchLoop() {
 			err = batch.Error()
 		}
 		cancel()
-		if err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		// A pin mismatch: the pin expired while this dispatcher was not pulling (paused, or
+		// holding maxHeld events) and the client has dropped it; the next pull gets a new one,
+		// or waits while another instance holds it.
+		if err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrPinIDMismatch) {
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
 		}

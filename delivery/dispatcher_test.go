@@ -286,11 +286,11 @@ func probesWithin(t Target, d time.Duration) int {
 	}
 }
 
-// The CRM's port closed for 60 s (15 s with -short) under a stream of webhooks: one refused
-// connection opens the circuit, then only the probes of the backoff schedule try the port,
-// circuit_open is 1 throughout, nothing is dead-lettered although the outage outlasts max_age,
-// held events stay held (kept alive, not redelivered), and after the port re-opens everything
-// arrives in per-call order.
+// The CRM's port closed for 60 s (15 s with -short) under a stream of webhooks and a burst of
+// more events than a dispatcher holds: one refused connection opens the circuit, then only the
+// probes of the backoff schedule try the port, circuit_open is 1 throughout, nothing is
+// dead-lettered although the outage outlasts max_age, held events stay held (kept alive, not
+// redelivered), and after the port re-opens everything arrives in per-call order.
 func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	outage := 60 * time.Second
 	if testing.Short() {
@@ -350,6 +350,14 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	}()
 
 	gatewaytest.Eventually(t, 5*time.Second, "circuit_open 1", func() bool { return gauge(metrics.circuitOpen, tg.Name) == 1 })
+	// A burst of more events than the dispatcher holds: it stops pulling until the CRM is
+	// back, longer than the pin's TTL in the full-length outage.
+	burst := enqueueCalls(t, e, "burst", maxHeld/5+50, 5, concurrency)
+	mu.Lock()
+	for id, pos := range burst {
+		position[id] = pos
+	}
+	mu.Unlock()
 	for time.Since(closedAt) < outage {
 		if v := gauge(metrics.circuitOpen, tg.Name); v != 1 {
 			t.Fatalf("circuit_open %v %s into the outage", v, time.Since(closedAt).Round(time.Millisecond))
@@ -361,7 +369,7 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	serveOn(t, addr, c.Config.Handler, &accepted)
 	reopened := time.Now()
 	close(stop)
-	total := <-produced
+	total := <-produced + len(burst)
 	got := c.WaitDelivered(t, total, tg.BackoffMax+deliverWithin)
 	recovery := time.Since(reopened)
 
@@ -393,9 +401,12 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 		t.Errorf("dead_lettered_total went from %v to %v", deadBefore, v)
 	}
 	gatewaytest.Eventually(t, 5*time.Second, "circuit_open 0", func() bool { return gauge(metrics.circuitOpen, tg.Name) == 0 })
-	t.Logf("port closed %s: %d connection attempts (bound %d; with the defaults 1s..10m the schedule allows %d), %d events (%d during the outage) all delivered %s after the port returned, %d connections after",
+	if n := logs.FilterMessage("fetching events").Len(); n != 0 {
+		t.Errorf("%d failed pulls; the first was: %v", n, logs.FilterMessage("fetching events").All()[0].ContextMap())
+	}
+	t.Logf("port closed %s: %d connection attempts (bound %d; with the defaults 1s..10m the schedule allows %d), %d events (%d during the outage, %d of them at once) all delivered %s after the port returned, %d connections after",
 		outage, refused, bound, 1+probesWithin(Target{BackoffMin: defaultBackoffMin, BackoffMax: defaultBackoffMax}, outage),
-		total, total-30, recovery.Round(time.Millisecond), accepted.Load()-before)
+		total, total-30, len(burst), recovery.Round(time.Millisecond), accepted.Load()-before)
 }
 
 // Fan-out to two targets; then one hangs (answers nothing until its timeout): the live
