@@ -83,10 +83,11 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	d.paused = e.loadPaused(ctx, t.Name)
 	metrics.targetPaused.WithLabelValues(t.Name).Set(boolGauge(d.paused))
 	metrics.circuitOpen.WithLabelValues(t.Name).Set(0)
-	d.wg.Add(3)
+	d.wg.Add(4)
 	go d.fetchLoop()
 	go d.keepAlive()
 	go d.observe()
+	go d.watchPaused()
 	return d
 }
 
@@ -125,14 +126,15 @@ func (d *dispatcher) fetchLoop() {
 	d.awaitPreviousRun()
 	for {
 		d.mu.Lock()
-		for !d.stopping && (d.paused || d.held >= maxHeld) {
-			d.cond.Wait()
-		}
 		if d.stopping {
 			d.mu.Unlock()
 			return
 		}
-		n := min(maxHeld-d.held, fetchMax)
+		// Pull also while paused or holding maxHeld events: pulling keeps the consumer's pin,
+		// which another instance of a cluster would take over after its TTL, splitting lanes.
+		// Paused, the events wait in their lanes; full, JetStream gives no more than
+		// MaxAckPending (= maxHeld) un-acked events anyway.
+		n := min(max(maxHeld-d.held, 1), fetchMax)
 		cons := d.cons
 		d.mu.Unlock()
 
@@ -318,6 +320,29 @@ func (d *dispatcher) setPaused(p bool) {
 	d.cond.Broadcast()
 	d.mu.Unlock()
 	metrics.targetPaused.WithLabelValues(d.name).Set(boolGauge(p))
+}
+
+// watchPaused applies a pause or resume made through any instance of a cluster: the state is
+// in the store, and the instance that delivers may not be the one the operator asked.
+func (d *dispatcher) watchPaused() {
+	defer d.wg.Done()
+	kv, err := d.e.js.KeyValue(d.ctx, d.e.names.state)
+	var w jetstream.KeyWatcher
+	if err == nil {
+		w, err = kv.Watch(d.ctx, pausedKey(d.name))
+	}
+	if err != nil {
+		if d.ctx.Err() == nil {
+			d.log.Warn("watching the paused state: a pause through another instance is not seen here", zapErr(err))
+		}
+		return
+	}
+	defer w.Stop()
+	for entry := range w.Updates() { // closed when d.ctx ends
+		if entry != nil {
+			d.setPaused(entry.Operation() == jetstream.KeyValuePut)
+		}
+	}
 }
 
 func boolGauge(b bool) float64 {

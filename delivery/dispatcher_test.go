@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -292,6 +293,7 @@ func probesWithin(t Target, d time.Duration) int {
 // dead-lettered although the outage outlasts max_age, held events stay held (kept alive, not
 // redelivered), and after the port re-opens everything arrives in per-call order.
 func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
+	t.Parallel() // mostly waiting
 	outage := 60 * time.Second
 	if testing.Short() {
 		outage = 15 * time.Second
@@ -482,7 +484,7 @@ func TestPauseQueuesResumeDelivers(t *testing.T) {
 	tg := testTarget(c.URL)
 	tg.Name = name
 
-	first, closeFirst := openEngineToClose(t, dir)
+	first, closeFirst := openEngineToClose(t, Config{DataDir: dir})
 	applyTargets(t, first, tg)
 	if err := first.Pause(ctx, name); err != nil {
 		t.Fatal(err)
@@ -542,11 +544,11 @@ func TestPauseQueuesResumeDelivers(t *testing.T) {
 	gatewaytest.CheckCallOrder(t, c.WaitDelivered(t, 33, deliverWithin), position)
 }
 
-// openEngineToClose opens an engine on dir for a test that closes it itself (before opening
-// another on dir); the cleanup closes it if the test ends first.
-func openEngineToClose(t *testing.T, dir string) (*Engine, func(context.Context) error) {
+// openEngineToClose opens an engine for a test that closes it itself (to open another on its
+// directory, or to stop an instance of a cluster); the cleanup closes it if the test ends first.
+func openEngineToClose(t *testing.T, cfg Config) (*Engine, func(context.Context) error) {
 	t.Helper()
-	e, err := Open(Config{DataDir: dir}, zaptest.NewLogger(t))
+	e, err := Open(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +578,7 @@ func TestStopLetsInFlightAttemptsFinish(t *testing.T) {
 	ctx := context.Background()
 	tg := testTarget(c.URL)
 	tg.Name = name
-	first, closeFirst := openEngineToClose(t, dir)
+	first, closeFirst := openEngineToClose(t, Config{DataDir: dir})
 	applyTargets(t, first, tg)
 	d := first.dispatcher(name)
 	success := testutil.ToFloat64(metrics.attempts.WithLabelValues(name, "success"))
@@ -764,4 +766,90 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 		}
 		t.Logf("%s: retried after %s", call, gap.Round(time.Millisecond))
 	}
+}
+
+// Two instances on one NATS cluster: only the one holding the consumer's pin delivers, so a
+// call's lane is never split. It keeps the pin while paused through the other instance and
+// while it holds more events than it takes during an outage longer than the pin's TTL; the
+// other takes over after the TTL once it is gone.
+func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
+	t.Parallel() // mostly waiting
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(srv.Shutdown) // after the engines' cleanups
+	var down atomic.Bool
+	c := gatewaytest.NewCRM(t, func(translators.Event, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	cluster := Config{NATS: &NATSConfig{URLs: []string{srv.ClientURL()}}}
+	a, closeA := openEngineToClose(t, cluster)
+	b, _ := openEngineToClose(t, cluster)
+	ctx := context.Background()
+	ta, tb := testTarget(c.URL), testTarget(c.URL)
+	ta.Name, ta.UserAgent, ta.BackoffMin, ta.BackoffMax = "cluster", "instance-a", 50*time.Millisecond, time.Second
+	tb.Name, tb.UserAgent, tb.BackoffMin, tb.BackoffMax = "cluster", "instance-b", 50*time.Millisecond, time.Second
+	applyTargets(t, a, ta)
+	position := enqueueCalls(t, a, "c-first", 1, 1, 1)
+	c.WaitDelivered(t, 1, deliverWithin) // a pulled first: it holds the pin
+	applyTargets(t, b, tb)
+	add := func(m map[string]int) {
+		for id, pos := range m {
+			position[id] = pos
+		}
+	}
+	deliveredBy := func(agent string) (n int) {
+		for _, d := range c.Requests() {
+			if d.Header.Get("User-Agent") == agent {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Paused through b, the instance that does not deliver: a stops too.
+	if err := b.Pause(ctx, "cluster"); err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.Eventually(t, 5*time.Second, "a paused", func() bool { return targetStatus(t, a, "cluster").Paused })
+	add(enqueueCalls(t, b, "c-paused", 10, 3, 4))
+	time.Sleep(time.Second) // a window in which an unpaused instance would have delivered
+	if n := len(c.Requests()); n != 1 {
+		t.Fatalf("the CRM got %d requests while the target was paused through the other instance", n-1)
+	}
+	if err := b.Resume(ctx, "cluster"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitDelivered(t, len(position), deliverWithin)
+
+	// The CRM down for longer than the pin's TTL, with more events than a holds.
+	down.Store(true)
+	add(enqueueCalls(t, b, "c-burst", maxHeld/5+50, 5, 16))
+	time.Sleep(2*ackWait + fetchWait) // the pin's TTL and one pull: a must keep it meanwhile
+	down.Store(false)
+	gatewaytest.CheckCallOrder(t, c.WaitDelivered(t, len(position), deliverWithin), position)
+	if n := deliveredBy("instance-b"); n != 0 {
+		t.Fatalf("instance b made %d requests while a held the pin", n)
+	}
+
+	// a stops: b takes over once the pin's TTL has run out.
+	if err := closeA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	add(enqueueCalls(t, b, "c-failover", 5, 1, 1))
+	got := c.WaitDelivered(t, len(position), 2*ackWait+fetchWait+deliverWithin)
+	gatewaytest.CheckCallOrder(t, got, position)
+	t.Logf("%d requests from a alone; after a stopped, b made %d within %s (pin TTL %s)",
+		deliveredBy("instance-a"), deliveredBy("instance-b"), time.Since(stopped).Round(time.Millisecond), 2*ackWait)
 }

@@ -175,9 +175,9 @@ func (e *Engine) setPaused(ctx context.Context, target string, paused bool) erro
 		return err
 	}
 	if paused {
-		_, err = kv.Put(ctx, "paused."+target, []byte("1"))
+		_, err = kv.Put(ctx, pausedKey(target), []byte("1"))
 	} else {
-		err = kv.Delete(ctx, "paused."+target)
+		err = kv.Delete(ctx, pausedKey(target))
 	}
 	if err != nil {
 		return err
@@ -186,12 +186,15 @@ func (e *Engine) setPaused(ctx context.Context, target string, paused bool) erro
 	return nil
 }
 
+// pausedKey is a paused target's key in the state bucket.
+func pausedKey(target string) string { return "paused." + target }
+
 func (e *Engine) loadPaused(ctx context.Context, target string) bool {
 	kv, err := e.js.KeyValue(ctx, e.names.state)
 	if err != nil {
 		return false
 	}
-	_, err = kv.Get(ctx, "paused."+target)
+	_, err = kv.Get(ctx, pausedKey(target))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		e.log.Warn("reading the paused state", zapTarget(target), zapErr(err))
 	}
