@@ -81,6 +81,14 @@ type rejection struct {
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	start := time.Now()
 	acc := h.acc
+	if len(r.TransferEncoding) > 0 {
+		// Go lets a chunked Transfer-Encoding override a Content-Length sent with it, and
+		// drops the Content-Length, then keeps the connection open: bytes hidden behind the
+		// chunked body would be served as a next request (request smuggling). RFC 9112 §6.3
+		// says to close the connection after such a request; as the handler cannot tell it
+		// from a plain chunked one, every chunked webhook closes (PBXs send Content-Length).
+		w.Header().Set("Connection", "close")
+	}
 	defer func() {
 		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name).Observe(time.Since(start).Seconds())
 	}()

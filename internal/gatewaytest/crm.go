@@ -97,6 +97,16 @@ func (c *CRM) Requests() []Delivery {
 // WaitDelivered waits until at least n distinct webhook-ids were answered 2xx.
 func (c *CRM) WaitDelivered(t testing.TB, n int, timeout time.Duration) []Delivery {
 	t.Helper()
+	got := c.waitIDs(n, timeout)
+	if len(UniqueIDs(got)) < n {
+		t.Fatalf("CRM received %d of %d events within %s", len(UniqueIDs(got)), n, timeout)
+	}
+	return got
+}
+
+// waitIDs waits until at least n distinct webhook-ids were answered 2xx or timeout passes,
+// and returns the requests answered 2xx.
+func (c *CRM) waitIDs(n int, timeout time.Duration) []Delivery {
 	deadline := time.After(timeout)
 	for {
 		got := c.Delivered()
@@ -106,7 +116,7 @@ func (c *CRM) WaitDelivered(t testing.TB, n int, timeout time.Duration) []Delive
 		select {
 		case <-c.notify:
 		case <-deadline:
-			t.Fatalf("CRM received %d of %d events within %s", len(UniqueIDs(got)), n, timeout)
+			return c.Delivered()
 		}
 	}
 }
@@ -123,10 +133,12 @@ func UniqueIDs(ds []Delivery) map[string]bool {
 // CheckCallOrder reports every call whose first deliveries went backwards in acceptance
 // order, given each event's position (the order the gateway acknowledged them), and every
 // delivery whose webhook-id is not its event's id. Re-deliveries (at-least-once) are allowed.
-func CheckCallOrder(t testing.TB, ds []Delivery, position map[string]int) {
+// It returns the number of order violations.
+func CheckCallOrder(t testing.TB, ds []Delivery, position map[string]int) int {
 	t.Helper()
 	last := map[string]int{}
 	seen := map[string]bool{}
+	violations := 0
 	for _, d := range ds {
 		id := d.Header.Get("webhook-id")
 		if id != d.Event.ID {
@@ -139,10 +151,12 @@ func CheckCallOrder(t testing.TB, ds []Delivery, position map[string]int) {
 		seen[id] = true
 		call := d.Event.Data.CallID
 		if prev, seen := last[call]; seen && pos < prev {
+			violations++
 			t.Errorf("call %s: event at position %d delivered after position %d", call, pos, prev)
 		}
 		if pos > last[call] {
 			last[call] = pos
 		}
 	}
+	return violations
 }
