@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,6 +235,26 @@ func (h *harness) reload(cfg config) {
 
 // xvbURL is the XVB webhook URL with its key, as configured in XVB.
 func (h *harness) xvbURL(path string) string { return h.g.URL + path + "?key=" + xvbKey }
+
+// metricSum adds up the series of a metric family whose labels include all of labels
+// (`name="value"`), in this gateway process.
+func (h *harness) metricSum(family string, labels ...string) float64 {
+	var sum float64
+	for line := range strings.Lines(h.g.MetricsText()) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !strings.HasPrefix(series, family+"{") {
+			continue
+		}
+		matches := true
+		for _, l := range labels {
+			matches = matches && strings.Contains(series, l)
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil && matches {
+			sum += v
+		}
+	}
+	return sum
+}
 
 // checkSecrets fails the test if any configured secret (or a signing key it encodes) appears
 // in the gateway's log, /config/, the autosave file, the metrics, or a body a CRM received.

@@ -182,18 +182,6 @@ func (h *harness) waitCaughtUp(timeout time.Duration) {
 	})
 }
 
-// unavailable is how many webhooks this gateway process answered 503, by its metrics.
-func (h *harness) unavailable() float64 {
-	var n float64
-	for line := range strings.Lines(h.g.MetricsText()) {
-		if strings.HasPrefix(line, "pbxbridge_webhooks_rejected_total{") && strings.Contains(line, `reason="unavailable"`) {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(line[strings.LastIndexByte(line, ' '):]), 64)
-			n += v
-		}
-	}
-	return n
-}
-
 func (h *harness) health() (int, string) {
 	resp, err := http.Get(h.g.URL + "/healthz")
 	if err != nil {
@@ -259,10 +247,11 @@ func TestChaosMixedLoad(t *testing.T) {
 
 		// The store fills while the CRMs are down, and frees once they are back.
 		h.waitCaughtUp(2 * time.Minute)
-		refusedBefore := h.unavailable()
+		unavailable := func() float64 { return h.metricSum("pbxbridge_webhooks_rejected_total", `reason="unavailable"`) }
+		refusedBefore := unavailable()
 		setCRMs(fronts, "down")
 		gatewaytest.Eventually(t, 2*time.Minute, "webhooks refused for a full store", func() bool {
-			return h.unavailable() > refusedBefore
+			return unavailable() > refusedBefore
 		})
 		done.add("store_full")
 		if !strings.Contains(h.g.Logs(), "store full") {
