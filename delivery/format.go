@@ -28,9 +28,11 @@ type Format interface {
 var ErrMapping = errors.New("mapping")
 
 // Limits of a jq program per event. The program is the operator's, not an attacker's: these
-// stop a mistake (an endless recursion, a runaway range) from stalling a lane, not a DoS.
+// stop a mistake (an endless recursion, a runaway range) from stalling a lane, not a DoS. A
+// whole second, because a timeout dead-letters the event: a healthy program on a starved CPU
+// must not hit it.
 const (
-	formatJQTimeout = 100 * time.Millisecond
+	formatJQTimeout = time.Second
 	formatJQMaxBody = 1 << 20
 )
 
