@@ -75,6 +75,7 @@ type Engine struct {
 	mu          sync.Mutex
 	dispatchers map[string]*dispatcher
 	ready       atomic.Bool
+	closed      atomic.Bool
 	calls       atomic.Pointer[Calls]
 	commands    atomic.Pointer[Commands]
 	// routed are the accounts some target's consumer takes events from. JetStream drops a
@@ -219,6 +220,9 @@ func (e *Engine) Ready() bool {
 // Close stops the dispatchers, letting in-flight attempts finish until ctx is done, and then
 // closes the store. Held, unacknowledged events are redelivered on the next start.
 func (e *Engine) Close(ctx context.Context) error {
+	if e.closed.Swap(true) {
+		return nil
+	}
 	e.ready.Store(false)
 	e.mu.Lock()
 	ds := make([]*dispatcher, 0, len(e.dispatchers))

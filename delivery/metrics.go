@@ -69,7 +69,7 @@ func Collectors() []prometheus.Collector {
 
 // ZeroSeries creates a target's series at 0.
 func ZeroSeries(target string) {
-	for _, g := range []*prometheus.GaugeVec{metrics.deadLetters, metrics.queueDepth, metrics.oldestAge, metrics.circuitOpen, metrics.targetPaused, metrics.lanesParked} {
+	for _, g := range targetGauges() {
 		g.WithLabelValues(target)
 	}
 	metrics.deliveryDuration.WithLabelValues(target)
@@ -82,6 +82,19 @@ func ZeroSeries(target string) {
 	}
 	metrics.retries.WithLabelValues(target)
 	metrics.deadLettered.WithLabelValues(target)
+}
+
+// targetGauges are the per-target gauges.
+func targetGauges() []*prometheus.GaugeVec {
+	return []*prometheus.GaugeVec{metrics.deadLetters, metrics.queueDepth, metrics.oldestAge, metrics.circuitOpen, metrics.targetPaused, metrics.lanesParked}
+}
+
+// deleteSeries drops a removed target's gauges, so that no alert keeps firing on the last
+// value of a target that no longer exists. Its counters stay: they are history.
+func deleteSeries(target string) {
+	for _, g := range targetGauges() {
+		g.DeleteLabelValues(target)
+	}
 }
 
 func zapErr(err error) zap.Field          { return zap.Error(err) }

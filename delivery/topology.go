@@ -147,6 +147,7 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 		}
 		delete(e.dispatchers, name)
 		go d.stop(context.Background())
+		deleteSeries(name)
 		if err := e.js.DeleteConsumer(ctx, e.names.events, consumerName(name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			e.log.Warn("removing the consumer of a removed target", zapTarget(name), zapErr(err))
 		}
