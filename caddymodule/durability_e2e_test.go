@@ -33,7 +33,7 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	crm := flakyCRM(t)
 	g := startMango(t, crm, "127.0.0.1", "")
 	deadline := time.Now().Add(3 * time.Minute)
-	done := make(chan *gatewaytest.Accepted)
+	done := make(chan *gatewaytest.Accepted, 1)
 	go func() {
 		done <- gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", testKey, testSalt, "kill", 150, 8, deadline)
 	}()

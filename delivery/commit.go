@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,13 @@ import (
 const (
 	// maxBatch bounds one atomic batch (JetStream's own limit is 1000 messages).
 	maxBatch = 256
+	// minAtomicBatch is the smallest batch committed atomically. JetStream stages an atomic
+	// batch of a file-stored stream in a store of its own on disk (a directory, metadata
+	// written with sync, removed after the commit) and in return syncs the committed batch
+	// once. Below this size pipelined publishes, one sync each, answer sooner: with 4
+	// concurrent webhooks p50 about 1 ms instead of 5 ms; with 64, atomic batches of 32 and
+	// more carry as much as before (BenchmarkEnqueueGroupCommit4, BenchmarkEnqueueGroupCommit64).
+	minAtomicBatch = 32
 	// publishTimeout bounds one commit; callers give up earlier (ErrNotDurable) but the commit
 	// may still land, and then a PBX re-send is deduplicated.
 	publishTimeout = 10 * time.Second
@@ -50,8 +58,9 @@ type enqueueDone struct {
 }
 
 // committer is the group commit: requests that arrive while a commit is in flight form the
-// next atomic batch, so the fsync of SyncAlways is paid once per batch, not per webhook, and
-// no timer adds latency when traffic is light.
+// next batch. A batch large enough to repay JetStream's staging (minAtomicBatch) is committed
+// atomically, so the fsync of SyncAlways is paid once for it, not per webhook. No timer adds
+// latency when traffic is light.
 type committer struct {
 	e    *Engine
 	in   chan *enqueueReq
@@ -161,7 +170,7 @@ func (m pending) msg() *nats.Msg {
 func (c *committer) commit(batch []*enqueueReq, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if n > 1 {
+	if n >= minAtomicBatch {
 		msgs := make([]*nats.Msg, 0, n)
 		for _, r := range batch {
 			for _, m := range r.msgs {
@@ -180,18 +189,40 @@ func (c *committer) commit(batch []*enqueueReq, n int) {
 		// one so each webhook gets its own answer and a re-send never fails its neighbours.
 		c.e.log.Debug("atomic batch rejected, publishing one by one", zapErr(err))
 	}
-	for _, r := range batch {
-		var d enqueueDone
+	c.publishEach(ctx, batch)
+}
+
+// publishEach pipelines the batch's messages on the one connection, so the stream stores them
+// in order, and answers each webhook from its own acks: a duplicate or a full store affects
+// only its own webhook. A webhook's events are not stored all-or-nothing; one that is not
+// answered 200 is re-sent and its stored events are then duplicates.
+func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
+	acks := make([][]jetstream.PubAckFuture, len(batch))
+	failed := make([]error, len(batch))
+	for i, r := range batch {
 		for _, m := range r.msgs {
-			ack, err := c.e.js.PublishMsg(ctx, m.msg())
+			ack, err := c.e.js.PublishMsgAsync(m.msg())
 			if err != nil {
-				d.err = classifyPublishError(err)
+				failed[i] = classifyPublishError(err)
 				break
 			}
-			if ack.Duplicate {
-				d.res.Duplicates++
-			} else {
-				d.res.Accepted++
+			acks[i] = append(acks[i], ack)
+		}
+	}
+	for i, r := range batch {
+		d := enqueueDone{err: failed[i]}
+		for _, ack := range acks[i] {
+			select {
+			case a := <-ack.Ok():
+				if a.Duplicate {
+					d.res.Duplicates++
+				} else {
+					d.res.Accepted++
+				}
+			case err := <-ack.Err():
+				d.err = cmp.Or(d.err, classifyPublishError(err))
+			case <-ctx.Done():
+				d.err = ErrNotDurable
 			}
 		}
 		r.done <- d

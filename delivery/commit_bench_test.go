@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,9 +34,10 @@ func benchEngine(b *testing.B) *Engine {
 }
 
 // benchEnqueue runs b.N enqueues of one event each from `workers` goroutines and reports
-// msg/s. publish is the enqueue under test.
+// msg/s and the p50 and p99 latency of one enqueue. publish is the enqueue under test.
 func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, ev translators.Event) error) {
 	src := translators.Source{PBX: "mango", Account: "office"}
+	latencies := make([]time.Duration, b.N)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -51,15 +53,30 @@ func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, e
 				}
 				call := fmt.Sprintf("call-%d", i/5)
 				ev := src.New(translators.TypeRinging, fmt.Sprintf("bench-%d-%d", b.N, i), call, time.Now())
+				sent := time.Now()
 				if err := publish(context.Background(), ev); err != nil {
 					b.Error(err)
 					return
 				}
+				latencies[i-1] = time.Since(sent)
 			}
 		}()
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+	slices.Sort(latencies)
+	b.ReportMetric(latencies[(b.N-1)/2].Seconds()*1000, "p50-ms")
+	b.ReportMetric(latencies[(b.N-1)*99/100].Seconds()*1000, "p99-ms")
+}
+
+// BenchmarkEnqueueGroupCommit4 is the group commit with 4 concurrent webhooks, the latency a
+// PBX sees when traffic is light (small batches, published one sync each: minAtomicBatch).
+func BenchmarkEnqueueGroupCommit4(b *testing.B) {
+	e := benchEngine(b)
+	benchEnqueue(b, 4, func(ctx context.Context, ev translators.Event) error {
+		_, err := e.Enqueue(ctx, []translators.Event{ev})
+		return err
+	})
 }
 
 // BenchmarkEnqueueGroupCommit64 is the group commit with 64 concurrent webhooks (issue 4:

@@ -120,6 +120,37 @@ func TestDuplicateInBatchDoesNotFailNeighbours(t *testing.T) {
 	}
 }
 
+// A batch large enough to be committed atomically, with a re-send in it: JetStream rejects
+// the atomic batch, the others are still stored once each, in order.
+func TestDuplicateInAtomicBatch(t *testing.T) {
+	c := gatewaytest.NewCRM(t, nil)
+	e := openEngine(t, Config{})
+	if err := e.Apply(context.Background(), Config{}, []Target{testTarget(c.URL)}); err != nil {
+		t.Fatal(err)
+	}
+	evs := callEvents("A", minAtomicBatch+1)
+	ctx := context.Background()
+	if res, err := e.Enqueue(ctx, evs[3:4]); err != nil || res.Accepted != 1 {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	res, err := e.Enqueue(ctx, evs)
+	if err != nil || res.Accepted != len(evs)-1 || res.Duplicates != 1 {
+		t.Fatalf("batch: %+v %v", res, err)
+	}
+	// Stream order: the first-stored event, then the batch without it.
+	position := map[string]int{evs[3].ID: 0}
+	for i, ev := range evs {
+		if i != 3 {
+			position[ev.ID] = i + 1
+		}
+	}
+	got := c.WaitDelivered(t, len(evs), 30*time.Second)
+	if len(got) != len(evs) {
+		t.Fatalf("delivered %d requests for %d events", len(got), len(evs))
+	}
+	gatewaytest.CheckCallOrder(t, got, position)
+}
+
 func TestDeadLetterAndReplay(t *testing.T) {
 	var mu sync.Mutex
 	reject := true
