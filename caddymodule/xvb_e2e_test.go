@@ -27,6 +27,7 @@ const (
 
 	// The lookup stand-in's numbers (as the gateway sends them) and what it does for each.
 	xvbKnownPhone   = "+79201119613" // answers the contact
+	xvbBenchPhones  = "+7921"        // answers the contact for every number so prefixed
 	xvbHangPhone    = "+79200000001" // never answers
 	xvbMissingPhone = "+79200000002" // 404
 	xvbGarbagePhone = "+79200000003" // 200 with a body that is not JSON
@@ -130,14 +131,14 @@ func (c *contactCRM) serve(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.requests = append(c.requests, contactRequest{header: r.Header.Clone(), body: string(body), phone: q.Phone})
 	c.mu.Unlock()
-	switch q.Phone {
-	case xvbKnownPhone:
+	switch {
+	case q.Phone == xvbHangPhone:
+		<-r.Context().Done() // until the gateway gives up
+	case q.Phone == xvbGarbagePhone:
+		_, _ = io.WriteString(w, "<html>502 Bad Gateway</html>")
+	case q.Phone == xvbKnownPhone, strings.HasPrefix(q.Phone, xvbBenchPhones):
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"name":"`+xvbCRMName+`","responsible":"100"}`)
-	case xvbHangPhone:
-		<-r.Context().Done() // until the gateway gives up
-	case xvbGarbagePhone:
-		_, _ = io.WriteString(w, "<html>502 Bad Gateway</html>")
 	default:
 		http.NotFound(w, r)
 	}
