@@ -5,10 +5,14 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
@@ -55,17 +59,68 @@ type App struct {
 	accounts map[string]*account
 	targets  []delivery.Target
 	grace    time.Duration
+	natsTLS  *tls.Config
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
 	recordingLinks *recordingLinks
 }
 
-// NATS is an external cluster.
+// NATS is an existing NATS JetStream cluster that holds the queue, so that several gateways
+// can share it.
 type NATS struct {
-	URLs     []string `json:"urls"`
-	Creds    string   `json:"creds,omitempty"`
-	Replicas int      `json:"replicas,omitempty"`
-	Prefix   string   `json:"prefix,omitempty"`
+	URLs []string `json:"urls"`
+	// Creds is a NATS credentials file (JWT and NKey seed).
+	Creds string   `json:"creds,omitempty"`
+	TLS   *NATSTLS `json:"tls,omitempty"`
+	// Replicas of every stream, consumer and bucket: 3 for a 3-node cluster. Default 1.
+	Replicas int `json:"replicas,omitempty"`
+	// Prefix names the streams, subjects and buckets, so that several gateway groups can
+	// share one cluster. Default "pbx".
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// NATSTLS secures the connection to NATS. Present (even empty), it requires TLS.
+type NATSTLS struct {
+	// CA is a PEM file of the authorities that sign the servers' certificates. Default: the
+	// system's.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are a PEM client certificate and its key, for servers that verify
+	// clients. They are read at each connection, so a renewed certificate is used from the
+	// next reconnect.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// ServerName is checked in the servers' certificates instead of the URL's host.
+	ServerName string `json:"server_name,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. For tests only.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// config builds the client's TLS configuration, checking that the files can be read.
+func (t *NATSTLS) config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca %s: no PEM certificate in it", t.CA)
+		}
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, errors.New("cert and key go together")
+	}
+	if t.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			return nil, fmt.Errorf("cert %s, key %s: %w", t.Cert, t.Key, err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+			return &pair, err
+		}
+	}
+	return cfg, nil
 }
 
 // Target is a CRM endpoint.
@@ -165,6 +220,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.Region == "" {
 		a.Region = translators.DefaultRegion
+	}
+	if a.NATS != nil && a.NATS.TLS != nil {
+		var err error
+		if a.natsTLS, err = a.NATS.TLS.config(); err != nil {
+			return fmt.Errorf("nats tls: %w", err)
+		}
 	}
 	repl := caddy.NewReplacer()
 	if err := a.provisionTargets(repl); err != nil {
@@ -305,6 +366,9 @@ func (a *App) Validate() error {
 	if a.NATS.Prefix != "" && !namePattern.MatchString(a.NATS.Prefix) {
 		return fmt.Errorf("nats prefix %q: letters, digits, - and _", a.NATS.Prefix)
 	}
+	if a.NATS.Replicas > 5 {
+		return fmt.Errorf("nats replicas %d: JetStream keeps at most 5", a.NATS.Replicas)
+	}
 	return nil
 }
 
@@ -326,9 +390,12 @@ func (p *pooledEngine) Destruct() error {
 	return p.Close(ctx)
 }
 
+// poolKey names the store. With NATS it is the whole connection config: a reload that changes
+// credentials or TLS connects anew.
 func (a *App) poolKey() string {
 	if a.NATS != nil {
-		return "nats:" + strings.Join(a.NATS.URLs, ",") + "/" + a.NATS.Prefix
+		conn, _ := json.Marshal(a.NATS)
+		return "nats:" + string(conn)
 	}
 	return "dir:" + a.DataDir
 }
@@ -336,7 +403,7 @@ func (a *App) poolKey() string {
 func (a *App) storeConfig() delivery.Config {
 	cfg := delivery.Config{DataDir: a.DataDir, MaxStore: a.MaxStore, DedupeWindow: time.Duration(a.DedupeWindow)}
 	if a.NATS != nil {
-		cfg.NATS = &delivery.NATSConfig{URLs: a.NATS.URLs, Creds: a.NATS.Creds, Replicas: a.NATS.Replicas}
+		cfg.NATS = &delivery.NATSConfig{URLs: a.NATS.URLs, Creds: a.NATS.Creds, TLS: a.natsTLS, Replicas: a.NATS.Replicas}
 		cfg.Prefix = a.NATS.Prefix
 	}
 	return cfg

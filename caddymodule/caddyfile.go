@@ -49,10 +49,17 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //		max_store     <size>                 # e.g. 20GiB; full → webhooks get 503
 //		dedupe_window <duration>             # a PBX re-send within it is delivered once
 //		region        <ISO 3166>             # for numbers without a country code; default RU
-//		nats <url>... {                      # an existing cluster instead of data_dir
-//			creds    <file>
-//			replicas <n>
-//			prefix   <name>
+//		nats <url>... {                      # an existing JetStream cluster instead of data_dir
+//			creds    <file>                  # NATS credentials (JWT and NKey seed)
+//			tls {                            # TLS to NATS (also implied by tls:// URLs)
+//				ca          <file>           # PEM CAs of the servers; default: the system's
+//				cert        <file>           # client certificate, for servers that verify clients
+//				key         <file>
+//				server_name <name>           # to check instead of the URL's host
+//				insecure_skip_verify         # tests only
+//			}
+//			replicas <n>                     # of every stream and bucket, e.g. 3; default 1
+//			prefix   <name>                  # names streams, subjects, buckets; default pbx
 //		}
 //		target <name> <url> {
 //			format      cloudevents | cloudevents-binary | jq `<expr>`
@@ -151,6 +158,8 @@ func (a *App) unmarshalNATS(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "creds":
 			err = oneArg(d, &n.Creds)
+		case "tls":
+			n.TLS, err = unmarshalNATSTLS(d)
 		case "replicas":
 			err = intArg(d, &n.Replicas)
 		case "prefix":
@@ -164,6 +173,37 @@ func (a *App) unmarshalNATS(d *caddyfile.Dispenser) error {
 	}
 	a.NATS = n
 	return nil
+}
+
+func unmarshalNATSTLS(d *caddyfile.Dispenser) (*NATSTLS, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := new(NATSTLS)
+	for d.NextBlock(2) {
+		var err error
+		switch d.Val() {
+		case "ca":
+			err = oneArg(d, &t.CA)
+		case "cert":
+			err = oneArg(d, &t.Cert)
+		case "key":
+			err = oneArg(d, &t.Key)
+		case "server_name":
+			err = oneArg(d, &t.ServerName)
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			t.InsecureSkipVerify = true
+		default:
+			return nil, d.Errf("unknown nats tls option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 func (a *App) unmarshalTarget(d *caddyfile.Dispenser) error {

@@ -94,6 +94,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown xvb option", "xvb main {\n code 1\n}", `unknown xvb option "code"`},
 		{"unknown lookup option", "xvb main {\n lookup http://x {\n retries 3\n }\n}", `unknown lookup option "retries"`},
 		{"bad concurrency", "target crm http://x {\n concurrency -1\n}", `is not a positive number`},
+		{"unknown nats tls option", "nats nats://x {\n tls {\n verify off\n }\n}", `unknown nats tls option "verify"`},
+		{"nats tls argument", "nats nats://x {\n tls on\n}", `wrong argument count`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			in := "{\n\tpbx {\n" + tt.pbx + "\n\t}\n}\n"

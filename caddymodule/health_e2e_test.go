@@ -128,8 +128,9 @@ func startNATS(t *testing.T, port int, dir string) *server.Server {
 	return s
 }
 
-// With an external NATS cluster that goes away, pbx_health turns 503 "queue not ready" (and
-// webhooks get 503); when NATS is back, both recover and delivery goes on.
+// With an external NATS cluster that goes away, pbx_health turns 503 "queue not ready",
+// webhooks get 503 and pbxbridge_queue_ready is 0; when NATS is back, all recover and
+// delivery goes on.
 func TestHealthQueueNotReady(t *testing.T) {
 	port, dir := gatewaytest.FreePort(t), t.TempDir()
 	nats := startNATS(t, port, dir)
@@ -137,16 +138,19 @@ func TestHealthQueueNotReady(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startWithStore(t, crm, fmt.Sprintf("nats nats://127.0.0.1:%d", port))
 	wantHealthy(t, health(t, g))
+	waitMetric(t, g, "pbxbridge_queue_ready", 1)
 	postCall(t, g, "E-nats-1")
 	crm.WaitDelivered(t, 4, 30*time.Second)
 
 	nats.Shutdown()
 	nats.WaitForShutdown()
 	wantUnhealthy(t, waitHealth(t, g, http.StatusServiceUnavailable, "queue not ready"), "queue not ready")
+	waitMetric(t, g, "pbxbridge_queue_ready", 0)
 	postMango(t, g, mango.SampleCall("E-nats-2", "L", time.Now())[0], http.StatusServiceUnavailable)
 
 	nats = startNATS(t, port, dir)
 	wantHealthy(t, waitHealth(t, g, http.StatusOK, ""))
+	waitMetric(t, g, "pbxbridge_queue_ready", 1)
 	postCall(t, g, "E-nats-3")
 	crm.WaitDelivered(t, 8, 30*time.Second)
 }

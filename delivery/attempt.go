@@ -42,26 +42,26 @@ type outcome struct {
 // bodyExcerpt bounds how much of a CRM's error answer is kept in a dead letter.
 const bodyExcerpt = 512
 
-// deliver settles one event: delivered, or dead-lettered. It returns false, leaving the event
-// un-acked for redelivery, only when the dispatcher stops.
-func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
+// deliver settles one event of lane l: delivered, or dead-lettered. It returns false, leaving
+// the event un-acked for redelivery, only when the dispatcher stops or l is released.
+func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 	var ev translators.Event
 	accepted := time.Now()
 	if meta, err := msg.Metadata(); err == nil {
 		accepted = meta.Timestamp
 	}
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return d.deadLetter(msg, &ev, 0, outcome{class: classDead, reason: "mapping", err: "stored event does not decode: " + err.Error()})
+		return d.deadLetter(msg, l, &ev, 0, outcome{class: classDead, reason: "mapping", err: "stored event does not decode: " + err.Error()})
 	}
 	for attempt := 1; ; attempt++ {
-		t, probe, ok := d.acquire()
+		t, probe, ok := d.acquire(l)
 		if !ok {
 			return false
 		}
 		start := time.Now()
 		out := d.attempt(t, &ev, start)
 		elapsed := time.Since(start)
-		open := d.release(key, out, probe)
+		open := d.release(l.key, out, probe)
 		d.logAttempt(&ev, attempt, out, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
@@ -69,12 +69,11 @@ func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
 		case classSuccess:
 			metrics.attempts.WithLabelValues(d.name, "success").Inc()
 			metrics.lag.WithLabelValues(d.name).Observe(time.Since(accepted).Seconds())
-			d.ack(msg)
-			return true
+			return d.ack(msg, l)
 		case classDead:
 			metrics.attempts.WithLabelValues(d.name, "failure").Inc()
 			metrics.failures.WithLabelValues(d.name, out.reason).Inc()
-			return d.deadLetter(msg, &ev, attempt, out)
+			return d.deadLetter(msg, l, &ev, attempt, out)
 		}
 		metrics.attempts.WithLabelValues(d.name, "retry").Inc()
 		metrics.failures.WithLabelValues(d.name, out.reason).Inc()
@@ -82,7 +81,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, key string) bool {
 		// for an outage (the circuit is open), however long.
 		if !open && time.Since(accepted) > t.MaxAge {
 			out.err = fmt.Sprintf("max_age %s exceeded; last: %s", t.MaxAge, out.err)
-			return d.deadLetter(msg, &ev, attempt, out)
+			return d.deadLetter(msg, l, &ev, attempt, out)
 		}
 		metrics.retries.WithLabelValues(d.name).Inc()
 		if !d.sleep(backoff(t, attempt, out.retryAfter)) {
@@ -183,13 +182,20 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-func (d *dispatcher) ack(msg jetstream.Msg) {
+// ack settles a delivered or dead-lettered event, unless l was released meanwhile: the
+// instance that holds the pin counts on nobody else settling the events it was handed (see
+// dispatcher.take). It returns false then.
+func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
+	if d.released(l) {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
 		// Not lost: JetStream redelivers it and the CRM dedupes on webhook-id.
 		d.log.Warn("acknowledging a delivered event failed; it may be delivered again", zapErr(err))
 	}
+	return true
 }
 
 func (d *dispatcher) logAttempt(ev *translators.Event, attempt int, out outcome, elapsed time.Duration) {

@@ -38,7 +38,8 @@ var ErrNoTarget = errors.New("not a target of the running config; its dead lette
 
 // deadLetter stores the event in the dead-letter stream and then acks it. If the dead-letter
 // stream cannot take it, the event stays held and dead-lettering is retried: nothing is lost.
-func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attempts int, out outcome) bool {
+// A released lane l leaves both to the instance that took over.
+func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *translators.Event, attempts int, out outcome) bool {
 	eventID := ev.ID
 	if eventID == "" {
 		eventID = msg.Headers().Get(jetstream.MsgIDHeader)
@@ -57,6 +58,9 @@ func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attemp
 	}
 	body, _ := json.Marshal(dl)
 	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		if d.released(l) {
+			return false
+		}
 		ctx, cancel := context.WithTimeout(d.ctx, publishTimeout)
 		_, err := d.e.js.Publish(ctx, d.e.names.deadSubject(d.name, eventID), body)
 		cancel()
@@ -70,8 +74,7 @@ func (d *dispatcher) deadLetter(msg jetstream.Msg, ev *translators.Event, attemp
 	}
 	metrics.deadLettered.WithLabelValues(d.name).Inc()
 	d.log.Warn("dead-lettered", zapEvent(eventID), zapString("reason", out.reason), zapString("last_error", out.err))
-	d.ack(msg)
-	return true
+	return d.ack(msg, l)
 }
 
 // DeadLetters lists a target's dead letters (every target's when target is empty), oldest first.

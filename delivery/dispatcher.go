@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +20,14 @@ const (
 	keepAliveEvery = ackWait / 3
 	// fetchMax bounds one pull.
 	fetchMax = 256
+	// settleEvery is how often a dispatcher that just got the pin asks whether other
+	// instances still hold events (see take).
+	settleEvery = 250 * time.Millisecond
+	// settleMax bounds that wait. Another instance lets go of its events within fetchWait +
+	// ackWait; past this something is wrong, and delivering beats stalling the target.
+	settleMax = time.Minute
+	// pinHeader carries the pin id of the priority group on every message JetStream hands out.
+	pinHeader = "Nats-Pin-Id"
 )
 
 // dispatcher delivers one target's events. It keeps a lane per ordering key (call_id): one
@@ -38,7 +48,7 @@ type dispatcher struct {
 	wg            sync.WaitGroup
 
 	mu       sync.Mutex
-	cond     *sync.Cond // capacity, slots, pause, circuit or stop changed
+	cond     *sync.Cond // capacity, slots, pause, circuit, release or stop changed
 	target   Target
 	cons     jetstream.Consumer
 	lanes    map[string]*lane
@@ -47,11 +57,20 @@ type dispatcher struct {
 	paused   bool
 	stopping bool
 	circuit  circuit
+	// pin is the pin id under which this instance delivers the target's events; "" while it
+	// does not hold the pin.
+	pin string
+	// settling is true from getting the pin until no other instance holds events; the events
+	// fetched meanwhile wait in arrived (see take).
+	settling bool
+	arrived  []jetstream.Msg
 }
 
 type lane struct {
 	key   string
 	queue []jetstream.Msg
+	// released: the pin moved to another instance, which now gets these events.
+	released bool
 }
 
 func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
@@ -121,74 +140,190 @@ func (d *dispatcher) stop(ctx context.Context) {
 	d.client.CloseIdleConnections()
 }
 
+// fetchLoop keeps a pull request outstanding at all times, also while paused or holding
+// maxHeld events (the consumer's MaxAckPending stops JetStream handing out more): a live
+// instance so keeps its pin, and learns at its next request when the pin has moved.
 func (d *dispatcher) fetchLoop() {
 	defer d.wg.Done()
-	d.awaitPreviousRun()
 	for {
 		d.mu.Lock()
 		if d.stopping {
 			d.mu.Unlock()
 			return
 		}
-		// Pull also while paused or holding maxHeld events: pulling keeps the consumer's pin,
-		// which another instance of a cluster would take over after its TTL, splitting lanes.
-		// Paused, the events wait in their lanes; full, JetStream gives no more than
-		// MaxAckPending (= maxHeld) un-acked events anyway.
+		// Full, JetStream gives no more than MaxAckPending (= maxHeld) un-acked events anyway.
 		n := min(max(maxHeld-d.held, 1), fetchMax)
-		cons := d.cons
 		d.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
-		batch, err := cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchPriorityGroup(pinnedGroup))
+		batch, err := d.cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchPriorityGroup(pinnedGroup))
 		if err == nil {
 			for msg := range batch.Messages() {
-				d.admit(msg)
+				d.take(msg)
 			}
 			err = batch.Error()
 		}
 		cancel()
-		// A pin mismatch: the pin expired while this dispatcher was not pulling (paused, or
-		// holding maxHeld events) and the client has dropped it; the next pull gets a new one,
-		// or waits while another instance holds it.
-		if err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrPinIDMismatch) {
+		switch {
+		case errors.Is(err, jetstream.ErrPinIDMismatch):
+			d.mu.Lock()
+			n := d.releaseLocked()
+			d.mu.Unlock()
+			d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
+		case err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages):
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
 		}
 	}
 }
 
-// awaitPreviousRun keeps per-call order across a crash. Events the previous run held (in
-// flight or parked in a lane) are redelivered only when their ack deadline passes, while the
-// consumer's record of what it had delivered may lag behind: later events of the same calls
-// could come first. JetStream hands out expired events before new ones, so waiting out one
-// ack deadline before the first fetch brings them back first, in stream order.
-func (d *dispatcher) awaitPreviousRun() {
-	d.mu.Lock()
-	cons := d.cons
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
-	info, err := cons.Info(ctx)
-	cancel()
-	if err != nil || info.NumAckPending == 0 {
-		return
-	}
-	d.log.Info("waiting for the events a previous run held to come back, to keep per-call order",
-		zap.Int("events", info.NumAckPending), zap.Duration("wait", ackWait))
-	d.sleep(ackWait + time.Second)
-}
-
-// admit puts a fetched event at the back of its call's lane.
-func (d *dispatcher) admit(msg jetstream.Msg) {
-	key := msg.Headers().Get(headerKey)
-	if key == "" {
-		key = msg.Subject()
-	}
+// take places a fetched event: at the back of its call's lane, or held back while this
+// instance takes over. Taking over keeps per-call order when the pin moves between instances
+// (one died, or a NATS consumer leader change unpinned a live one), and across a crash of a
+// single instance.
+//
+// The previous holder's events come back only when their ack deadline passes, while new
+// events of the same calls may be handed out first. So:
+//
+//   - An instance that loses the pin (its next pull request is refused: ErrPinIDMismatch)
+//     lets go of everything it holds: no further attempts, no keep-alive, and no ack, not even
+//     of an attempt that was in flight and succeeds (the event is then delivered twice, with
+//     the same webhook-id). Its events come back to the new holder within ackWait.
+//   - An instance that gets the pin (a message carries a new pin id) holds back what it
+//     fetches, keeping it alive, until the consumer has no ack-pending event besides those:
+//     every event another instance (or a previous run) held has been acked or handed to it.
+//     It then admits them to the lanes in stream order, which is the order of acceptance.
+//
+// The count is exact because during the wait nobody acks an event the new holder has: it
+// admits nothing yet, a released instance acks nothing, and the previous holder keeps its
+// events alive until it lets go, so none of them can reach the new holder before. Events
+// handed to the new holder after the consumer info was taken only make the wait longer, and
+// MaxAckPending bounds how long that can go on.
+//
+// A fresh start with nothing pending settles within settleEvery.
+func (d *dispatcher) take(msg jetstream.Msg) {
+	pin := msg.Headers().Get(pinHeader)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
 		return // not acked: redelivered after restart
 	}
+	if pin != d.pin {
+		// Normally nothing is held here now (a new pin follows a start or a release); if
+		// something is, it belongs to the pin that ended.
+		d.releaseLocked()
+		d.pin, d.settling = pin, true
+		d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order")
+		d.wg.Add(1)
+		go d.settle(pin)
+	}
 	d.held++
+	if d.settling {
+		d.arrived = append(d.arrived, msg)
+		return
+	}
+	d.admitLocked(msg)
+}
+
+// settle admits the events held back since this instance got the pin once no other instance
+// holds any (see take), or after settleMax.
+func (d *dispatcher) settle(pin string) {
+	defer d.wg.Done()
+	start := time.Now()
+	tick := time.NewTicker(settleEvery)
+	defer tick.Stop()
+	for !d.trySettle(pin, time.Since(start)) {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// trySettle reports whether settling under pin is over: done now, or ended by a release.
+func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
+	d.mu.Lock()
+	if !d.settling || d.pin != pin {
+		d.mu.Unlock()
+		return true
+	}
+	// Taken before the consumer info: all of these are ack-pending when it is read.
+	mine := map[uint64]bool{}
+	for _, msg := range d.arrived {
+		if meta, err := msg.Metadata(); err == nil {
+			mine[meta.Sequence.Stream] = true
+		}
+	}
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
+	info, err := d.cons.Info(ctx)
+	cancel()
+	if err != nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.settling || d.pin != pin {
+		return true
+	}
+	others := info.NumAckPending - len(mine)
+	if others > 0 && waited < settleMax {
+		return false
+	}
+	if others > 0 {
+		d.log.Warn("other instances still hold events of this target; delivering anyway, per-call order may not hold for their calls",
+			zap.Int("events", others), zap.Duration("waited", waited))
+	}
+	slices.SortStableFunc(d.arrived, func(a, b jetstream.Msg) int {
+		return cmp.Compare(streamSeq(a), streamSeq(b))
+	})
+	for _, msg := range d.arrived {
+		d.admitLocked(msg)
+	}
+	d.log.Info("delivering: no other instance holds events of this target",
+		zap.Int("events", len(d.arrived)), zap.Duration("waited", waited))
+	d.arrived, d.settling = nil, false
+	return true
+}
+
+func streamSeq(msg jetstream.Msg) uint64 {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return meta.Sequence.Stream
+}
+
+// releaseLocked lets go of every held event: lanes stop before their next attempt and ack
+// nothing more, nothing is kept alive, and JetStream redelivers the events to the instance
+// that holds the pin. It returns how many events were held.
+func (d *dispatcher) releaseLocked() int {
+	n := d.held
+	for _, l := range d.lanes {
+		l.released = true
+		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
+	}
+	d.lanes = map[string]*lane{}
+	d.arrived, d.settling, d.pin, d.held = nil, false, "", 0
+	d.cond.Broadcast()
+	return n
+}
+
+// released reports whether l's events were left to another instance.
+func (d *dispatcher) released(l *lane) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return l.released
+}
+
+// admitLocked puts an event at the back of its call's lane.
+func (d *dispatcher) admitLocked(msg jetstream.Msg) {
+	key := msg.Headers().Get(headerKey)
+	if key == "" {
+		key = msg.Subject()
+	}
 	l := d.lanes[key]
 	if l != nil {
 		l.queue = append(l.queue, msg)
@@ -205,18 +340,22 @@ func (d *dispatcher) runLane(l *lane) {
 	defer d.wg.Done()
 	for {
 		d.mu.Lock()
-		if d.stopping {
+		if d.stopping || l.released {
 			d.mu.Unlock()
 			return
 		}
 		msg := l.queue[0]
 		d.mu.Unlock()
 
-		if !d.deliver(msg, l.key) {
-			return // stopping
+		if !d.deliver(msg, l) {
+			return // stopping or released
 		}
 
 		d.mu.Lock()
+		if l.released { // the count and the lanes were reset with the release
+			d.mu.Unlock()
+			return
+		}
 		l.queue = l.queue[1:]
 		d.held--
 		d.cond.Broadcast()
@@ -242,7 +381,7 @@ func (d *dispatcher) keepAlive() {
 		case <-tick.C:
 		}
 		d.mu.Lock()
-		var msgs []jetstream.Msg
+		msgs := slices.Clone(d.arrived)
 		for _, l := range d.lanes {
 			msgs = append(msgs, l.queue...)
 		}
@@ -257,12 +396,13 @@ func (d *dispatcher) keepAlive() {
 
 // acquire waits for a delivery slot: not paused, circuit letting traffic through, fewer than
 // concurrency attempts in flight. It returns the target's current settings, or false when
-// the dispatcher stops. probe is true when this attempt is the open circuit's probe.
-func (d *dispatcher) acquire() (t Target, probe bool, ok bool) {
+// the dispatcher stops or l was released. probe is true when this attempt is the open
+// circuit's probe.
+func (d *dispatcher) acquire(l *lane) (t Target, probe bool, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if d.stopping {
+		if d.stopping || l.released {
 			return Target{}, false, false
 		}
 		if !d.paused && d.inflight < d.target.Concurrency {

@@ -5,6 +5,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -38,8 +39,10 @@ type Config struct {
 
 // NATSConfig is an external NATS JetStream cluster.
 type NATSConfig struct {
-	URLs     []string
-	Creds    string
+	URLs  []string
+	Creds string
+	// TLS, when set, secures the connection (own CAs, a client certificate, a server name).
+	TLS      *tls.Config
 	Replicas int
 }
 
@@ -179,15 +182,24 @@ func (e *Engine) connectCluster() error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(true),
+		// A node that vanishes without closing the connection is noticed in about 20s, not
+		// the default 4 minutes; meanwhile webhooks wait for their durable write and get 503.
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			e.reportReady()
 			e.log.Warn("NATS disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			e.reportReady()
 			e.log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}
 	if e.cfg.NATS.Creds != "" {
 		opts = append(opts, nats.UserCredentials(e.cfg.NATS.Creds))
+	}
+	if e.cfg.NATS.TLS != nil {
+		opts = append(opts, nats.Secure(e.cfg.NATS.TLS))
 	}
 	nc, err := nats.Connect(strings.Join(e.cfg.NATS.URLs, ","), opts...)
 	if err != nil {
@@ -217,6 +229,12 @@ func (e *Engine) Ready() bool {
 	return e.ready.Load() && e.nc.IsConnected()
 }
 
+// reportReady sets pbxbridge_queue_ready from Ready; the dispatchers' observe loop also turns
+// it to 0 while JetStream does not answer over a live connection (no quorum).
+func (e *Engine) reportReady() {
+	metrics.queueReady.Set(boolGauge(e.Ready()))
+}
+
 // Close stops the dispatchers, letting in-flight attempts finish until ctx is done, and then
 // closes the store. Held, unacknowledged events are redelivered on the next start.
 func (e *Engine) Close(ctx context.Context) error {
@@ -239,6 +257,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	wg.Wait()
 	e.commit.close()
 	e.closeConn()
+	metrics.queueReady.Set(0)
 	return nil
 }
 

@@ -11,7 +11,7 @@ var metrics = struct {
 	attempts, failures, retries, deadLettered *prometheus.CounterVec
 	deadLetters, queueDepth, oldestAge        *prometheus.GaugeVec
 	circuitOpen, targetPaused, lanesParked    *prometheus.GaugeVec
-	storeBytes                                prometheus.Gauge
+	storeBytes, queueReady                    prometheus.Gauge
 	deliveryDuration, lag                     *prometheus.HistogramVec
 }{
 	attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -47,6 +47,9 @@ var metrics = struct {
 	storeBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "pbxbridge_store_bytes", Help: "Bytes in the events stream.",
 	}),
+	queueReady: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pbxbridge_queue_ready", Help: "1 while the queue takes webhooks: streams and consumers exist and NATS JetStream answers.",
+	}),
 	deliveryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "pbxbridge_delivery_duration_seconds", Help: "Duration of one delivery attempt.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
@@ -62,7 +65,7 @@ func Collectors() []prometheus.Collector {
 	m := &metrics
 	return []prometheus.Collector{
 		m.attempts, m.failures, m.retries, m.deadLettered, m.deadLetters, m.queueDepth,
-		m.oldestAge, m.circuitOpen, m.targetPaused, m.lanesParked, m.storeBytes,
+		m.oldestAge, m.circuitOpen, m.targetPaused, m.lanesParked, m.storeBytes, m.queueReady,
 		m.deliveryDuration, m.lag,
 	}
 }

@@ -142,9 +142,11 @@ func (d *dispatcher) observe() {
 			metrics.oldestAge.WithLabelValues(d.name).Set(ts.OldestAgeSeconds)
 			metrics.deadLetters.WithLabelValues(d.name).Set(float64(ts.DeadLetters))
 		}
-		if stream, err := d.e.js.Stream(ctx, d.e.names.events); err == nil {
+		stream, err := d.e.js.Stream(ctx, d.e.names.events)
+		if err == nil {
 			metrics.storeBytes.Set(float64(stream.CachedInfo().State.Bytes))
 		}
+		metrics.queueReady.Set(boolGauge(err == nil && d.e.Ready()))
 		cancel()
 		select {
 		case <-d.ctx.Done():

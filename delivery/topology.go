@@ -123,6 +123,9 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 		targets[i].withDefaults()
 	}
 	if err := e.ensureStreams(ctx); err != nil {
+		if !e.nc.IsConnected() {
+			return fmt.Errorf("no connection to NATS: %w", err)
+		}
 		return err
 	}
 	e.mu.Lock()
@@ -160,6 +163,7 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 	}
 	e.routed.Store(&routed)
 	e.ready.Store(true)
+	e.reportReady()
 	return nil
 }
 

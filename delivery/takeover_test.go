@@ -1,0 +1,98 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// The pin moves from a live instance that holds a call's events (one at the CRM, four parked
+// behind it) to another, as when the NATS consumer leader changes. The first lets go of them;
+// the second delivers the call's next event only after them, and the call's first deliveries
+// stay in order. Without the hold-back in dispatcher.take, X/5 reaches the CRM before X/1…X/4.
+func TestTakeOverKeepsCallOrder(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(srv.Shutdown) // after the engines' cleanups
+
+	x, y := callEvents("X", 6), callEvents("Y", 1)
+	// The CRM holds the first attempt of X/0 until released, so that instance a holds the call.
+	held, unhold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(unhold) }) })
+	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+		if ev.ID == x[0].ID && attempt == 1 {
+			close(held)
+			<-unhold
+		}
+		return http.StatusOK
+	})
+	instance := func(name string) *Engine {
+		e := openEngine(t, Config{NATS: &NATSConfig{URLs: []string{srv.ClientURL()}}})
+		target := testTarget(c.URL)
+		target.Name, target.UserAgent, target.Timeout = "takeover", name, time.Minute
+		applyTargets(t, e, target)
+		return e
+	}
+	ctx := context.Background()
+	a := instance("a")
+	if _, err := a.Enqueue(ctx, x[:5]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(deliverWithin):
+		t.Fatal("X/0 was not attempted")
+	}
+	b := instance("b")
+
+	stream, err := a.js.Stream(ctx, a.names.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.UnpinConsumer(ctx, consumerName("takeover"), pinnedGroup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(ctx, append([]translators.Event{x[5]}, y...)); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitDelivered(t, 1, 2*ackWait+deliverWithin) // by whoever has the pin now
+	once.Do(func() { close(unhold) })              // a's attempt at X/0 then ends, late
+
+	position := map[string]int{}
+	for i, ev := range x {
+		position[ev.ID] = i
+	}
+	position[y[0].ID] = 0
+	got := c.WaitDelivered(t, len(position), deliverWithin)
+	gatewaytest.CheckCallOrder(t, got, position)
+	for _, d := range got {
+		if d.Event.ID == x[5].ID && d.Header.Get("User-Agent") != "b" {
+			t.Errorf("X/5 delivered by %s, want b: the pin did not move", d.Header.Get("User-Agent"))
+		}
+	}
+	if held := targetStatus(t, a, "takeover").Held; held != 0 {
+		t.Errorf("instance a still holds %d events after losing the pin", held)
+	}
+	var who []string
+	for _, d := range got {
+		who = append(who, fmt.Sprintf("%s:%s/%d", d.Header.Get("User-Agent"), d.Event.Data.CallID, d.Event.Data.Seq))
+	}
+	t.Logf("deliveries in arrival order: %v", who)
+}
