@@ -23,9 +23,11 @@ const (
 	// batch of a file-stored stream in a store of its own on disk (a directory, metadata
 	// written with sync, removed after the commit) and in return syncs the committed batch
 	// once. Below this size pipelined publishes, one sync each, answer sooner: with 4
-	// concurrent webhooks p50 about 1 ms instead of 5 ms; with 64, atomic batches of 32 and
-	// more carry as much as before (BenchmarkEnqueueGroupCommit4, BenchmarkEnqueueGroupCommit64).
-	minAtomicBatch = 32
+	// concurrent webhooks p50 about 1 ms instead of 5 ms (BenchmarkEnqueueGroupCommit4). From 8
+	// on the staging costs less than the syncs it saves, and those syncs are shared with
+	// delivery, which removes every delivered event with a synced write: with 32 webhooks at
+	// once, cmd/pbxbridge-bench delivers 1.9-2.1k events/s with 8 and 1.4-1.5k/s with 32.
+	minAtomicBatch = 8
 	// publishTimeout bounds one commit; callers give up earlier (ErrNotDurable) but the commit
 	// may still land, and then a PBX re-send is deduplicated.
 	publishTimeout = 10 * time.Second
