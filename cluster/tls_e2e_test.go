@@ -87,6 +87,7 @@ func (ca *testCA) path(name string) string { return filepath.Join(ca.dir, name) 
 // 127.0.0.1) and presents its client certificate. A missing certificate file is refused at
 // config load, with the path in the error.
 func TestNATSOverTLS(t *testing.T) {
+	t.Parallel() // mostly waiting for the handover
 	ca := newTestCA(t)
 	serverCert, serverKey := ca.issue(&x509.Certificate{
 		Subject: pkix.Name{CommonName: "nats.test"}, DNSNames: []string{"nats.test"},

@@ -14,8 +14,9 @@ import (
 )
 
 const (
-	// fetchWait bounds one pull request; a shorter one only costs idle round trips.
-	fetchWait = 5 * time.Second
+	// fetchWait bounds one pull request; a shorter one only costs idle round trips. An instance
+	// that lost the pin learns it at its next pull, so this is also part of handover.
+	fetchWait = 2 * time.Second
 	// keepAliveEvery refreshes the ack deadline of held events well within ackWait.
 	keepAliveEvery = ackWait / 3
 	// fetchMax bounds one pull.
@@ -23,8 +24,12 @@ const (
 	// settleEvery is how often a dispatcher that just got the pin asks whether other
 	// instances still hold events (see take).
 	settleEvery = 250 * time.Millisecond
-	// settleMax bounds that wait. Another instance lets go of its events within fetchWait +
-	// ackWait; past this something is wrong, and delivering beats stalling the target.
+	// handover is how long, on a cluster, a dispatcher that just got the pin holds back what
+	// it fetches: the previous holder notices within one pull (fetchWait), and everything it
+	// held expires one ack deadline later (see take).
+	handover = fetchWait + ackWait + time.Second
+	// settleMax bounds the wait for other instances' events; past it something is wrong, and
+	// delivering beats stalling the target.
 	settleMax = time.Minute
 	// pinHeader carries the pin id of the priority group on every message JetStream hands out.
 	pinHeader = "Nats-Pin-Id"
@@ -186,21 +191,27 @@ func (d *dispatcher) fetchLoop() {
 // events of the same calls may be handed out first. So:
 //
 //   - An instance that loses the pin (its next pull request is refused: ErrPinIDMismatch)
-//     lets go of everything it holds: no further attempts, no keep-alive, and no ack, not even
-//     of an attempt that was in flight and succeeds (the event is then delivered twice, with
-//     the same webhook-id). Its events come back to the new holder within ackWait.
+//     lets go of everything it holds: no further attempts, no keep-alive, no ack. An attempt
+//     in flight may still reach the CRM; the event is then delivered twice, with the same
+//     webhook-id. Its events come back to the pin's holder within ackWait.
 //   - An instance that gets the pin (a message carries a new pin id) holds back what it
-//     fetches, keeping it alive, until the consumer has no ack-pending event besides those:
-//     every event another instance (or a previous run) held has been acked or handed to it.
-//     It then admits them to the lanes in stream order, which is the order of acceptance.
+//     fetches, keeping it alive, until every event another instance (or a previous run) held
+//     has been acked or handed to it. It then admits them to the lanes in stream order, the
+//     order of acceptance, so a call's earlier events go first.
 //
-// The count is exact because during the wait nobody acks an event the new holder has: it
-// admits nothing yet, a released instance acks nothing, and the previous holder keeps its
-// events alive until it lets go, so none of them can reach the new holder before. Events
-// handed to the new holder after the consumer info was taken only make the wait longer, and
-// MaxAckPending bounds how long that can go on.
-//
-// A fresh start with nothing pending settles within settleEvery.
+// When is that? On a cluster, after handover: the previous holder, if alive and connected,
+// learns at its next pull (within fetchWait) and lets go; a dead or disconnected one keeps
+// nothing alive; either way what it held expires within ackWait more, and JetStream hands
+// expired events to the pin's holder before anything else. Counting alone is not enough there
+// (it let a call's order break in a long run of cluster/): a previous holder that still lives
+// may hold copies of events also handed here (ones that expired while it was cut off from
+// NATS, or that a new consumer leader handed out again) and ack them before it notices, and
+// the new holder would count them as its own. The consumer's very first delivery needs no
+// wait: nobody held anything before it. With the embedded store there is one process: the
+// previous run's events are the only others, nobody acks them, and the count alone decides,
+// so a fresh start with nothing pending settles within settleEvery. In both cases the consumer
+// must show no ack-pending event besides those held back (MaxAckPending bounds how long new
+// deliveries can keep that from being true).
 func (d *dispatcher) take(msg jetstream.Msg) {
 	pin := msg.Headers().Get(pinHeader)
 	d.mu.Lock()
@@ -213,9 +224,14 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		// something is, it belongs to the pin that ended.
 		d.releaseLocked()
 		d.pin, d.settling = pin, true
-		d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order")
+		var wait time.Duration
+		if meta, err := msg.Metadata(); d.e.srv == nil && (err != nil || meta.Sequence.Consumer > 1) {
+			wait = handover // on a cluster, unless this is the consumer's very first delivery
+		}
+		d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
+			zap.Duration("at_least", wait))
 		d.wg.Add(1)
-		go d.settle(pin)
+		go d.settle(pin, wait)
 	}
 	d.held++
 	if d.settling {
@@ -226,10 +242,13 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 }
 
 // settle admits the events held back since this instance got the pin once no other instance
-// holds any (see take), or after settleMax.
-func (d *dispatcher) settle(pin string) {
+// holds any (see take): not before wait, and at the latest after settleMax.
+func (d *dispatcher) settle(pin string, wait time.Duration) {
 	defer d.wg.Done()
 	start := time.Now()
+	if !d.sleep(wait) {
+		return
+	}
 	tick := time.NewTicker(settleEvery)
 	defer tick.Stop()
 	for !d.trySettle(pin, time.Since(start)) {
