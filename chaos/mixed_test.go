@@ -68,8 +68,8 @@ func (f *faults) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// load plays Mango and XVB calls without pause until stopped, like PBXs re-sending every
-// webhook until it is answered 200.
+// load plays Mango and XVB calls, each driver one after another, until stopped; like PBXs it
+// re-sends every webhook until it is answered 200.
 type load struct {
 	acc  *gatewaytest.Accepted // what finished calls got acknowledged
 	stop chan struct{}
@@ -145,11 +145,8 @@ func measure(answers []gatewaytest.Answer, w window) latency {
 
 // status is the part of GET /pbx/status the scenario watches.
 type status struct {
-	Ready      bool  `json:"ready"`
-	StoreBytes int64 `json:"store_bytes"`
-	Targets    []struct {
-		Name             string  `json:"name"`
-		Depth            int     `json:"depth"`
+	Ready   bool `json:"ready"`
+	Targets []struct {
 		OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	} `json:"targets"`
 }

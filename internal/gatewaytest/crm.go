@@ -28,15 +28,16 @@ type CRM struct {
 	Respond func(ev translators.Event, attempt int) int
 
 	mu        sync.Mutex
-	all       []Delivery // every request
-	delivered []Delivery // those answered 2xx
+	all       []Delivery      // every request
+	delivered []Delivery      // those answered 2xx
+	ids       map[string]bool // their distinct webhook-ids
 	attempts  map[string]int
 	notify    chan struct{}
 }
 
 // NewCRM starts a CRM stand-in for the test.
 func NewCRM(t testing.TB, respond func(ev translators.Event, attempt int) int) *CRM {
-	c := &CRM{Respond: respond, attempts: map[string]int{}, notify: make(chan struct{}, 1)}
+	c := &CRM{Respond: respond, attempts: map[string]int{}, ids: map[string]bool{}, notify: make(chan struct{}, 1)}
 	c.Server = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.Close)
 	return c
@@ -61,6 +62,7 @@ func (c *CRM) serve(w http.ResponseWriter, r *http.Request) {
 	c.all = append(c.all, d)
 	if status >= 200 && status < 300 {
 		c.delivered = append(c.delivered, d)
+		c.ids[id] = true
 	}
 	c.mu.Unlock()
 	select {
@@ -109,9 +111,11 @@ func (c *CRM) WaitDelivered(t testing.TB, n int, timeout time.Duration) []Delive
 func (c *CRM) waitIDs(n int, timeout time.Duration) []Delivery {
 	deadline := time.After(timeout)
 	for {
-		got := c.Delivered()
-		if len(UniqueIDs(got)) >= n {
-			return got
+		c.mu.Lock()
+		distinct := len(c.ids)
+		c.mu.Unlock()
+		if distinct >= n {
+			return c.Delivered()
 		}
 		select {
 		case <-c.notify:
