@@ -1,0 +1,63 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The delivery check counts on it: every request is one event, with an id no other request of
+// the run (or of another run) has.
+func TestWorkloadRequestsAreUniqueSingleEvents(t *testing.T) {
+	a := workload{run: "a", base: "http://127.0.0.1:1"}
+	b := workload{run: "b", base: "http://127.0.0.1:1"}
+	seen := map[string]int{}
+	kinds := map[string]int{}
+	for n := range 3 * callLength {
+		for _, wl := range []workload{a, b} {
+			ids := wl.eventIDs(n)
+			if len(ids) != 1 {
+				t.Fatalf("request %d of run %s makes %d events", n, wl.run, len(ids))
+			}
+			if prev, dup := seen[ids[0]]; dup {
+				t.Fatalf("request %d of run %s has the id of request %d", n, wl.run, prev)
+			}
+			seen[ids[0]] = n
+		}
+		r := a.request(n)
+		switch {
+		case strings.HasSuffix(r.url, "/hooks/xvb"):
+			kinds["xvb"]++
+			if strings.Contains(r.body, "event=ANSWERED") != (r.xvbAC != "") {
+				t.Errorf("request %d: X-XVB-AC %q with %s", n, r.xvbAC, r.body)
+			}
+		case strings.Contains(r.url, "/hooks/mango/events/"):
+			kinds["mango"]++
+			if !strings.Contains(r.body, "sign=") {
+				t.Errorf("request %d: unsigned Mango body %s", n, r.body)
+			}
+		default:
+			t.Errorf("request %d: unexpected URL %s", n, r.url)
+		}
+	}
+	if kinds["mango"] != 3*4 || kinds["xvb"] != 3*3 {
+		t.Errorf("kinds %v, want 12 Mango and 9 XVB requests in 3 calls", kinds)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ds := []int{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	var in []time.Duration
+	for _, d := range ds {
+		in = append(in, time.Duration(d))
+	}
+	if got := percentile(in, 0.5); got != 5 {
+		t.Errorf("p50 %v, want 5", got)
+	}
+	if got := percentile(in, 0.99); got != 10 {
+		t.Errorf("p99 %v, want 10", got)
+	}
+	if got := percentile(nil, 0.99); got != 0 {
+		t.Errorf("p99 of nothing %v", got)
+	}
+}
