@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/translators"
 )
@@ -213,13 +214,19 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 	}
 	for i, r := range batch {
 		d := enqueueDone{err: failed[i]}
-		for _, ack := range acks[i] {
+		for j, ack := range acks[i] {
 			select {
 			case a := <-ack.Ok():
+				stored := !a.Duplicate
 				if a.Duplicate {
-					d.res.Duplicates++
-				} else {
+					var err error
+					stored, err = c.storeIfOriginalLost(ctx, r.msgs[j], a.Sequence)
+					d.err = cmp.Or(d.err, err)
+				}
+				if stored {
 					d.res.Accepted++
+				} else {
+					d.res.Duplicates++
 				}
 			case err := <-ack.Err():
 				d.err = cmp.Or(d.err, classifyPublishError(err))
@@ -229,6 +236,54 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 		}
 		r.done <- d
 	}
+}
+
+// storeIfOriginalLost stores m again, under an id derived from its original's sequence, when
+// the original that made m a duplicate may have been lost. nats-server (seen with 2.15.2,
+// Interest retention) can, while recovering from a kill -9 in the middle of an atomic batch
+// commit, remove messages of that batch yet keep their ids for deduplication: the PBX re-sends
+// the webhooks it got no answer for, each is answered "duplicate", and the events would never
+// be delivered. A second copy is at worst a re-delivery with the same webhook-id; a later
+// re-send finds the copy and stays a duplicate. It reports whether m was stored now.
+func (c *committer) storeIfOriginalLost(ctx context.Context, m pending, seq uint64) (bool, error) {
+	lost, err := c.e.originalLost(ctx, seq)
+	if err != nil || !lost {
+		return false, err
+	}
+	m.id = fmt.Sprintf("%s#%d", m.id, seq)
+	ack, err := c.e.js.PublishMsg(ctx, m.msg())
+	if err != nil {
+		return false, classifyPublishError(err)
+	}
+	if !ack.Duplicate {
+		c.e.log.Warn("a re-sent event's original, stored before the last start, is gone; stored it again",
+			zap.String("msg_id", m.id), zap.Uint64("seq", ack.Sequence))
+	}
+	return !ack.Duplicate, nil
+}
+
+// originalLost reports whether the message at seq may have been lost: the embedded store
+// recovered it when this engine started, and it is gone. Messages this run stored leave the
+// stream only once every target is done with them. For earlier ones the store cannot tell
+// delivered from lost after a crash (the targets' acknowledgement state is itself recovered
+// stale), so a re-send across a restart of an event that was delivered is delivered again.
+// An external cluster outlives the gateway's restarts and is left alone.
+func (e *Engine) originalLost(ctx context.Context, seq uint64) (bool, error) {
+	if e.srv == nil || seq == 0 || seq > e.startSeq {
+		return false, nil
+	}
+	stream, err := e.js.Stream(ctx, e.names.events)
+	if err != nil {
+		return false, err
+	}
+	_, err = stream.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return false, nil // still stored: it will be delivered
 }
 
 // classifyPublishError maps JetStream's answer to the errors the webhook handler knows.

@@ -84,6 +84,10 @@ type Engine struct {
 	// routed are the accounts some target's consumer takes events from. JetStream drops a
 	// message nobody is interested in, so Enqueue refuses events of any other account.
 	routed atomic.Pointer[map[Source]bool]
+	// startSeq is the events stream's last sequence when this engine first set it up: what
+	// earlier runs stored, which a crash recovery may have lost (see originalLost).
+	startSeq     uint64
+	startSeqOnce sync.Once
 }
 
 // names are the JetStream names derived from the prefix.

@@ -179,7 +179,7 @@ func (e *Engine) replicas() int {
 // dead-lettered it, so a CRM outage longer than any age limit loses nothing (the dispatcher
 // applies a target's max_age to events the reachable CRM keeps refusing).
 func (e *Engine) ensureStreams(ctx context.Context) error {
-	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	events, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:               e.names.events,
 		Description:        "pbxbridge canonical call events",
 		Subjects:           []string{e.names.prefix + ".>"},
@@ -194,6 +194,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("events stream: %w", err)
 	}
+	e.startSeqOnce.Do(func() { e.startSeq = events.CachedInfo().State.LastSeq })
 	_, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        e.names.dead,
 		Description: "pbxbridge dead letters: <target>.<event id>",
