@@ -19,6 +19,7 @@ import (
 // scale sizes the mixed-load scenario.
 type scale struct {
 	drivers  int           // load goroutines per PBX, each playing one call after another
+	burst    int           // calls per PBX started at once before each kill
 	pause    time.Duration // between a driver's calls
 	measure  time.Duration // each latency phase
 	rounds   int           // of the faults in turn
@@ -28,8 +29,8 @@ type scale struct {
 }
 
 var (
-	shortScale = scale{drivers: 1, pause: 100 * time.Millisecond, measure: 3 * time.Second, rounds: 1, together: 20 * time.Second, drain: 3 * time.Minute, maxStore: "512KiB"}
-	longScale  = scale{drivers: 2, pause: 100 * time.Millisecond, measure: 15 * time.Second, rounds: 3, together: 8 * time.Minute, drain: 10 * time.Minute, maxStore: "6MiB"}
+	shortScale = scale{drivers: 1, burst: 16, pause: 100 * time.Millisecond, measure: 3 * time.Second, rounds: 1, together: 20 * time.Second, drain: 3 * time.Minute, maxStore: "512KiB"}
+	longScale  = scale{drivers: 2, burst: 32, pause: 100 * time.Millisecond, measure: 15 * time.Second, rounds: 3, together: 8 * time.Minute, drain: 10 * time.Minute, maxStore: "6MiB"}
 )
 
 // slowCRM is how long the slow CRM takes per request.
@@ -71,26 +72,25 @@ func (f *faults) String() string {
 // load plays Mango and XVB calls, each driver one after another, until stopped; like PBXs it
 // re-sends every webhook until it is answered 200.
 type load struct {
-	acc  *gatewaytest.Accepted // what finished calls got acknowledged
-	stop chan struct{}
-	wg   sync.WaitGroup
+	t        *testing.T
+	h        *harness
+	deadline time.Time
+	acc      *gatewaytest.Accepted // what finished calls got acknowledged
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	bursts   int
 }
 
 func startLoad(t *testing.T, h *harness, sc scale) *load {
-	l := &load{acc: &gatewaytest.Accepted{}, stop: make(chan struct{})}
-	deadline := time.Now().Add(sc.together + time.Duration(sc.rounds)*10*time.Minute)
+	l := &load{t: t, h: h, acc: &gatewaytest.Accepted{}, stop: make(chan struct{}),
+		deadline: time.Now().Add(sc.together + time.Duration(sc.rounds)*10*time.Minute)}
 	for _, pbx := range []string{"mango", "xvb"} {
 		for d := range sc.drivers {
 			l.wg.Add(1)
 			go func() {
 				defer l.wg.Done()
 				for n := 0; ; n++ {
-					prefix := fmt.Sprintf("%s%d-%d", pbx, d, n)
-					if pbx == "mango" {
-						l.acc.Add(gatewaytest.MangoLoad(t, h.g.URL+"/hooks/mango", mangoKey, mangoSalt, prefix, 1, 1, deadline))
-					} else {
-						l.acc.Add(gatewaytest.XVBLoad(t, h.xvbURL("/hooks/xvb"), xvbAccessCode, prefix, 1, 1, deadline))
-					}
+					l.play(pbx, fmt.Sprintf("%s%d-%d", pbx, d, n), 1)
 					select {
 					case <-l.stop:
 						return
@@ -101,6 +101,28 @@ func startLoad(t *testing.T, h *harness, sc scale) *load {
 		}
 	}
 	return l
+}
+
+// play plays n calls of pbx at once (prefix makes them unique) and records what was acknowledged.
+func (l *load) play(pbx, prefix string, n int) {
+	if pbx == "mango" {
+		l.acc.Add(gatewaytest.MangoLoad(l.t, l.h.g.URL+"/hooks/mango", mangoKey, mangoSalt, prefix, n, n, l.deadline))
+		return
+	}
+	l.acc.Add(gatewaytest.XVBLoad(l.t, l.h.xvbURL("/hooks/xvb"), xvbAccessCode, prefix, n, n, l.deadline))
+}
+
+// burst starts n calls of each PBX at once, so the group commit forms atomic batches (from 8
+// webhooks), the commit a kill -9 can cut.
+func (l *load) burst(n int) {
+	l.bursts++
+	for _, pbx := range []string{"mango", "xvb"} {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.play(pbx, fmt.Sprintf("burst%d-%s", l.bursts, pbx), n)
+		}()
+	}
 }
 
 // finish stops the load once every call under way is acknowledged.
@@ -229,6 +251,17 @@ func TestChaosMixedLoad(t *testing.T) {
 	}
 	began := time.Now()
 	l := startLoad(t, h, sc)
+	// kill -9 while a burst of webhooks is being committed, and a restart.
+	killMidBurst := func(rnd *rand.Rand) {
+		l.burst(sc.burst)
+		time.Sleep(time.Duration(rnd.IntN(300)) * time.Millisecond) // into the burst: the fault's timing
+		h.g.Kill()
+		done.add("kill")
+		h.g.Restart()
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("fault schedule seed %d", seed)
+	rnd := rand.New(rand.NewPCG(seed, 11))
 
 	for round := range sc.rounds {
 		// The CRMs go down, come back slow, then healthy; each phase measured.
@@ -260,10 +293,7 @@ func TestChaosMixedLoad(t *testing.T) {
 			return code == http.StatusOK
 		})
 
-		// kill -9 mid-delivery, and a restart.
-		h.g.Kill()
-		done.add("kill")
-		h.g.Restart()
+		killMidBurst(rnd)
 
 		// Reloads with changes, and back.
 		h.reload(other)
@@ -275,8 +305,6 @@ func TestChaosMixedLoad(t *testing.T) {
 	// Everything together: the CRMs flap on their own schedule while the gateway is killed
 	// and reloaded on another.
 	end := time.Now().Add(sc.together)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("fault schedule seed %d", seed)
 	crmsDone := make(chan struct{})
 	go func() {
 		defer close(crmsDone)
@@ -307,13 +335,10 @@ func TestChaosMixedLoad(t *testing.T) {
 		setCRMs(fronts, "healthy")
 	}()
 	configs := []config{other, base}
-	rnd := rand.New(rand.NewPCG(seed, 11))
 	for reloads := 0; time.Now().Before(end); {
 		time.Sleep(time.Duration(1000+rnd.IntN(3000)) * time.Millisecond)
 		if rnd.IntN(3) == 0 {
-			h.g.Kill()
-			done.add("kill")
-			h.g.Restart()
+			killMidBurst(rnd)
 			continue
 		}
 		h.reload(configs[reloads%2])
