@@ -412,17 +412,20 @@ func (a *App) storeConfig() delivery.Config {
 // Start opens the store (or takes it over from the previous config) and applies this
 // config's targets.
 func (a *App) Start() error {
-	if len(a.targets) == 0 {
-		a.logger.Warn("no targets configured: webhooks will be answered 503 until one is")
-		return nil
-	}
 	// Looked up here, not in Provision: the http app provisions our handlers, which provision
 	// this app, so asking for it from Provision would recurse.
 	a.grace = 10 * time.Second
 	if httpApp, err := a.ctx.AppIfConfigured("http"); err == nil {
+		if err := checkWebhookPaths(httpApp.(*caddyhttp.App)); err != nil {
+			return err
+		}
 		if g := time.Duration(httpApp.(*caddyhttp.App).GracePeriod); g > 0 {
 			a.grace = g
 		}
+	}
+	if len(a.targets) == 0 {
+		a.logger.Warn("no targets configured: webhooks will be answered 503 until one is")
+		return nil
 	}
 	val, _, err := engines.LoadOrNew(a.poolKey(), func() (caddy.Destructor, error) {
 		eng, err := delivery.Open(a.storeConfig(), a.logger.Named("queue"))

@@ -1,0 +1,76 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+)
+
+// TestStartupErrors: each configuration mistake an operator makes stops `pbxbridge run` with
+// one line that names the option and says what to write instead.
+func TestStartupErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notADir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const mango = "mango office {\n\t\t\tapi_key k\n\t\t\tapi_salt s\n\t\t\tsources any\n\t\t\tforward crm\n\t\t}"
+	const hooks = "route /hooks/mango/* {\n\t\tpbx_webhook office\n\t}"
+	for _, tt := range []struct{ name, dataDir, pbx, routes, want string }{
+		{"unknown target in forward", "", "target crm http://127.0.0.1:9/events\n" + strings.Replace(mango, "forward crm", "forward shop", 1), hooks,
+			"mango office: forward shop: no target named shop (define it with `target shop <url>`)"},
+		{"missing api_salt", "", "target crm http://127.0.0.1:9/events\n" + strings.Replace(mango, "api_salt s", "", 1), hooks,
+			`mango office: api_salt is required (Mango personal account → Integrations → API connector: \"Ключ для создания подписи\")`},
+		{"xvb without sources", "", "target crm http://127.0.0.1:9/events\nxvb main {\n\t\t\taccess_code 1\n\t\t\tforward crm\n\t\t}", "route /hooks/xvb {\n\t\tpbx_webhook main\n\t}",
+			"xvb main: sources is required: XVB signs nothing and publishes no addresses; give your XVB server's addresses, or `sources any` to accept any sender"},
+		{"target not http", "", "target crm ftp://crm.example.com/events\n" + mango, hooks,
+			"target crm: url must be an http:// or https:// URL"},
+		{"unwritable data_dir", filepath.Join(notADir, "store"), "target crm http://127.0.0.1:9/events\n" + mango, hooks,
+			"data_dir " + filepath.Join(notADir, "store") + " cannot be created (mkdir " + notADir + ": not a directory): set data_dir to a directory pbxbridge may write"},
+		{"two accounts on one path", "", "target crm http://127.0.0.1:9/events\n" + mango + "\n" + strings.Replace(mango, "office", "shop", 1),
+			hooks + "\n\troute /hooks/mango/* {\n\t\tpbx_webhook shop\n\t}",
+			"pbx_webhook office and pbx_webhook shop on one path (host 127.0.0.1 path /hooks/mango/*): only office would ever get webhooks; give each account a path of its own, e.g. route /hooks/shop/* { pbx_webhook shop }"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			caseDir := t.TempDir()
+			dataDir := tt.dataDir
+			if dataDir == "" {
+				dataDir = filepath.Join(caseDir, "store")
+			}
+			config := fmt.Sprintf("{\n\tadmin off\n\tpbx {\n\t\tdata_dir %s\n\t\t%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\t%s\n}\n",
+				dataDir, tt.pbx, gatewaytest.FreePort(t), tt.routes)
+			path := filepath.Join(caseDir, "Caddyfile")
+			if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, gatewaytest.Binary(t), "run", "--config", path)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err == nil || ctx.Err() != nil {
+				t.Fatalf("run did not fail (%v):\n%s\n%s", err, config, out.String())
+			}
+			var line string // the one that says what is wrong (log lines are JSON: quotes escaped)
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.Contains(l, tt.want) {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Fatalf("no line says %q:\n%s", tt.want, out.String())
+			}
+			t.Log(line)
+		})
+	}
+}
