@@ -11,24 +11,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 const (
-	// maxBatch bounds one atomic batch (JetStream's own limit is 1000 messages).
+	// maxBatch bounds one group commit.
 	maxBatch = 256
-	// minAtomicBatch is the smallest batch committed atomically. JetStream stages an atomic
-	// batch of a file-stored stream in a store of its own on disk (a directory, metadata
-	// written with sync, removed after the commit) and in return syncs the committed batch
-	// once. Below this size pipelined publishes, one sync each, answer sooner: with 4
-	// concurrent webhooks p50 about 1 ms instead of 5 ms (BenchmarkEnqueueGroupCommit4). From 8
-	// on the staging costs less than the syncs it saves, and those syncs are shared with
-	// delivery, which removes every delivered event with a synced write: with 32 webhooks at
-	// once, cmd/pbxbridge-bench delivers 1.9-2.1k events/s with 8 and 1.4-1.5k/s with 32.
-	minAtomicBatch = 8
 	// publishTimeout bounds one commit; callers give up earlier (ErrNotDurable) but the commit
 	// may still land, and then a PBX re-send is deduplicated.
 	publishTimeout = 10 * time.Second
@@ -61,9 +51,9 @@ type enqueueDone struct {
 }
 
 // committer is the group commit: requests that arrive while a commit is in flight form the
-// next batch. A batch large enough to repay JetStream's staging (minAtomicBatch) is committed
-// atomically, so the fsync of SyncAlways is paid once for it, not per webhook. No timer adds
-// latency when traffic is light.
+// next batch, whose messages are published pipelined and made durable with one fsync
+// (blockSyncer) before any of its webhooks is answered. No timer adds latency when traffic is
+// light.
 type committer struct {
 	e    *Engine
 	in   chan *enqueueReq
@@ -82,8 +72,9 @@ func (c *committer) close() {
 	<-c.done
 }
 
-// Enqueue stores events durably. It returns only after JetStream has written them to disk
-// (SyncAlways), or with ErrNotReady, ErrFull or ErrNotDurable (ctx done first).
+// Enqueue stores events durably. It returns only after they are synced to disk (the group
+// commit's fsync, or a cluster's acknowledgement), or with ErrNotReady, ErrFull or
+// ErrNotDurable (ctx done first).
 func (e *Engine) Enqueue(ctx context.Context, events []translators.Event) (Result, error) {
 	if !e.Ready() {
 		return Result{}, ErrNotReady
@@ -147,7 +138,7 @@ func (c *committer) run() {
 				break gather
 			}
 		}
-		c.commit(batch, n)
+		c.commit(batch)
 	}
 }
 
@@ -170,28 +161,9 @@ func (m pending) msg() *nats.Msg {
 	return msg
 }
 
-func (c *committer) commit(batch []*enqueueReq, n int) {
+func (c *committer) commit(batch []*enqueueReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if n >= minAtomicBatch {
-		msgs := make([]*nats.Msg, 0, n)
-		for _, r := range batch {
-			for _, m := range r.msgs {
-				msgs = append(msgs, m.msg())
-			}
-		}
-		// No flow control: the batch is small and the connection in-process or near.
-		_, err := jetstreamext.PublishMsgBatch(ctx, c.e.js, msgs, jetstreamext.BatchFlowControl{AckTimeout: publishTimeout})
-		if err == nil {
-			for _, r := range batch {
-				r.done <- enqueueDone{res: Result{Accepted: len(r.msgs)}}
-			}
-			return
-		}
-		// A duplicate (a PBX re-send) or a full store rejects the whole batch: publish one by
-		// one so each webhook gets its own answer and a re-send never fails its neighbours.
-		c.e.log.Debug("atomic batch rejected, publishing one by one", zapErr(err))
-	}
 	c.publishEach(ctx, batch)
 }
 
@@ -212,8 +184,10 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 			acks[i] = append(acks[i], ack)
 		}
 	}
+	done := make([]enqueueDone, len(batch))
 	for i, r := range batch {
-		d := enqueueDone{err: failed[i]}
+		d := &done[i]
+		d.err = failed[i]
 		for j, ack := range acks[i] {
 			select {
 			case a := <-ack.Ok():
@@ -234,14 +208,24 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 				d.err = ErrNotDurable
 			}
 		}
-		r.done <- d
+	}
+	if err := c.e.eventsSync.sync(); err != nil {
+		c.e.log.Error("syncing stored events to disk", zap.Error(err))
+		for i := range done {
+			done[i] = enqueueDone{err: fmt.Errorf("%w: %v", ErrNotDurable, err)}
+		}
+	}
+	for i, r := range batch {
+		r.done <- done[i]
 	}
 }
 
 // storeIfOriginalLost stores m again, under an id derived from its original's sequence, when
 // the original that made m a duplicate may have been lost. nats-server (seen with 2.15.2,
 // Interest retention) can, while recovering from a kill -9 in the middle of an atomic batch
-// commit, remove messages of that batch yet keep their ids for deduplication: the PBX re-sends
+// commit, remove messages of that batch yet keep their ids for deduplication. The group
+// commit no longer uses atomic batches; this stays as the guard against any such recovery
+// loss, as the cost is small (see originalLost). There the PBX re-sends
 // the webhooks it got no answer for, each is answered "duplicate", and the events would never
 // be delivered. A second copy is at worst a re-delivery with the same webhook-id; a later
 // re-send finds the copy and stays a duplicate. It reports whether m was stored now.

@@ -65,6 +65,9 @@ func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *translators.Even
 		_, err := d.e.js.Publish(ctx, d.e.names.deadSubject(d.name, eventID), body)
 		cancel()
 		if err == nil {
+			err = d.e.deadSync.sync() // on disk before the event leaves the events stream
+		}
+		if err == nil {
 			break
 		}
 		d.log.Error("storing a dead letter failed; the event stays queued", zapErr(err), zapEvent(eventID))
@@ -185,6 +188,9 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, target, eventID string) e
 	msg.Data = dl.Event
 	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
 		return classifyPublishError(err)
+	}
+	if err := e.eventsSync.sync(); err != nil { // on disk before the dead letter goes
+		return err
 	}
 	stream, err := e.js.Stream(ctx, e.names.dead)
 	if err != nil {

@@ -61,6 +61,8 @@ const (
 	// dispatcher keeps held messages alive with InProgress well within it. After a crash,
 	// held messages come back after at most this long.
 	ackWait = 10 * time.Second
+	// syncInterval is how often the embedded server syncs what the group commit does not.
+	syncInterval = 10 * time.Second
 )
 
 // Engine owns the JetStream connection (and the embedded server), the group committer and the
@@ -74,6 +76,9 @@ type Engine struct {
 	lock   *os.File
 	names  names
 	commit *committer
+	// eventsSync and deadSync make stored events and dead letters durable (nil with a
+	// cluster, whose servers keep their own durability settings).
+	eventsSync, deadSync *blockSyncer
 
 	mu          sync.Mutex
 	dispatchers map[string]*dispatcher
@@ -156,13 +161,16 @@ func (e *Engine) startEmbedded() error {
 	}
 	e.lock = lock
 	opts := &server.Options{
-		ServerName:         "pbxbridge",
-		DontListen:         true,
-		NoSigs:             true,
-		NoLog:              true,
-		JetStream:          true,
-		StoreDir:           filepath.Join(dir, "jetstream"),
-		SyncAlways:         true,
+		ServerName: "pbxbridge",
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dir, "jetstream"),
+		// No SyncAlways: the group commit syncs stored events itself, once per batch
+		// (blockSyncer). Deletions and consumer state, whose loss in a power cut means a
+		// re-delivery, are synced every syncInterval.
+		SyncInterval:       syncInterval,
 		JetStreamMaxMemory: 64 << 20,
 	}
 	srv, err := server.NewServer(opts)
@@ -176,6 +184,8 @@ func (e *Engine) startEmbedded() error {
 		return errors.New("embedded NATS did not start within 30s")
 	}
 	e.srv = srv
+	e.eventsSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.events)
+	e.deadSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.dead)
 	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))
 	return err
 }

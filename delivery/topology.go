@@ -180,16 +180,15 @@ func (e *Engine) replicas() int {
 // applies a target's max_age to events the reachable CRM keeps refusing).
 func (e *Engine) ensureStreams(ctx context.Context) error {
 	events, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:               e.names.events,
-		Description:        "pbxbridge canonical call events",
-		Subjects:           []string{e.names.prefix + ".>"},
-		Retention:          jetstream.InterestPolicy,
-		Storage:            jetstream.FileStorage,
-		MaxBytes:           e.cfg.MaxStore,
-		Discard:            jetstream.DiscardNew,
-		Duplicates:         e.cfg.DedupeWindow,
-		Replicas:           e.replicas(),
-		AllowAtomicPublish: true,
+		Name:        e.names.events,
+		Description: "pbxbridge canonical call events",
+		Subjects:    []string{e.names.prefix + ".>"},
+		Retention:   jetstream.InterestPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxBytes:    e.cfg.MaxStore,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  e.cfg.DedupeWindow,
+		Replicas:    e.replicas(),
 	})
 	if err != nil {
 		return fmt.Errorf("events stream: %w", err)

@@ -40,8 +40,8 @@ const (
 	metrics
 }
 `
-	// pbxbridgeConfig checks, translates, stores (SyncAlways: the embedded store always
-	// syncs) and delivers, signed, with the target's default concurrency. The short backoff
+	// pbxbridgeConfig checks, translates, stores (every 2xx after the fsync of its group
+	// commit) and delivers, signed, with the target's default concurrency. The short backoff
 	// cap lets the circuit's probe find a returning CRM within a second.
 	pbxbridgeConfig = `{
 	admin {ADMIN}

@@ -1,0 +1,91 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// The block the group commit syncs is the one the embedded server wrote the event to, and a
+// dead letter's is the one it was written to: the server's file layout is as blockSyncer
+// expects.
+func TestBlockSyncerSyncsWhatWasStored(t *testing.T) {
+	ctx := context.Background()
+	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return 422 })
+	e := openEngine(t, Config{})
+	if err := e.Apply(ctx, Config{}, []Target{testTarget(crm.URL)}); err != nil {
+		t.Fatal(err)
+	}
+	ev := callEvent(translators.TypeRinging, "synced-call", 0)
+	if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	holds := func(s *blockSyncer, what string) {
+		t.Helper()
+		s.mu.Lock()
+		last := s.last
+		s.mu.Unlock()
+		data, err := os.ReadFile(s.block(last))
+		if err != nil || !bytes.Contains(data, []byte(ev.ID)) {
+			t.Fatalf("%s: block %s does not hold event %s (%v)", what, s.block(last), ev.ID, err)
+		}
+	}
+	holds(e.eventsSync, "events")
+	gatewaytest.Eventually(t, 30*time.Second, "the dead letter", func() bool {
+		dls, err := e.DeadLetters(ctx, "crm")
+		return err == nil && len(dls) == 1
+	})
+	holds(e.deadSync, "dead letters")
+}
+
+// The syncer follows the store from block to block, and finds the last again when the one it
+// knew is gone.
+func TestBlockSyncerFollowsBlocks(t *testing.T) {
+	dir := t.TempDir()
+	s := newBlockSyncer(dir, "$G", "EV")
+	if err := s.sync(); err == nil {
+		t.Fatal("sync without a stream directory succeeded")
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	create := func(names ...string) {
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(s.dir, n), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, step := range []struct {
+		create []string
+		remove string
+		want   int
+	}{
+		{create: []string{"index.db", "1.blk", "2.blk"}, want: 2},
+		{want: 2},
+		{create: []string{"3.blk", "4.blk"}, want: 4},
+		{create: []string{"7.blk"}, remove: "4.blk", want: 7},
+	} {
+		create(step.create...)
+		if step.remove != "" {
+			if err := os.Remove(filepath.Join(s.dir, step.remove)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.sync(); err != nil {
+			t.Fatal(err)
+		}
+		if s.last != step.want {
+			t.Fatalf("after %v: last block %d, want %d", step, s.last, step.want)
+		}
+	}
+	if err := (*blockSyncer)(nil).sync(); err != nil {
+		t.Errorf("nil syncer (a cluster): %v", err)
+	}
+}
