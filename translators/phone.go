@@ -2,6 +2,7 @@ package translators
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -12,10 +13,38 @@ const DefaultRegion = "RU"
 // maxPhoneDigits bounds what is handed to the phone-number parser.
 const maxPhoneDigits = 17
 
+// knownNumbers remembers Number's answers: the phone-number library takes several µs a number
+// (regular expressions), a tenth of a webhook's CPU, and a call's webhooks repeat its numbers.
+var knownNumbers struct {
+	sync.RWMutex
+	m map[string]string
+}
+
+// maxKnownNumbers bounds knownNumbers; when full it starts afresh.
+const maxKnownNumbers = 16384
+
 // Number returns a phone number in E.164 (+7…) when raw parses as a valid number of region
 // (or carries its own country code), and raw unchanged otherwise: SIP URIs, SIP user names,
 // login@domain, short extensions and anything else that is not a phone number stay as given.
 func Number(raw, region string) string {
+	key := region + "\x00" + raw
+	knownNumbers.RLock()
+	n, ok := knownNumbers.m[key]
+	knownNumbers.RUnlock()
+	if ok {
+		return n
+	}
+	n = parseNumber(raw, region)
+	knownNumbers.Lock()
+	if len(knownNumbers.m) >= maxKnownNumbers || knownNumbers.m == nil {
+		knownNumbers.m = make(map[string]string, 1024)
+	}
+	knownNumbers.m[key] = n
+	knownNumbers.Unlock()
+	return n
+}
+
+func parseNumber(raw, region string) string {
 	s := strings.TrimSpace(raw)
 	if s == "" {
 		return ""
