@@ -112,8 +112,8 @@ func (l *load) play(pbx, prefix string, n int) {
 	l.acc.Add(gatewaytest.XVBLoad(l.t, l.h.xvbURL("/hooks/xvb"), xvbAccessCode, prefix, n, n, l.deadline))
 }
 
-// burst starts n calls of each PBX at once, so the group commit forms atomic batches (from 8
-// webhooks), the commit a kill -9 can cut.
+// burst starts n calls of each PBX at once, so the group commit forms large batches, whose
+// publishes and fsync a kill -9 can cut.
 func (l *load) burst(n int) {
 	l.bursts++
 	for _, pbx := range []string{"mango", "xvb"} {
