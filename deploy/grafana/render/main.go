@@ -132,5 +132,6 @@ func subtitle(start, end time.Time, values map[string]string, vars []variable, r
 		}
 		parts = append(parts, v.Name+" = "+value)
 	}
-	return strings.Join(append(parts, "rate interval "+rateInterval), "   ·   ")
+	parts = append(parts, "rate interval "+rateInterval, "drawn from Prometheus by deploy/grafana/render")
+	return strings.Join(parts, "   ·   ")
 }

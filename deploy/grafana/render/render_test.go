@@ -6,6 +6,7 @@ import (
 	"flag"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,25 @@ func TestFormatValue(t *testing.T) {
 	}
 }
 
+func TestLabelScale(t *testing.T) {
+	for _, tc := range []struct {
+		unit string
+		v    float64
+		want float64
+	}{
+		{"bytes", 1000, 1},
+		{"bytes", 2 << 20, 1 << 20},
+		{"s", 0.5, 1},
+		{"s", 400, 60},
+		{"s", 7200, 3600},
+		{"short", 2000, 1},
+	} {
+		if got := labelScale(tc.unit, tc.v); got != tc.want {
+			t.Errorf("labelScale(%s, %v) = %v, want %v", tc.unit, tc.v, got, tc.want)
+		}
+	}
+}
+
 func TestReduce(t *testing.T) {
 	points := []point{{0, 1}, {1, math.NaN()}, {2, 5}, {3, 3}, {4, math.Inf(1)}}
 	for _, tc := range []struct {
@@ -189,6 +209,34 @@ func TestSegments(t *testing.T) {
 		if len(got[i]) != len(want[i]) || got[i][0] != want[i][0] || got[i][len(got[i])-1] != want[i][len(want[i])-1] {
 			t.Errorf("segment %d = %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+func TestLegendRows(t *testing.T) {
+	nan := math.NaN()
+	zero, data, empty := []point{{0, 0}, {1, 0}}, []point{{0, 0}, {1, 2}}, []point{{0, nan}}
+	for _, tc := range []struct {
+		name   string
+		series [][]point
+		fit    int
+		rows   []int
+		more   string
+	}{
+		{"all fit", [][]point{zero, data, empty}, 3, []int{0, 1, 2}, ""},
+		{"zeros give way, in order", [][]point{zero, data, zero, data}, 3, []int{1, 3}, "+ 2 more series, all 0"},
+		{"series with data left out", [][]point{data, data, data, zero}, 3, []int{0, 1}, "+ 2 more series"},
+		{"an empty series left out", [][]point{data, zero, empty}, 2, []int{0}, "+ 2 more series"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			series := make([]series, len(tc.series))
+			for i, p := range tc.series {
+				series[i].Points = p
+			}
+			rows, more := legendRows(series, tc.fit)
+			if !slices.Equal(rows, tc.rows) || more != tc.more {
+				t.Errorf("legendRows = %v %q, want %v %q", rows, more, tc.rows, tc.more)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -183,14 +184,13 @@ func (s *svg) timeSeries(index int, p panel, d panelData, b box, pg page) {
 	colors := seriesColors(p, d.series)
 
 	// Legend rows at the bottom, as many as fit in its share.
-	shown, hidden := len(d.series), 0
+	var rows []int
+	var more string
 	legendH := 0.0
 	if p.Options.Legend.ShowLegend {
-		maxRows := int(c.h*legendShare/legendRow) - 1 // one for the header
-		if shown > maxRows {
-			shown, hidden = maxRows-1, len(d.series)-maxRows+1
-		}
-		legendH = float64(shown+1+min(hidden, 1)) * legendRow
+		header := min(len(p.Options.Legend.Calcs), 1)
+		rows, more = legendRows(d.series, int(c.h*legendShare/legendRow)-header)
+		legendH = float64(header+len(rows)+min(len(more), 1)) * legendRow
 	}
 	plot := box{x: c.x, y: c.y + 4, w: c.w, h: c.h - legendH - 4 - 20}
 
@@ -212,11 +212,7 @@ func (s *svg) timeSeries(index int, p panel, d panelData, b box, pg page) {
 	if hi <= lo {
 		hi = lo + 1
 	}
-	// Bytes tick at round KiB, MiB…, as they are labelled.
-	scale := 1.0
-	for defaults.Unit == "bytes" && scale*1024 <= math.Max(math.Abs(lo), math.Abs(hi)) {
-		scale *= 1024
-	}
+	scale := labelScale(defaults.Unit, math.Max(math.Abs(lo), math.Abs(hi)))
 	tick := niceStep((hi-lo)/scale/math.Max(2, math.Floor(plot.h/40))) * scale
 	lo, hi = math.Floor(lo/tick)*tick, math.Ceil(hi/tick)*tick
 	var labels []string
@@ -294,7 +290,7 @@ func (s *svg) timeSeries(index int, p panel, d panelData, b box, pg page) {
 	s.printf("</g>\n")
 
 	if p.Options.Legend.ShowLegend {
-		s.legend(p, d.series[:shown], colors, hidden, box{x: c.x, y: c.y + c.h - legendH, w: c.w, h: legendH})
+		s.legend(p, d.series, colors, rows, more, box{x: c.x, y: c.y + c.h - legendH, w: c.w, h: legendH})
 	}
 }
 
@@ -346,22 +342,64 @@ func segments(points []point, step float64) [][]point {
 	return out
 }
 
-// legend draws Grafana's table legend: a colour mark and name per series, then its calcs.
-func (s *svg) legend(p panel, series []series, colors []string, hidden int, l box) {
+// legendRows picks the series the legend lists in at most fit rows, and says what it leaves
+// out. Grafana scrolls a legend that does not fit; a picture cannot, so series without a value
+// other than 0 give way to those with one. The rows keep the series' order.
+func legendRows(series []series, fit int) (rows []int, more string) {
+	var withValues, rest []int
+	for i, sr := range series {
+		if hasNonZero(sr.Points) {
+			withValues = append(withValues, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	order := slices.Concat(withValues, rest)
+	if len(series) <= fit {
+		return slices.Sorted(slices.Values(order)), ""
+	}
+	listed := max(fit-1, 0) // the last row says what is left out
+	rows = slices.Sorted(slices.Values(order[:listed]))
+	more = fmt.Sprintf("+ %d more series", len(series)-listed)
+	allZero := true
+	for _, i := range order[listed:] {
+		if _, ok := reduce(series[i].Points, "max"); !ok || hasNonZero(series[i].Points) {
+			allZero = false
+		}
+	}
+	if allZero {
+		more += ", all 0"
+	}
+	return rows, more
+}
+
+// hasNonZero reports whether a series has a finite value other than 0.
+func hasNonZero(points []point) bool {
+	for _, p := range points {
+		if p.V != 0 && !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// legend draws Grafana's table legend: a colour mark and name per listed series, then its
+// calcs, and a last line for what is not listed.
+func (s *svg) legend(p panel, series []series, colors []string, rows []int, more string, l box) {
 	calcs := p.Options.Legend.Calcs
 	unit, decimals := p.FieldConfig.Defaults.Unit, p.FieldConfig.Defaults.Decimals
-	cells := make([][]string, len(series))
+	cells := make([][]string, len(rows))
 	colW := make([]float64, len(calcs))
 	for k, calc := range calcs {
 		colW[k] = textWidth(cmp.Or(calcTitles[calc], calc), legendFont)
 	}
-	for i, sr := range series {
+	for r, i := range rows {
 		for k, calc := range calcs {
 			text := "-"
-			if v, ok := reduce(sr.Points, calc); ok {
+			if v, ok := reduce(series[i].Points, calc); ok {
 				text = formatValue(v, unit, decimals)
 			}
-			cells[i] = append(cells[i], text)
+			cells[r] = append(cells[r], text)
 			colW[k] = max(colW[k], textWidth(text, legendFont))
 		}
 	}
@@ -372,20 +410,21 @@ func (s *svg) legend(p panel, series []series, colors []string, hidden int, l bo
 		right -= colW[k] + 14
 	}
 	nameW := right - l.x - 22
-	row := func(i int) float64 { return l.y + float64(i)*legendRow + 13 }
+	header := min(len(calcs), 1)
+	line := func(n int) float64 { return l.y + float64(n)*legendRow + 13 }
 	for k, calc := range calcs {
-		s.text(colRight[k], row(0), legendFont, mutedColor, "end", "", cmp.Or(calcTitles[calc], calc))
+		s.text(colRight[k], line(0), legendFont, mutedColor, "end", "", cmp.Or(calcTitles[calc], calc))
 	}
-	for i, sr := range series {
-		yy := row(i + 1)
-		s.printf(`<rect x="%.1f" y="%.1f" width="14" height="4" rx="1" fill="%s"/>`+"\n", l.x, yy-5, colors[i])
-		s.text(l.x+20, yy, legendFont, textColor, "start", "", fit(sr.Name, legendFont, nameW))
+	for r, i := range rows {
+		y := line(header + r)
+		s.printf(`<rect x="%.1f" y="%.1f" width="14" height="4" rx="1" fill="%s"/>`+"\n", l.x, y-5, colors[i])
+		s.text(l.x+20, y, legendFont, textColor, "start", "", fit(series[i].Name, legendFont, nameW))
 		for k := range calcs {
-			s.text(colRight[k], yy, legendFont, textColor, "end", "", cells[i][k])
+			s.text(colRight[k], y, legendFont, textColor, "end", "", cells[r][k])
 		}
 	}
-	if hidden > 0 {
-		s.text(l.x+20, row(len(series)+1), legendFont, mutedColor, "start", "", fmt.Sprintf("+ %d more series", hidden))
+	if more != "" {
+		s.text(l.x+20, line(header+len(rows)), legendFont, mutedColor, "start", "", more)
 	}
 }
 

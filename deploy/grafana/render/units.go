@@ -83,6 +83,26 @@ func seconds(v float64, decimals *int) string {
 	return number(v/(7*86400), decimals) + " week"
 }
 
+// labelScale is the step of formatValue's prefixes that v is written in when it is not a
+// power of ten (KiB, MiB…; min, hour, day), so that axis ticks fall on round labels.
+func labelScale(unit string, v float64) float64 {
+	switch unit {
+	case "bytes":
+		scale := 1.0
+		for scale*1024 <= v {
+			scale *= 1024
+		}
+		return scale
+	case "s":
+		for _, scale := range []float64{86400, 3600, 60} {
+			if v >= scale {
+				return scale
+			}
+		}
+	}
+	return 1
+}
+
 // reduce is one of Grafana's reducers (legend calcs, stat and gauge values) over the finite
 // points; false when there is none, or the reducer is not one of these.
 func reduce(points []point, calc string) (float64, bool) {
