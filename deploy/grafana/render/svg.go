@@ -162,8 +162,8 @@ func noData(series []series) bool {
 const (
 	legendFont = 12
 	legendRow  = 16
-	// legendShare is the most of a panel's content the legend takes, as in Grafana (which
-	// scrolls the rest; here the last line says how many series are not listed).
+	// legendShare is the most of a panel's content the legend takes. Grafana scrolls a longer
+	// legend; legendRows chooses what a picture lists.
 	legendShare = 0.45
 	axisFont    = 11
 )
@@ -194,7 +194,8 @@ func (s *svg) timeSeries(index int, p panel, d panelData, b box, pg page) {
 	}
 	plot := box{x: c.x, y: c.y + 4, w: c.w, h: c.h - legendH - 4 - 20}
 
-	// Y axis: from the data (and the soft minimum) out to ticks at 1, 2 or 5 × 10^n.
+	// Y axis: from the data (and the soft minimum) out to ticks at 1, 2 or 5 × 10^n of the
+	// unit's label step.
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, sr := range d.series {
 		for _, pt := range sr.Points {
