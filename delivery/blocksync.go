@@ -48,36 +48,45 @@ func (s *blockSyncer) sync() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last == 0 {
-		if err := s.findLast(); err != nil {
-			return err
-		}
-	}
-	// A full block is followed by the next index; the messages of one batch may span both.
 	newBlock := false
-	for fileExists(s.block(s.last + 1)) {
-		if err := syncPath(s.block(s.last)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for attempt := 1; ; attempt++ {
+		if s.last == 0 {
+			if err := s.findLast(); err != nil {
+				if errors.Is(err, fs.ErrNotExist) && attempt < maxSyncAttempts {
+					continue
+				}
+				return err
+			}
+			newBlock = true
+		}
+		// A full block is followed by the next index; the messages of one batch may span both.
+		for fileExists(s.block(s.last + 1)) {
+			if err := syncPath(s.block(s.last)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			s.last++
+			newBlock = true
+		}
+		err := syncPath(s.block(s.last))
+		if errors.Is(err, fs.ErrNotExist) && attempt < maxSyncAttempts {
+			// The block emptied (every event in it delivered) and the store removed it for a
+			// newer one, perhaps while this looked for it: find the last again.
+			s.last = 0
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		s.last++
-		newBlock = true
-	}
-	err := syncPath(s.block(s.last))
-	if errors.Is(err, fs.ErrNotExist) { // emptied and removed: the store writes elsewhere now
-		if err = s.findLast(); err != nil {
-			return err
-		}
-		newBlock = true
-		err = syncPath(s.block(s.last))
-	}
-	if err != nil {
-		return err
+		break
 	}
 	if newBlock { // its directory entry
 		return syncPath(s.dir)
 	}
 	return nil
 }
+
+// maxSyncAttempts bounds the search for the last block while the store keeps replacing it.
+const maxSyncAttempts = 10
 
 // findLast finds the block of the highest index, where the store writes.
 func (s *blockSyncer) findLast() error {
@@ -92,7 +101,7 @@ func (s *blockSyncer) findLast() error {
 		}
 	}
 	if s.last == 0 {
-		return fmt.Errorf("no message block in %s", s.dir)
+		return fmt.Errorf("no message block in %s: %w", s.dir, fs.ErrNotExist)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,5 +88,50 @@ func TestBlockSyncerFollowsBlocks(t *testing.T) {
 	}
 	if err := (*blockSyncer)(nil).sync(); err != nil {
 		t.Errorf("nil syncer (a cluster): %v", err)
+	}
+}
+
+// The store replaces an emptied last block by a new one (created first, then the old removed)
+// as often as every delivered event; sync keeps finding the current one and never fails.
+func TestBlockSyncerWhileTheStoreReplacesBlocks(t *testing.T) {
+	s := newBlockSyncer(t.TempDir(), "$G", "EV")
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	block := func(i int) string { return filepath.Join(s.dir, fmt.Sprintf("%d.blk", i)) }
+	if err := os.WriteFile(block(1), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const blocks = 3000
+	replaced := make(chan error, 1)
+	go func() {
+		for i := 2; i <= blocks; i++ {
+			if err := os.WriteFile(block(i), nil, 0o600); err != nil {
+				replaced <- err
+				return
+			}
+			if err := os.Remove(block(i - 1)); err != nil {
+				replaced <- err
+				return
+			}
+		}
+		replaced <- nil
+	}()
+	for syncs := 0; ; syncs++ {
+		select {
+		case err := <-replaced:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.sync(); err != nil || s.last != blocks {
+				t.Fatalf("after the last replacement: %v, last block %d, want %d", err, s.last, blocks)
+			}
+			t.Logf("%d syncs while %d blocks replaced one another", syncs, blocks)
+			return
+		default:
+		}
+		if err := s.sync(); err != nil {
+			t.Fatalf("sync %d: %v", syncs, err)
+		}
 	}
 }
