@@ -137,6 +137,21 @@ func fit(text string, size, width float64) string {
 }
 
 // frame draws a panel's background and title and returns the box left for its content.
+// body draws the panel's frame and returns the area inside it, or false once it has said why
+// there is nothing to draw (a failed query, no data).
+func (s *svg) body(p panel, d panelData, b box) (box, bool) {
+	c := s.frame(p, b)
+	switch {
+	case d.err != nil:
+		s.message(c, errorColor, d.err.Error())
+		return c, false
+	case noData(d.series):
+		s.message(c, mutedColor, "No data")
+		return c, false
+	}
+	return c, true
+}
+
 func (s *svg) frame(p panel, b box) box {
 	s.printf(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="3" fill="%s" stroke="%s"/>`+"\n",
 		b.x, b.y, b.w, b.h, panelColor, borderColor)
@@ -171,13 +186,8 @@ const (
 // timeSeries draws lines (or bars) with a y axis in the panel's unit, a time axis and a table
 // legend of the panel's calcs.
 func (s *svg) timeSeries(index int, p panel, d panelData, b box, pg page) {
-	c := s.frame(p, b)
-	switch {
-	case d.err != nil:
-		s.message(c, errorColor, d.err.Error())
-		return
-	case noData(d.series):
-		s.message(c, mutedColor, "No data")
+	c, ok := s.body(p, d, b)
+	if !ok {
 		return
 	}
 	defaults := p.FieldConfig.Defaults
@@ -432,13 +442,8 @@ func (s *svg) legend(p panel, series []series, colors []string, rows []int, more
 // values draws a stat or gauge panel: one cell per series with its reduced value, side by
 // side in a wide panel and stacked in a tall one.
 func (s *svg) values(p panel, d panelData, b box) {
-	c := s.frame(p, b)
-	switch {
-	case d.err != nil:
-		s.message(c, errorColor, d.err.Error())
-		return
-	case noData(d.series):
-		s.message(c, mutedColor, "No data")
+	c, ok := s.body(p, d, b)
+	if !ok {
 		return
 	}
 	defaults := p.FieldConfig.Defaults
