@@ -131,6 +131,7 @@ func TestBlockSyncerWhileTheStoreReplacesBlocks(t *testing.T) {
 		default:
 		}
 		if err := s.sync(); err != nil {
+			<-replaced // the directory is removed after the test: let the replacing stop first
 			t.Fatalf("sync %d: %v", syncs, err)
 		}
 	}
