@@ -80,7 +80,7 @@ func BenchmarkEnqueueGroupCommit4(b *testing.B) {
 }
 
 // BenchmarkEnqueueGroupCommit64 is the group commit with 64 concurrent webhooks (issue 4:
-// ≥ 8k msg/s with SyncAlways).
+// ≥ 8k msg/s, every one synced before it is answered).
 func BenchmarkEnqueueGroupCommit64(b *testing.B) {
 	e := benchEngine(b)
 	benchEnqueue(b, 64, func(ctx context.Context, ev translators.Event) error {
