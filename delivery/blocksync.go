@@ -6,18 +6,20 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 )
 
 // blockSyncer makes what the embedded server has written to one stream durable, for every
-// message written so far, with one fsync. The server runs without SyncAlways, which would sync
-// each stored message on its own and also every deletion and consumer state write, though a
-// lost deletion or acknowledgement costs only a re-delivery. Without it the server still writes
-// each message to its block file before it acknowledges the publish (a single server flushes
-// in place), so after a batch's acks one fsync of the stream's last block makes the whole batch
-// durable: the group commit's fsync.
+// message written so far, usually with one fsync. The server runs without SyncAlways, which
+// would sync each stored message on its own and also every deletion and consumer state write,
+// though a lost deletion or acknowledgement costs only a re-delivery. Without it the server
+// still writes each message to its block file before it acknowledges the publish (a single
+// server flushes in place), so after a batch's acks an fsync of the stream's last block (and of
+// any block created since the previous sync) makes the whole batch durable: the group commit's
+// fsync.
 //
 // The file layout (<store>/<account>/streams/<stream>/msgs/<index>.blk, new messages in the
 // block of the highest index) is the server's; TestBlockSyncerSyncsWhatWasStored notices a
@@ -26,7 +28,7 @@ type blockSyncer struct {
 	dir string
 
 	mu   sync.Mutex
-	last int // index of the block last synced; 0 until known
+	last int // highest block index at the last sync; 0 before the first
 }
 
 // newBlockSyncer returns nil (nothing to sync) for a store that is not on this machine.
@@ -41,74 +43,58 @@ func (s *blockSyncer) block(index int) string {
 	return filepath.Join(s.dir, strconv.Itoa(index)+".blk")
 }
 
-// sync makes every message the stream has acknowledged so far durable.
+// sync makes every message the stream has acknowledged so far durable. Those are in the blocks
+// that exist now from the last one synced on: new messages only go to the block of the highest
+// index, which may have been replaced several times since (see below). A block gone by the
+// time it is opened had emptied, its events delivered.
 func (s *blockSyncer) sync() error {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	newBlock := false
-	for attempt := 1; ; attempt++ {
-		if s.last == 0 {
-			if err := s.findLast(); err != nil {
-				if errors.Is(err, fs.ErrNotExist) && attempt < maxSyncAttempts {
-					continue
-				}
-				return err
-			}
-			newBlock = true
-		}
-		// A full block is followed by the next index; the messages of one batch may span both.
-		for fileExists(s.block(s.last + 1)) {
-			if err := syncPath(s.block(s.last)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			s.last++
-			newBlock = true
-		}
-		err := syncPath(s.block(s.last))
-		if errors.Is(err, fs.ErrNotExist) && attempt < maxSyncAttempts {
-			// The block emptied (every event in it delivered) and the store removed it for a
-			// newer one, perhaps while this looked for it: find the last again.
-			s.last = 0
+	blocks, err := s.blocks()
+	if err != nil {
+		return err
+	}
+	last := blocks[len(blocks)-1]
+	for _, b := range blocks {
+		if b < s.last {
 			continue
 		}
-		if err != nil {
+		if err := syncPath(s.block(b)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		break
 	}
-	if newBlock { // its directory entry
-		return syncPath(s.dir)
+	if last != s.last { // a block created since: its directory entry
+		if err := syncPath(s.dir); err != nil {
+			return err
+		}
+		s.last = last
 	}
 	return nil
 }
 
-// maxSyncAttempts bounds the search for the last block while the store keeps replacing it.
-const maxSyncAttempts = 10
-
-// findLast finds the block of the highest index, where the store writes.
-func (s *blockSyncer) findLast() error {
+// blocks lists the indices of the stream's blocks in ascending order. When a delivery empties
+// the stream, the store replaces its last block by one of the next index, so indices need not
+// be consecutive.
+func (s *blockSyncer) blocks() ([]int, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
-		return fmt.Errorf("finding the stream's blocks: %w", err)
+		return nil, fmt.Errorf("finding the stream's blocks: %w", err)
 	}
-	s.last = 0
+	var blocks []int
 	for _, e := range entries {
-		if n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".blk")); err == nil && strings.HasSuffix(e.Name(), ".blk") {
-			s.last = max(s.last, n)
+		name, ok := strings.CutSuffix(e.Name(), ".blk")
+		if n, err := strconv.Atoi(name); ok && err == nil {
+			blocks = append(blocks, n)
 		}
 	}
-	if s.last == 0 {
-		return fmt.Errorf("no message block in %s: %w", s.dir, fs.ErrNotExist)
+	if len(blocks) == 0 {
+		return nil, fmt.Errorf("no message block in %s", s.dir)
 	}
-	return nil
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+	slices.Sort(blocks)
+	return blocks, nil
 }
 
 func syncPath(path string) error {

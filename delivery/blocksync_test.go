@@ -45,8 +45,8 @@ func TestBlockSyncerSyncsWhatWasStored(t *testing.T) {
 	holds(e.deadSync, "dead letters")
 }
 
-// The syncer follows the store from block to block, and finds the last again when the one it
-// knew is gone.
+// The syncer follows the store from block to block, whether the one it knew is gone or not,
+// and whatever indices were skipped.
 func TestBlockSyncerFollowsBlocks(t *testing.T) {
 	dir := t.TempDir()
 	s := newBlockSyncer(dir, "$G", "EV")
@@ -72,6 +72,8 @@ func TestBlockSyncerFollowsBlocks(t *testing.T) {
 		{want: 2},
 		{create: []string{"3.blk", "4.blk"}, want: 4},
 		{create: []string{"7.blk"}, remove: "4.blk", want: 7},
+		// 8 came and went between two syncs (the stream emptied): 7 is still there, 9 is last.
+		{create: []string{"9.blk"}, want: 9},
 	} {
 		create(step.create...)
 		if step.remove != "" {
