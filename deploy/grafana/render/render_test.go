@@ -73,10 +73,10 @@ func TestVariableValues(t *testing.T) {
 	}
 }
 
-// TestDashboardQueriesResolve: every variable in the shipped dashboard's queries is one the
-// renderer fills in.
-func TestDashboardQueriesResolve(t *testing.T) {
-	d, err := loadDashboard("../pbxbridge.json")
+// loadWithDefaults loads a dashboard and its variables' default values, rate interval 1m.
+func loadWithDefaults(t *testing.T, path string) (dashboard, map[string]string) {
+	t.Helper()
+	d, err := loadDashboard(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +85,13 @@ func TestDashboardQueriesResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	values["__rate_interval"] = "1m"
+	return d, values
+}
+
+// TestDashboardQueriesResolve: every variable in the shipped dashboard's queries is one the
+// renderer fills in.
+func TestDashboardQueriesResolve(t *testing.T) {
+	d, values := loadWithDefaults(t, "../pbxbridge.json")
 	queries := 0
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
@@ -313,15 +320,7 @@ func TestParseMatrix(t *testing.T) {
 // override colour, bars, "No data", a stat with value mappings, a query error, a gauge with
 // thresholds. Look at the picture after -update: rsvg-convert testdata/tiny.svg > /tmp/tiny.png
 func TestGolden(t *testing.T) {
-	d, err := loadDashboard("testdata/tiny.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	values, err := variableValues(d.Templating.List, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	values["__rate_interval"] = "1m"
+	d, values := loadWithDefaults(t, "testdata/tiny.json")
 	answers := map[string]string{
 		`sum by (account, outcome) (rate(pbxbridge_webhooks_received_total{account=~".*"}[1m]))`: matrix(
 			`{"metric":{"account":"office","outcome":"rejected"},"values":[[0,"0"],[60,"0.5"],[120,"NaN"],[180,"1"],[240,"0.5"],[300,"0"]]}`,
