@@ -29,24 +29,10 @@ func postMango(t *testing.T, g *gatewaytest.Gateway, m mango.Message, want int) 
 	}
 }
 
-// adminJSON calls the admin API, checks the status and decodes the answer into out.
-func adminJSON(t *testing.T, g *gatewaytest.Gateway, method, path string, want int, out any) {
-	t.Helper()
-	code, body := g.Admin(method, path)
-	if code != want {
-		t.Fatalf("%s %s: got %d %s, want %d", method, path, code, body, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, body)
-		}
-	}
-}
-
 func listDeadLetters(t *testing.T, g *gatewaytest.Gateway, query string) []delivery.DeadLetter {
 	t.Helper()
 	var dls []delivery.DeadLetter
-	adminJSON(t, g, http.MethodGet, "/pbx/dead-letters"+query, http.StatusOK, &dls)
+	g.AdminJSON(http.MethodGet, "/pbx/dead-letters"+query, http.StatusOK, &dls)
 	return dls
 }
 
@@ -136,7 +122,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		t.Errorf("list of target other = %+v, want none", other)
 	}
 	var one delivery.DeadLetter
-	adminJSON(t, g, http.MethodGet, "/pbx/dead-letters/crm/"+eventID, http.StatusOK, &one)
+	g.AdminJSON(http.MethodGet, "/pbx/dead-letters/crm/"+eventID, http.StatusOK, &one)
 	if one.ID != dl.ID || one.LastError != dl.LastError || !bytes.Equal(one.Event, dl.Event) {
 		t.Errorf("GET one = %+v, want %+v", one, dl)
 	}
@@ -168,7 +154,7 @@ func TestDeadLettersAPI(t *testing.T) {
 	}
 
 	// Replayed while the CRM still refuses: accepted, and dead-lettered again.
-	adminJSON(t, g, http.MethodPost, "/pbx/dead-letters/crm/"+eventID+"/replay", http.StatusOK, nil)
+	g.AdminJSON(http.MethodPost, "/pbx/dead-letters/crm/"+eventID+"/replay", http.StatusOK, nil)
 	gatewaytest.Eventually(t, 30*time.Second, "the early replay to be dead-lettered again", func() bool {
 		dls := listDeadLetters(t, g, "?target=crm")
 		return len(dls) == 1 && dls[0].DeadAt.After(dl.DeadAt)
@@ -177,21 +163,21 @@ func TestDeadLettersAPI(t *testing.T) {
 
 	// Fixed CRM; the target paused so that the call has an event queued before the replay.
 	fixed.Store(true)
-	adminJSON(t, g, http.MethodPost, "/pbx/targets/crm/pause", http.StatusOK, nil)
+	g.AdminJSON(http.MethodPost, "/pbx/targets/crm/pause", http.StatusOK, nil)
 	secondLeg := mango.SampleCall(bad, "E-dl-bad-second-leg", time.Now())[0]
 	postMango(t, g, secondLeg, http.StatusOK)
 	var replayed struct {
 		ID       string
 		Replayed bool
 	}
-	adminJSON(t, g, http.MethodPost, "/pbx/dead-letters/crm/"+eventID+"/replay", http.StatusOK, &replayed)
+	g.AdminJSON(http.MethodPost, "/pbx/dead-letters/crm/"+eventID+"/replay", http.StatusOK, &replayed)
 	if replayed.ID != "crm/"+eventID || !replayed.Replayed {
 		t.Errorf("replay answered %+v", replayed)
 	}
 	if left := listDeadLetters(t, g, ""); len(left) != 0 {
 		t.Errorf("after replay the list holds %+v", left)
 	}
-	adminJSON(t, g, http.MethodPost, "/pbx/targets/crm/resume", http.StatusOK, nil)
+	g.AdminJSON(http.MethodPost, "/pbx/targets/crm/resume", http.StatusOK, nil)
 	got := crm.WaitDelivered(t, 9, 30*time.Second)
 
 	var order []string
@@ -368,7 +354,7 @@ func TestDeadLettersCLI(t *testing.T) {
 		t.Errorf("status does not show the pause:\n%s", out)
 	}
 	cliOK(t, g, "targets", "resume", "crm")
-	adminJSON(t, g, http.MethodGet, "/pbx/status", http.StatusOK, &st)
+	g.AdminJSON(http.MethodGet, "/pbx/status", http.StatusOK, &st)
 	if st.Targets[0].Paused {
 		t.Error("resume left the target paused")
 	}
@@ -421,7 +407,7 @@ func TestDeadLettersOfRemovedTarget(t *testing.T) {
 		t.Fatalf("after the refused replay the list holds %+v, want %s", dls, dl.ID)
 	}
 	var purged struct{ Purged int }
-	adminJSON(t, g, http.MethodDelete, "/pbx/dead-letters?target=crm", http.StatusOK, &purged)
+	g.AdminJSON(http.MethodDelete, "/pbx/dead-letters?target=crm", http.StatusOK, &purged)
 	if purged.Purged != 1 {
 		t.Errorf("purge of a removed target answered %+v, want 1 purged", purged)
 	}

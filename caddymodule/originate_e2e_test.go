@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -78,20 +77,11 @@ func sendCommand(t *testing.T, g *gatewaytest.Gateway, body string, query url.Va
 	if query != nil {
 		target, contentType = target+"?"+query.Encode(), ""
 	}
-	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var header []string
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-		req.Header.Set("Authorization", "Bearer "+originateToken)
+		header = []string{"Authorization", "Bearer " + originateToken}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := gatewaytest.Request(t, http.MethodPost, target, contentType, body, header...)
 	return resp.StatusCode, string(b), resp.Header
 }
 

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -88,27 +87,6 @@ func waitRecordingEvent(t *testing.T, crm *gatewaytest.CRM, match func(translato
 	}
 }
 
-func getRecording(t *testing.T, target string, header ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, target, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
-}
-
 // Through the built binary: a Mango record/added reaches the CRM with a signed link that plays
 // without credentials; a Bearer request seeks with Range; altered, expired and missing
 // credentials are refused; XVB's record_link passes through; a reload to a new token makes
@@ -129,13 +107,13 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		t.Fatalf("recording_url %q, want a signed link under %s", link, path)
 	}
 	t.Run("link plays without credentials", func(t *testing.T) {
-		resp, body := getRecording(t, link)
+		resp, body := gatewaytest.Request(t, http.MethodGet, link, "", "")
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio) || resp.Header.Get("Content-Type") != "audio/mp3" {
 			t.Fatalf("%d %s, %d bytes (want %d)", resp.StatusCode, resp.Header.Get("Content-Type"), len(body), len(audio))
 		}
 	})
 	t.Run("bearer with range", func(t *testing.T) {
-		resp, body := getRecording(t, path, "Authorization", "Bearer "+tokenOne, "Range", "bytes=5000-5999")
+		resp, body := gatewaytest.Request(t, http.MethodGet, path, "", "", "Authorization", "Bearer "+tokenOne, "Range", "bytes=5000-5999")
 		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, audio[5000:6000]) ||
 			resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 5000-5999/%d", len(audio)) {
 			t.Fatalf("%d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
@@ -156,7 +134,7 @@ func TestRecordingsEndToEnd(t *testing.T) {
 			{"unknown recording", g.URL + "/recordings/office/unknown", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
 			{"xvb account", g.URL + "/recordings/main/x", []string{"Authorization", "Bearer " + tokenOne}, http.StatusNotFound},
 		} {
-			if resp, body := getRecording(t, tt.target, tt.header...); resp.StatusCode != tt.status {
+			if resp, body := gatewaytest.Request(t, http.MethodGet, tt.target, "", "", tt.header...); resp.StatusCode != tt.status {
 				t.Errorf("%s: %d %s, want %d", tt.name, resp.StatusCode, body, tt.status)
 			}
 		}
@@ -197,13 +175,13 @@ func TestRecordingsEndToEnd(t *testing.T) {
 	second := "rec-after-reload"
 	audio2 := fake.add(second, 50_000)
 	link2 := recordAdded(t, g, crm, second)
-	if resp, body := getRecording(t, link2); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
+	if resp, body := gatewaytest.Request(t, http.MethodGet, link2, "", ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
 		t.Errorf("link after reload: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if resp, _ := getRecording(t, link); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := gatewaytest.Request(t, http.MethodGet, link, "", ""); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a link of the old token after reload: %d, want 403", resp.StatusCode)
 	}
-	if resp, _ := getRecording(t, path, "Authorization", "Bearer "+tokenOne); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := gatewaytest.Request(t, http.MethodGet, path, "", "", "Authorization", "Bearer "+tokenOne); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the old token after reload: %d, want 401", resp.StatusCode)
 	}
 	if !strings.Contains(g.MetricsText(), `pbxbridge_recording_fetches_total{account="office",outcome="ok"} 3`) {

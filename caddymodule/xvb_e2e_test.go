@@ -173,20 +173,7 @@ func postXVB(t testing.TB, g *gatewaytest.Gateway, path, contentType, body strin
 	if !strings.Contains(path, "?") {
 		path += "?key=" + xvbWebhookKey
 	}
-	req, err := http.NewRequest(http.MethodPost, g.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := gatewaytest.Request(t, http.MethodPost, g.URL+path, contentType, body, header...)
 	return resp.StatusCode, string(b), resp.Header
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/translators"
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
@@ -57,8 +58,8 @@ func TestChaosAuthenticGarbage(t *testing.T) {
 		if strings.HasPrefix(m.path, "/hooks/xvb") {
 			target = h.xvbURL(m.path)
 		}
-		if code, body := send(t, http.MethodPost, target, m.contentType, m.body); code != http.StatusOK {
-			t.Errorf("%s: %d %s, want 200", m.name, code, body)
+		if resp, body := gatewaytest.Request(t, http.MethodPost, target, m.contentType, m.body); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s, want 200", m.name, resp.StatusCode, body)
 		}
 	}
 

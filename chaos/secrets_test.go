@@ -2,38 +2,16 @@ package chaos
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/translators"
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
-
-// send makes a request to the gateway and returns the status and body.
-func send(t *testing.T, method, target, contentType, body string, header ...string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, target, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // Every secret at work with debug logging on: commands by bearer token and by ?token=, with
 // the PBX APIs unreachable (their errors are logged); recordings by token and by signed link;
@@ -72,9 +50,9 @@ func TestChaosSecrets(t *testing.T) {
 			mango.FormBody(mangoKey, xvbKey, mango.SampleCall("SECRETS-2", "L", time.Now())[0].JSON), nil, http.StatusUnauthorized, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := send(t, tc.method, h.g.URL+tc.target, tc.contentType, tc.body, tc.header...)
-			if code != tc.want || !strings.Contains(body, tc.answer) {
-				t.Errorf("%d %s, want %d with %q", code, body, tc.want, tc.answer)
+			resp, body := gatewaytest.Request(t, tc.method, h.g.URL+tc.target, tc.contentType, tc.body, tc.header...)
+			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.answer) {
+				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.want, tc.answer)
 			}
 		})
 	}
@@ -91,8 +69,8 @@ func TestChaosSecrets(t *testing.T) {
 	if !strings.Contains(link, "sig=") {
 		t.Errorf("recording link %s is not signed", link)
 	}
-	if code, body := send(t, http.MethodGet, link, "", ""); code != http.StatusBadGateway {
-		t.Errorf("signed link: %d %s, want 502 (the Mango API is unreachable)", code, body)
+	if resp, body := gatewaytest.Request(t, http.MethodGet, link, "", ""); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("signed link: %d %s, want 502 (the Mango API is unreachable)", resp.StatusCode, body)
 	}
 	h.crm.crm.WaitDelivered(t, 3, 30*time.Second) // both calls' ringing, the recording
 	h.erp.crm.WaitDelivered(t, 3, 30*time.Second)

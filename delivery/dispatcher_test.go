@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -774,17 +773,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 // other takes over after the TTL once it is gone.
 func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 	t.Parallel() // mostly waiting
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(srv.Shutdown) // after the engines' cleanups
+	srv := startNATS(t)
 	var down atomic.Bool
 	c := gatewaytest.NewCRM(t, func(translators.Event, int) int {
 		if down.Load() {

@@ -19,17 +19,7 @@ import (
 // the second delivers the call's next event only after them, and the call's first deliveries
 // stay in order. Without the hold-back in dispatcher.take, X/5 reaches the CRM before X/1…X/4.
 func TestTakeOverKeepsCallOrder(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(srv.Shutdown) // after the engines' cleanups
+	srv := startNATS(t)
 
 	x, y := callEvents("X", 6), callEvents("Y", 1)
 	// The CRM holds the first attempt of X/0 until released, so that instance a holds the call.
@@ -95,4 +85,22 @@ func TestTakeOverKeepsCallOrder(t *testing.T) {
 		who = append(who, fmt.Sprintf("%s:%s/%d", d.Header.Get("User-Agent"), d.Event.Data.CallID, d.Event.Data.Seq))
 	}
 	t.Logf("deliveries in arrival order: %v", who)
+}
+
+// startNATS runs a NATS server with JetStream on a 127.0.0.1 port, as an external cluster the
+// engines connect to; it shuts down after the engines' cleanups.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
 }

@@ -6,6 +6,7 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -242,37 +243,65 @@ func (g *Gateway) Logs() string {
 // Admin calls the admin API and returns the status and body.
 func (g *Gateway) Admin(method, path string) (int, []byte) {
 	g.t.Helper()
-	req, err := http.NewRequest(method, "http://"+g.AdminAddr+path, nil)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := Request(g.t, method, "http://"+g.AdminAddr+path, "", "")
 	return resp.StatusCode, body
 }
 
-// Post sends a webhook and returns the status and body.
+// AdminJSON calls the admin API, fails the test unless it answers want, and decodes the answer
+// into out (when not nil).
+func (g *Gateway) AdminJSON(method, path string, want int, out any) {
+	g.t.Helper()
+	code, body := g.Admin(method, path)
+	if code != want {
+		g.t.Fatalf("%s %s: got %d %s, want %d", method, path, code, body, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			g.t.Fatalf("%s %s: %v in %s", method, path, err, body)
+		}
+	}
+}
+
+// Post sends a webhook and returns the status and body; a connection that fails (the gateway
+// restarting) is status 0 with the error as body.
 func (g *Gateway) Post(path, contentType, body string, header ...string) (int, string) {
 	g.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.URL+path, strings.NewReader(body))
+	resp, b, err := send(http.MethodPost, g.URL+path, contentType, body, header...)
 	if err != nil {
-		g.t.Fatal(err)
+		return 0, err.Error()
 	}
-	req.Header.Set("Content-Type", contentType)
+	return resp.StatusCode, string(b)
+}
+
+// Request sends method to target with body (Content-Type when given) and header name/value
+// pairs, and returns the answer with its body read. A request that cannot be sent fails t.
+func Request(t testing.TB, method, target, contentType, body string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	resp, b, err := send(method, target, contentType, body, header...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func send(method, target, contentType, body string, header ...string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err.Error()
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
 
 // WaitReady polls until a webhook would be accepted: the queue starts after the listener.
