@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,11 +30,7 @@ type blockSyncer struct {
 	last int // highest block index at the last sync; 0 before the first
 }
 
-// newBlockSyncer returns nil (nothing to sync) for a store that is not on this machine.
 func newBlockSyncer(storeDir, account, stream string) *blockSyncer {
-	if storeDir == "" {
-		return nil
-	}
 	return &blockSyncer{dir: filepath.Join(storeDir, account, "streams", stream, "msgs")}
 }
 
@@ -45,56 +40,54 @@ func (s *blockSyncer) block(index int) string {
 
 // sync makes every message the stream has acknowledged so far durable. Those are in the blocks
 // that exist now from the last one synced on: new messages only go to the block of the highest
-// index, which may have been replaced several times since (see below). A block gone by the
-// time it is opened had emptied, its events delivered.
+// index, and when a delivery empties the stream the store replaces that block by one of the
+// next index, so indices need not be consecutive. A block gone by the time it is opened had
+// emptied, its events delivered. A nil syncer (a cluster) syncs nothing.
 func (s *blockSyncer) sync() error {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	blocks, err := s.blocks()
+	dir, err := os.Open(s.dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("finding the stream's blocks: %w", err)
 	}
-	last := blocks[len(blocks)-1]
-	for _, b := range blocks {
-		if b < s.last {
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("finding the stream's blocks: %w", err)
+	}
+	last := 0
+	for _, name := range names {
+		index, ok := strings.CutSuffix(name, ".blk")
+		n, err := strconv.Atoi(index)
+		if !ok || err != nil {
 			continue
 		}
-		if err := syncPath(s.block(b)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		last = max(last, n)
+		if n < s.last {
+			continue
+		}
+		if err := syncPath(s.block(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	switch {
+	case last == 0:
+		return fmt.Errorf("no message block in %s", s.dir)
+	case last < s.last: // numbered afresh (the stream was made anew)
+		if err := syncPath(s.block(last)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
 	if last != s.last { // a block created since: its directory entry
-		if err := syncPath(s.dir); err != nil {
+		if err := dir.Sync(); err != nil {
 			return err
 		}
 		s.last = last
 	}
 	return nil
-}
-
-// blocks lists the indices of the stream's blocks in ascending order. When a delivery empties
-// the stream, the store replaces its last block by one of the next index, so indices need not
-// be consecutive.
-func (s *blockSyncer) blocks() ([]int, error) {
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		return nil, fmt.Errorf("finding the stream's blocks: %w", err)
-	}
-	var blocks []int
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".blk")
-		if n, err := strconv.Atoi(name); ok && err == nil {
-			blocks = append(blocks, n)
-		}
-	}
-	if len(blocks) == 0 {
-		return nil, fmt.Errorf("no message block in %s", s.dir)
-	}
-	slices.Sort(blocks)
-	return blocks, nil
 }
 
 func syncPath(path string) error {

@@ -17,8 +17,10 @@ const maxPhoneDigits = 17
 // (regular expressions), a tenth of a webhook's CPU, and a call's webhooks repeat its numbers.
 var knownNumbers struct {
 	sync.RWMutex
-	m map[string]string
+	m map[numberKey]string
 }
+
+type numberKey struct{ raw, region string }
 
 // maxKnownNumbers bounds knownNumbers; when full it starts afresh.
 const maxKnownNumbers = 16384
@@ -27,7 +29,7 @@ const maxKnownNumbers = 16384
 // (or carries its own country code), and raw unchanged otherwise: SIP URIs, SIP user names,
 // login@domain, short extensions and anything else that is not a phone number stay as given.
 func Number(raw, region string) string {
-	key := region + "\x00" + raw
+	key := numberKey{raw, region}
 	knownNumbers.RLock()
 	n, ok := knownNumbers.m[key]
 	knownNumbers.RUnlock()
@@ -37,7 +39,7 @@ func Number(raw, region string) string {
 	n = parseNumber(raw, region)
 	knownNumbers.Lock()
 	if len(knownNumbers.m) >= maxKnownNumbers || knownNumbers.m == nil {
-		knownNumbers.m = make(map[string]string, 1024)
+		knownNumbers.m = make(map[numberKey]string, 1024)
 	}
 	knownNumbers.m[key] = n
 	knownNumbers.Unlock()
