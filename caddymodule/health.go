@@ -15,7 +15,7 @@ func init() {
 }
 
 // Health is the pbx_health handler for load balancers: 200 when the queue is ready and the
-// store has room, 503 with a short JSON reason otherwise.
+// store can write and has room, 503 with a short JSON reason otherwise.
 type Health struct {
 	app *App
 }
@@ -41,9 +41,15 @@ func (h *Health) Provision(ctx caddy.Context) error {
 func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	status, reason := http.StatusOK, ""
 	eng := h.app.currentEngine()
+	var unwritable error
+	if eng != nil {
+		unwritable = eng.Writable()
+	}
 	switch {
 	case eng == nil || !eng.Ready():
 		status, reason = http.StatusServiceUnavailable, "queue not ready"
+	case unwritable != nil:
+		status, reason = http.StatusServiceUnavailable, unwritable.Error()
 	default:
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()

@@ -73,11 +73,14 @@ func (c *committer) close() {
 }
 
 // Enqueue stores events durably. It returns only after they are synced to disk (the group
-// commit's fsync, or a cluster's acknowledgement), or with ErrNotReady, ErrFull or
-// ErrNotDurable (ctx done first).
+// commit's fsync, or a cluster's acknowledgement), or with ErrNotReady, ErrFull, ErrDiskFull,
+// ErrStoreFailed or ErrNotDurable (ctx done first).
 func (e *Engine) Enqueue(ctx context.Context, events []translators.Event) (Result, error) {
 	if !e.Ready() {
 		return Result{}, ErrNotReady
+	}
+	if err := e.Writable(); err != nil {
+		return Result{}, err
 	}
 	req := &enqueueReq{done: make(chan enqueueDone, 1)}
 	routed := *e.routed.Load()
@@ -184,39 +187,62 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 			acks[i] = append(acks[i], ack)
 		}
 	}
+	// The server answers nothing to a publish that met a write error; its log tells (see
+	// natsLogger), and the batch's unanswered publishes then fail at once.
+	storeFailed := c.e.health.failedSignal()
 	done := make([]enqueueDone, len(batch))
 	for i, r := range batch {
 		d := &done[i]
 		d.err = failed[i]
 		for j, ack := range acks[i] {
-			select {
-			case a := <-ack.Ok():
-				stored := !a.Duplicate
-				if a.Duplicate {
-					var err error
-					stored, err = c.storeIfOriginalLost(ctx, r.msgs[j], a.Sequence)
-					d.err = cmp.Or(d.err, err)
-				}
-				if stored {
-					d.res.Accepted++
-				} else {
-					d.res.Duplicates++
-				}
-			case err := <-ack.Err():
-				d.err = cmp.Or(d.err, classifyPublishError(err))
-			case <-ctx.Done():
-				d.err = ErrNotDurable
+			a, err := c.awaitAck(ctx, ack, storeFailed)
+			if err != nil {
+				d.err = cmp.Or(d.err, err)
+				continue
+			}
+			stored := !a.Duplicate
+			if a.Duplicate {
+				stored, err = c.storeIfOriginalLost(ctx, r.msgs[j], a.Sequence)
+				d.err = cmp.Or(d.err, err)
+			}
+			if stored {
+				d.res.Accepted++
+			} else {
+				d.res.Duplicates++
 			}
 		}
 	}
 	if err := c.e.eventsSync.sync(); err != nil {
 		c.e.log.Error("syncing stored events to disk", zap.Error(err))
+		c.e.health.reportWriteError(c.e.log, errnoCause(err))
 		for i := range done {
-			done[i] = enqueueDone{err: fmt.Errorf("%w: %v", ErrNotDurable, err)}
+			done[i] = enqueueDone{err: fmt.Errorf("%w: syncing: %v", ErrStoreFailed, err)}
 		}
 	}
 	for i, r := range batch {
 		r.done <- done[i]
+	}
+}
+
+// awaitAck waits for a publish's answer: an answer already there counts before a failure of
+// the store, which ends the wait for the others.
+func (c *committer) awaitAck(ctx context.Context, ack jetstream.PubAckFuture, storeFailed <-chan struct{}) (*jetstream.PubAck, error) {
+	select {
+	case a := <-ack.Ok():
+		return a, nil
+	case err := <-ack.Err():
+		return nil, classifyPublishError(err)
+	default:
+	}
+	select {
+	case a := <-ack.Ok():
+		return a, nil
+	case err := <-ack.Err():
+		return nil, classifyPublishError(err)
+	case <-storeFailed:
+		return nil, cmp.Or(c.e.health.writeError(), error(ErrStoreFailed))
+	case <-ctx.Done():
+		return nil, ErrNotDurable
 	}
 }
 
@@ -280,7 +306,8 @@ func classifyPublishError(err error) error {
 			return ErrFull
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		return ErrNotDurable
 	}
 	return fmt.Errorf("publish: %w", err)

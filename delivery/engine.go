@@ -26,7 +26,8 @@ import (
 type Config struct {
 	// DataDir holds the embedded JetStream store. Ignored with NATS.
 	DataDir string
-	// MaxStore caps the events stream; when full, Enqueue fails with ErrFull.
+	// MaxStore caps the events stream; when full, Enqueue fails with ErrFull. Default: 10 GiB,
+	// or a quarter of the data directory's file system if that is smaller.
 	MaxStore int64
 	// DedupeWindow is how long a re-sent event id is recognised.
 	DedupeWindow time.Duration
@@ -54,9 +55,10 @@ var (
 )
 
 const (
-	defaultPrefix   = "pbx"
-	defaultMaxStore = 10 << 30
-	defaultDedupe   = 24 * time.Hour
+	defaultPrefix = "pbx"
+	defaultDedupe = 24 * time.Hour
+	// jetStreamMaxMemory bounds the embedded server's memory storage, which pbxbridge does not use.
+	jetStreamMaxMemory = 64 << 20
 	// ackWait is how long JetStream waits before redelivering an unacknowledged message; the
 	// dispatcher keeps held messages alive with InProgress well within it. After a crash,
 	// held messages come back after at most this long.
@@ -79,6 +81,10 @@ type Engine struct {
 	// eventsSync and deadSync make stored events and dead letters durable (nil with a
 	// cluster, whose servers keep their own durability settings).
 	eventsSync, deadSync *blockSyncer
+	// health watches the embedded store's disk and heals the store after a write error (nil
+	// with a cluster); watchStore runs until watchQuit closes.
+	health               *storeHealth
+	watchQuit, watchDone chan struct{}
 
 	mu          sync.Mutex
 	dispatchers map[string]*dispatcher
@@ -115,7 +121,7 @@ func (n names) deadSubject(target, id string) string {
 	return n.prefix + "_dead." + target + "." + id
 }
 
-func (cfg *Config) withDefaults() {
+func (cfg *Config) withDefaults(defaultMaxStore int64) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = defaultPrefix
 	}
@@ -129,10 +135,11 @@ func (cfg *Config) withDefaults() {
 
 // Open starts (or connects to) JetStream. It does not create streams: Apply does.
 func Open(cfg Config, log *zap.Logger) (*Engine, error) {
-	cfg.withDefaults()
-	e := &Engine{cfg: cfg, log: log, names: newNames(cfg.Prefix), dispatchers: map[string]*dispatcher{}}
+	e := &Engine{cfg: cfg, log: log, dispatchers: map[string]*dispatcher{}}
 	var err error
 	if cfg.NATS != nil {
+		e.cfg.withDefaults(defaultMaxStoreCap)
+		e.names = newNames(e.cfg.Prefix)
 		err = e.connectCluster()
 	} else {
 		err = e.startEmbedded()
@@ -141,12 +148,18 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 		e.closeConn()
 		return nil, err
 	}
-	e.js, err = jetstream.New(e.nc)
+	// A publish the server never answers (it does not answer one that met a write error)
+	// must not stay pending: it would count against the pending limit forever.
+	e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		e.closeConn()
 		return nil, err
 	}
 	e.commit = newCommitter(e)
+	if e.health != nil {
+		e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
+		go e.watchStore()
+	}
 	return e, nil
 }
 
@@ -160,6 +173,11 @@ func (e *Engine) startEmbedded() error {
 		return err
 	}
 	e.lock = lock
+	if e.health, err = newStoreHealth(dir); err != nil {
+		return err
+	}
+	e.cfg.withDefaults(e.health.defaultMaxStore())
+	e.names = newNames(e.cfg.Prefix)
 	opts := &server.Options{
 		ServerName: "pbxbridge",
 		DontListen: true,
@@ -171,13 +189,18 @@ func (e *Engine) startEmbedded() error {
 		// (blockSyncer). Deletions and consumer state, whose loss in a power cut means a
 		// re-delivery, are synced every syncInterval.
 		SyncInterval:       syncInterval,
-		JetStreamMaxMemory: 64 << 20,
+		JetStreamMaxMemory: jetStreamMaxMemory,
+		// Explicit: left unset, JetStream would take 75 % of the disk free at start and
+		// could refuse to recover streams already on a disk that has filled.
+		JetStreamMaxStore: jetStreamMaxStore(e.cfg.MaxStore),
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("embedded NATS: %w", err)
 	}
-	srv.SetLoggerV2(natsLogger{e.log.Named("nats")}, false, false, false)
+	srv.SetLoggerV2(natsLogger{l: e.log.Named("nats"), writeError: func(cause string) {
+		e.health.reportWriteError(e.log, cause)
+	}}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
@@ -187,7 +210,10 @@ func (e *Engine) startEmbedded() error {
 	e.eventsSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.events)
 	e.deadSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.dead)
 	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))
-	return err
+	if err != nil {
+		return err
+	}
+	return nil
 }
 
 func (e *Engine) connectCluster() error {
@@ -237,16 +263,32 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// Ready reports whether webhooks can be accepted: streams and consumers exist and the
-// connection is up.
+// Ready reports whether the queue has started: streams and consumers exist and the
+// connection is up. Whether the store can write now is Writable's answer.
 func (e *Engine) Ready() bool {
 	return e.ready.Load() && e.nc.IsConnected()
 }
 
-// reportReady sets pbxbridge_queue_ready from Ready; the dispatchers' observe loop also turns
-// it to 0 while JetStream does not answer over a live connection (no quorum).
+// Writable returns why the store cannot take webhooks now (a write error it has not healed
+// from yet, or a disk without room), or nil. Webhooks and commands are refused meanwhile.
+func (e *Engine) Writable() error {
+	if err := e.health.writeError(); err != nil {
+		return err
+	}
+	return e.health.diskFull()
+}
+
+// reportReady sets pbxbridge_queue_ready from Ready and the store's health; the dispatchers'
+// observe loop also turns it to 0 while JetStream does not answer over a live connection (no
+// quorum).
 func (e *Engine) reportReady() {
-	metrics.queueReady.Set(boolGauge(e.Ready()))
+	metrics.queueReady.Set(boolGauge(e.takesWrites()))
+}
+
+// takesWrites is Ready with a store that has no write error: pbxbridge_queue_ready and the
+// status's "ready".
+func (e *Engine) takesWrites() bool {
+	return e.Ready() && e.health.writeError() == nil
 }
 
 // Close stops the dispatchers, letting in-flight attempts finish until ctx is done, and then
@@ -256,6 +298,10 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.ready.Store(false)
+	if e.watchQuit != nil {
+		close(e.watchQuit)
+		<-e.watchDone
+	}
 	e.mu.Lock()
 	ds := make([]*dispatcher, 0, len(e.dispatchers))
 	for _, d := range e.dispatchers {
@@ -288,12 +334,22 @@ func (e *Engine) closeConn() {
 	}
 }
 
-// natsLogger sends the embedded server's log to zap.
-type natsLogger struct{ l *zap.Logger }
+// natsLogger sends the embedded server's log to zap. The server reports a store's write error
+// only in its log (the publish that met it gets no answer), so writeError hears of it there.
+type natsLogger struct {
+	l          *zap.Logger
+	writeError func(cause string)
+}
 
 func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
+	n.l.Error(line)
+	if cause := writeErrorCause(line); cause != "" {
+		n.writeError(cause)
+	}
+}
 func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Tracef(format string, v ...any)  {}

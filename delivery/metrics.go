@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -12,6 +14,7 @@ var metrics = struct {
 	deadLetters, queueDepth, oldestAge        *prometheus.GaugeVec
 	circuitOpen, targetPaused, lanesParked    *prometheus.GaugeVec
 	storeBytes, queueReady                    prometheus.Gauge
+	diskFree, storeWriteFailed                prometheus.Gauge
 	deliveryDuration, lag                     *prometheus.HistogramVec
 }{
 	attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,7 +51,13 @@ var metrics = struct {
 		Name: "pbxbridge_store_bytes", Help: "Bytes in the events stream.",
 	}),
 	queueReady: prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "pbxbridge_queue_ready", Help: "1 while the queue takes webhooks: streams and consumers exist and NATS JetStream answers.",
+		Name: "pbxbridge_queue_ready", Help: "1 while the queue takes webhooks: streams and consumers exist, NATS JetStream answers and the store writes.",
+	}),
+	diskFree: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pbxbridge_store_disk_free_bytes", Help: "Free bytes on the file system of data_dir; webhooks are refused below the reserve (16 MiB or an eighth of the file system). NaN with a NATS cluster.",
+	}),
+	storeWriteFailed: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pbxbridge_store_write_failed", Help: "1 from a write error of the store (no space left, I/O error, read-only file system) until it heals by itself.",
 	}),
 	deliveryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "pbxbridge_delivery_duration_seconds", Help: "Duration of one delivery attempt.",
@@ -66,6 +75,7 @@ func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.attempts, m.failures, m.retries, m.deadLettered, m.deadLetters, m.queueDepth,
 		m.oldestAge, m.circuitOpen, m.targetPaused, m.lanesParked, m.storeBytes, m.queueReady,
+		m.diskFree, m.storeWriteFailed,
 		m.deliveryDuration, m.lag,
 	}
 }
@@ -104,3 +114,6 @@ func zapErr(err error) zap.Field          { return zap.Error(err) }
 func zapTarget(name string) zap.Field     { return zap.String("target", name) }
 func zapEvent(id string) zap.Field        { return zap.String("event_id", id) }
 func zapString(key, val string) zap.Field { return zap.String(key, val) }
+
+// A cluster's disks are its servers' own: no measurement.
+func init() { metrics.diskFree.Set(math.NaN()) }

@@ -25,7 +25,10 @@ type TargetStatus struct {
 
 // Status is the queue's state.
 type Status struct {
-	Ready      bool           `json:"ready"`
+	Ready bool `json:"ready"`
+	// StoreError says why webhooks are refused although the queue runs: a write error the
+	// store has not healed from yet, or a disk without room.
+	StoreError string         `json:"store_error,omitempty"`
 	StoreBytes uint64         `json:"store_bytes"`
 	MaxStore   int64          `json:"max_store"`
 	Targets    []TargetStatus `json:"targets"`
@@ -33,7 +36,10 @@ type Status struct {
 
 // Status reports the queue and every target.
 func (e *Engine) Status(ctx context.Context) (Status, error) {
-	st := Status{Ready: e.Ready(), MaxStore: e.maxStore(), Targets: []TargetStatus{}}
+	st := Status{Ready: e.takesWrites(), MaxStore: e.maxStore(), Targets: []TargetStatus{}}
+	if err := e.Writable(); err != nil {
+		st.StoreError = err.Error()
+	}
 	stream, err := e.js.Stream(ctx, e.names.events)
 	if err != nil {
 		return st, err
@@ -146,7 +152,7 @@ func (d *dispatcher) observe() {
 		if err == nil {
 			metrics.storeBytes.Set(float64(stream.CachedInfo().State.Bytes))
 		}
-		metrics.queueReady.Set(boolGauge(err == nil && d.e.Ready()))
+		metrics.queueReady.Set(boolGauge(err == nil && d.e.takesWrites()))
 		cancel()
 		select {
 		case <-d.ctx.Done():

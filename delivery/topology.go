@@ -115,10 +115,11 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 	if len(targets) == 0 {
 		return errors.New("no targets: events would have nowhere to go")
 	}
-	cfg.withDefaults()
+	cfg.withDefaults(e.health.defaultMaxStore())
 	e.mu.Lock()
 	e.cfg.MaxStore, e.cfg.DedupeWindow = cfg.MaxStore, cfg.DedupeWindow
 	e.mu.Unlock()
+	e.checkDiskRoom()
 	for i := range targets {
 		targets[i].withDefaults()
 	}

@@ -1,0 +1,123 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/translators"
+)
+
+// enqueueOne stores one event of its own call and returns Enqueue's error.
+func enqueueOne(e *Engine, id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), durableTestWait)
+	defer cancel()
+	_, err := e.Enqueue(ctx, []translators.Event{callEvent(translators.TypeRinging, id, 0)})
+	return err
+}
+
+// durableTestWait is a webhook's wait for its durable write (the handler's budget).
+const durableTestWait = 2 * time.Second
+
+// TestStoreWriteErrorHealsWithoutRestart: the disk fills faster than the free space is
+// watched, so a write meets ENOSPC and the file store keeps that error; the engine reports it
+// at once (Writable, status, metric), refuses without waiting, and once space returns restarts
+// JetStream by itself: webhooks are accepted again and every accepted event is delivered once.
+func TestStoreWriteErrorHealsWithoutRestart(t *testing.T) {
+	disk := gatewaytest.SmallDisk(t, 40<<20)
+	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	cfg := Config{DataDir: filepath.Join(disk, "store"), MaxStore: 16 << 20}
+	e := openEngine(t, cfg)
+	applyTargets(t, e, testTarget(crm.URL))
+	filler := gatewaytest.NewFiller(t, disk)
+
+	accepted := map[string]bool{}
+	n := 0
+	accept := func(what string) {
+		t.Helper()
+		for range 50 {
+			id := fmt.Sprintf("%s-%d", what, n)
+			n++
+			if err := enqueueOne(e, id); err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+			accepted[id] = true
+		}
+	}
+	accept("before")
+
+	// Room enough, then all of it gone at once: the next write meets ENOSPC before the next
+	// measurement. Should a measurement come first, webhooks get "disk full": try again.
+	var failure error
+	for try := 0; failure == nil && try < 20; try++ {
+		filler.Leave(e.health.reserve + 4<<20)
+		gatewaytest.Eventually(t, 10*time.Second, "room measured", func() bool { return e.Writable() == nil })
+		filler.Leave(0)
+	fill:
+		for i := range 200 {
+			id := fmt.Sprintf("fill-%d-%d", try, i)
+			switch err := enqueueOne(e, id); {
+			case err == nil:
+				accepted[id] = true
+			case errors.Is(err, ErrStoreFailed):
+				failure = err
+				break fill
+			case errors.Is(err, ErrDiskFull):
+				break fill
+			default:
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+	}
+	if failure == nil {
+		t.Fatal("no write met a full disk")
+	}
+	want := "store write failed: no space left on device on " + cfg.DataDir
+	if !strings.Contains(failure.Error(), want) {
+		t.Errorf("refusal %q, want it to say %q", failure, want)
+	}
+	start := time.Now()
+	if err := enqueueOne(e, "while-failed"); !errors.Is(err, ErrStoreFailed) || time.Since(start) > time.Second {
+		t.Errorf("while failed: %v after %s, want an immediate ErrStoreFailed", err, time.Since(start))
+	}
+	st, err := e.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ready || !strings.Contains(st.StoreError, want) {
+		t.Errorf("status ready %v, store_error %q; want not ready, %q", st.Ready, st.StoreError, want)
+	}
+	if v := testutil.ToFloat64(metrics.storeWriteFailed); v != 1 {
+		t.Errorf("pbxbridge_store_write_failed %v while failed", v)
+	}
+
+	filler.Remove()
+	freed := time.Now()
+	gatewaytest.Eventually(t, 10*time.Second, "the store to heal", func() bool { return e.Writable() == nil })
+	t.Logf("healed %s after space returned", time.Since(freed).Round(time.Millisecond))
+	if v := testutil.ToFloat64(metrics.storeWriteFailed); v != 0 {
+		t.Errorf("pbxbridge_store_write_failed %v after healing", v)
+	}
+	accept("after")
+	crm.SetRespond(nil)
+	crm.WaitDelivered(t, len(accepted), time.Minute)
+	time.Sleep(ackWait + time.Second) // a redelivery would come within one ack deadline
+	got := map[string]int{}
+	for _, d := range crm.Delivered() {
+		got[d.Event.Data.CallID]++
+	}
+	for id := range accepted {
+		if got[id] != 1 {
+			t.Errorf("accepted %s delivered %d times", id, got[id])
+		}
+	}
+	t.Logf("accepted %d events, each delivered once", len(accepted))
+}
