@@ -121,3 +121,42 @@ func TestStoreWriteErrorHealsWithoutRestart(t *testing.T) {
 	}
 	t.Logf("accepted %d events, each delivered once", len(accepted))
 }
+
+// TestRestartOnFullDiskStartsAndDrains: a gateway holding accepted events starts again on a
+// disk with no byte free (JetStream's own store limit no longer depends on the free space),
+// refuses webhooks with "disk full", and delivers what it holds.
+func TestRestartOnFullDiskStartsAndDrains(t *testing.T) {
+	disk := gatewaytest.SmallDisk(t, 40<<20)
+	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	cfg := Config{DataDir: filepath.Join(disk, "store")}
+	e, closeEngine := openEngineToClose(t, cfg)
+	applyTargets(t, e, testTarget(crm.URL))
+	for i := range 100 {
+		if err := enqueueOne(e, fmt.Sprintf("held-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := closeEngine(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	filler := gatewaytest.NewFiller(t, disk)
+	filler.Leave(0)
+
+	crm.SetRespond(nil)
+	e = openEngine(t, cfg)
+	applyTargets(t, e, testTarget(crm.URL))
+	if err := enqueueOne(e, "on-full-disk"); !errors.Is(err, ErrDiskFull) {
+		t.Errorf("webhook on a full disk: %v, want ErrDiskFull", err)
+	}
+	crm.WaitDelivered(t, 100, time.Minute)
+	filler.Remove()
+	gatewaytest.Eventually(t, 10*time.Second, "room measured", func() bool { return e.Writable() == nil })
+	if err := enqueueOne(e, "after"); err != nil {
+		t.Fatal(err)
+	}
+	crm.WaitDelivered(t, 101, time.Minute)
+	time.Sleep(ackWait + time.Second) // a redelivery would come within one ack deadline
+	if n, distinct := len(crm.Delivered()), len(gatewaytest.UniqueIDs(crm.Delivered())); n != distinct {
+		t.Errorf("%d deliveries of %d events: some were delivered twice", n, distinct)
+	}
+}

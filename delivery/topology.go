@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,7 +181,7 @@ func (e *Engine) replicas() int {
 // dead-lettered it, so a CRM outage longer than any age limit loses nothing (the dispatcher
 // applies a target's max_age to events the reachable CRM keeps refusing).
 func (e *Engine) ensureStreams(ctx context.Context) error {
-	events, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	events, err := e.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        e.names.events,
 		Description: "pbxbridge canonical call events",
 		Subjects:    []string{e.names.prefix + ".>"},
@@ -195,7 +196,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("events stream: %w", err)
 	}
 	e.startSeqOnce.Do(func() { e.startSeq = events.CachedInfo().State.LastSeq })
-	_, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err = e.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        e.names.dead,
 		Description: "pbxbridge dead letters: <target>.<event id>",
 		Subjects:    []string{e.names.prefix + "_dead.>"},
@@ -210,7 +211,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
 	}
-	calls, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	calls, err := e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      e.names.calls,
 		Description: "pbxbridge open calls, for joining messages that lack a call id",
 		TTL:         callTTL,
@@ -221,7 +222,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("call bucket: %w", err)
 	}
 	e.calls.Store(&Calls{kv: calls})
-	_, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	_, err = e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      e.names.state,
 		Description: "pbxbridge operator state: paused targets",
 		Storage:     jetstream.FileStorage,
@@ -230,7 +231,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
-	commands, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	commands, err := e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      e.names.commands,
 		Description: "pbxbridge commands sent for the CRM: the first answer per command id",
 		TTL:         CommandTTL,
@@ -267,6 +268,51 @@ func (e *Engine) ensureConsumer(ctx context.Context, t *Target) (jetstream.Consu
 		cfg.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
 		cfg.OptStartSeq = existing.CachedInfo().Config.OptStartSeq
 		cfg.OptStartTime = existing.CachedInfo().Config.OptStartTime
+		if sameConsumer(existing.CachedInfo().Config, cfg) {
+			return existing, nil
+		}
 	}
 	return e.js.CreateOrUpdateConsumer(ctx, e.names.events, cfg)
+}
+
+// ensureStream creates or updates a stream, and leaves one that is as configured alone: an
+// update rewrites the stream's metadata, which fails on a full disk, and a gateway holding
+// events must start on one.
+func (e *Engine) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if s, err := e.js.Stream(ctx, cfg.Name); err == nil && sameStream(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	return e.js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// sameStream reports whether have has every setting want gives (the server fills in others).
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.MaxBytes == want.MaxBytes &&
+		have.Discard == want.Discard && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
+		have.MaxMsgsPerSubject == cmp.Or(want.MaxMsgsPerSubject, -1) && have.Replicas == want.Replicas
+}
+
+// ensureKeyValue is ensureStream for a bucket.
+func (e *Engine) ensureKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if kv, err := e.js.KeyValue(ctx, cfg.Bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if have, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				c := have.Config()
+				if c.Description == cfg.Description && c.TTL == cfg.TTL && c.Storage == cfg.Storage && c.Replicas == cfg.Replicas {
+					return kv, nil
+				}
+			}
+		}
+	}
+	return e.js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// sameConsumer is sameStream for a consumer.
+func sameConsumer(have, want jetstream.ConsumerConfig) bool {
+	return have.Description == want.Description && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
+		have.MaxDeliver == want.MaxDeliver && have.MaxAckPending == want.MaxAckPending &&
+		slices.Equal(have.FilterSubjects, want.FilterSubjects) && have.PriorityPolicy == want.PriorityPolicy &&
+		slices.Equal(have.PriorityGroups, want.PriorityGroups) && have.PinnedTTL == want.PinnedTTL &&
+		max(have.Replicas, 1) == max(want.Replicas, 1)
 }
