@@ -91,7 +91,7 @@ func runningEngine() (*delivery.Engine, error) {
 	if err != nil {
 		return nil, apiError(http.StatusServiceUnavailable, "no pbx app in the running config")
 	}
-	eng := app.(*App).engine.Load()
+	eng := app.(*App).currentEngine() // during a reload, the running one
 	if eng == nil {
 		return nil, apiError(http.StatusServiceUnavailable, "the queue is not running")
 	}

@@ -61,6 +61,7 @@ type App struct {
 	grace    time.Duration
 	natsTLS  *tls.Config
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
+	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
 	recordingLinks *recordingLinks
 }
@@ -214,6 +215,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.engine = new(atomic.Pointer[delivery.Engine])
+	a.started = make(chan struct{})
 	registerMetrics(ctx.GetMetricsRegistry())
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "pbxbridge")
@@ -412,6 +414,7 @@ func (a *App) storeConfig() delivery.Config {
 // Start opens the store (or takes it over from the previous config) and applies this
 // config's targets.
 func (a *App) Start() error {
+	defer close(a.started)
 	// Looked up here, not in Provision: the http app provisions our handlers, which provision
 	// this app, so asking for it from Provision would recurse.
 	a.grace = 10 * time.Second
@@ -467,6 +470,21 @@ func (a *App) currentEngine() *delivery.Engine {
 		return true
 	})
 	return eng
+}
+
+// readyEngine is currentEngine, held until this config's queue has started or ctx is done
+// when no running queue can take the request yet: Caddy may open the listeners before it
+// starts the pbx app, and the first webhook then waits (within its durable-write budget)
+// rather than being refused. A running queue is returned at once, also during a reload.
+func (a *App) readyEngine(ctx context.Context) *delivery.Engine {
+	if eng := a.currentEngine(); eng != nil && eng.Ready() {
+		return eng
+	}
+	select {
+	case <-a.started:
+	case <-ctx.Done():
+	}
+	return a.currentEngine()
 }
 
 // Stop releases this config's hold on the store; the store closes when no config holds it.

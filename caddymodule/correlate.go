@@ -17,9 +17,12 @@ func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xv
 	if f.Command() != "event" || (event != "INCOMING" && event != "COMPLETED") {
 		return xvb.Correlation{}, nil
 	}
-	eng := h.app.currentEngine()
+	eng := h.app.readyEngine(ctx)
 	if eng == nil || eng.Calls() == nil {
 		return xvb.Correlation{}, errors.New("queue not started yet")
+	}
+	if err := eng.Writable(); err != nil {
+		return xvb.Correlation{}, err
 	}
 	calls := eng.Calls()
 	phone := translators.Number(f.Phone(), acc.source.Region)

@@ -134,6 +134,9 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 		}
 		return nil, &rejection{http.StatusBadRequest, "malformed", "reading body: " + err.Error()}
 	}
+	// The store's part (call correlation, the durable write) has one budget: the PBX waits.
+	ctx, cancel := context.WithTimeout(r.Context(), durableWithin)
+	defer cancel()
 	var events []translators.Event
 	switch acc.pbx {
 	case "mango":
@@ -144,17 +147,15 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 	case "xvb":
 		var rej *rejection
 		var answered bool
-		if events, answered, rej = h.xvb(w, r, acc, body, now); rej != nil || answered {
+		if events, answered, rej = h.xvb(ctx, w, r, acc, body, now); rej != nil || answered {
 			return nil, rej
 		}
 	}
 	h.app.linkRecordings(events, now)
-	eng := h.app.currentEngine()
+	eng := h.app.readyEngine(ctx)
 	if eng == nil {
 		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", "queue not started yet"}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), durableWithin)
-	defer cancel()
 	res, err := eng.Enqueue(ctx, events)
 	if err != nil {
 		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", err.Error()}
@@ -187,8 +188,9 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil
 }
 
-// xvb authenticates an XVB message; a contact lookup is answered here (answered = true).
-func (h *Webhook) xvb(w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, bool, *rejection) {
+// xvb authenticates an XVB message; a contact lookup is answered here (answered = true). ctx
+// bounds the call correlation.
+func (h *Webhook) xvb(ctx context.Context, w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, bool, *rejection) {
 	fields, recoded, err := xvb.Parse(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
@@ -206,7 +208,7 @@ func (h *Webhook) xvb(w http.ResponseWriter, r *http.Request, acc *account, body
 		h.contact(w, r, acc, fields)
 		return nil, true, nil
 	}
-	corr, err := h.correlate(r.Context(), acc, fields)
+	corr, err := h.correlate(ctx, acc, fields)
 	if err != nil {
 		return nil, false, &rejection{http.StatusServiceUnavailable, "unavailable", "call correlation: " + err.Error()}
 	}

@@ -48,6 +48,10 @@ const (
 	commandInterval = 275 * time.Millisecond
 	// commandQueueWait is how long a command may wait for its turn before it is answered 429.
 	commandQueueWait = time.Second
+	// commandStoreWait bounds each wait on the command store (claiming a command_id, or the
+	// queue starting): with the PBX's timeout and the queue wait it keeps the answer within
+	// the write timeout the README recommends (15s), whatever the store does.
+	commandStoreWait = 2 * time.Second
 	// mangoLockout is how long Mango refuses everything after repeated bad requests; sending
 	// meanwhile only prolongs it.
 	mangoLockout = 2 * time.Minute
@@ -600,9 +604,18 @@ func printable(name, s string) error {
 // concurrent one waits for it. Answers that say "try again later" (429, 503) are not kept,
 // so a repetition may send the command then.
 func (h *Originate) run(ctx context.Context, acc *account, cmd pbxCommand, req commandRequest) commandAnswer {
-	eng := h.app.engine.Load()
+	// As webhooks: the running queue (also the previous config's during a reload), or a short
+	// wait while it starts.
+	startCtx, cancelStart := context.WithTimeout(ctx, commandStoreWait)
+	eng := h.app.readyEngine(startCtx)
+	cancelStart()
 	if eng == nil || eng.Commands() == nil {
 		ans := refusal(http.StatusServiceUnavailable, "error", "the command store is not ready yet")
+		ans.RetryAfter = 5
+		return *ans
+	}
+	if err := eng.Writable(); err != nil {
+		ans := refusal(http.StatusServiceUnavailable, "error", "the command store is unavailable: %v", err)
 		ans.RetryAfter = 5
 		return *ans
 	}
@@ -617,21 +630,28 @@ func (h *Originate) run(ctx context.Context, acc *account, cmd pbxCommand, req c
 	if ans.pause > 0 {
 		h.limits[acc.name].pauseFor(ans.pause, ans)
 	}
-	// The outcome is kept even if the CRM has gone away meanwhile.
-	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// The outcome is kept even if the CRM has gone away meanwhile, and while the CRM gets its
+	// answer: a repetition meanwhile waits for it (claim).
+	go h.keep(context.WithoutCancel(ctx), commands, acc, req, key, claim, ans)
+	return ans
+}
+
+// keep stores a command's answer under its claim, or releases the claim of a command that was
+// not carried out (429, 503, canceled) so that a repetition may send it.
+func (h *Originate) keep(ctx context.Context, commands *delivery.Commands, acc *account, req commandRequest, key string, claim uint64, ans commandAnswer) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if ans.Status == http.StatusTooManyRequests || ans.Status == http.StatusServiceUnavailable || ans.outcome == "canceled" {
-		if err := commands.Release(storeCtx, key, claim); err != nil {
+		if err := commands.Release(ctx, key, claim); err != nil {
 			h.logger.Error("releasing a command id", zap.String("account", acc.name), zap.String("command_id", req.CommandID), zap.Error(err))
 		}
-		return ans
+		return
 	}
-	rec, _ := json.Marshal(commandRecord{Request: fp, Answer: &ans})
-	if err := commands.Settle(storeCtx, key, claim, rec); err != nil {
+	rec, _ := json.Marshal(commandRecord{Request: req.fingerprint(), Answer: &ans})
+	if err := commands.Settle(ctx, key, claim, rec); err != nil {
 		h.logger.Error("storing a command's answer: a repetition of this command_id will wait and then be refused",
 			zap.String("account", acc.name), zap.String("command_id", req.CommandID), zap.Error(err))
 	}
-	return ans
 }
 
 // claim takes the command_id for this request, or returns the answer a repetition gets: the
@@ -639,10 +659,13 @@ func (h *Originate) run(ctx context.Context, acc *account, cmd pbxCommand, req c
 // request is still running past this one's patience.
 func (h *Originate) claim(ctx context.Context, commands *delivery.Commands, key, fp string) (uint64, *commandAnswer) {
 	pending, _ := json.Marshal(commandRecord{Request: fp})
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+commandQueueWait+5*time.Second)
+	// A repetition waits at most as long as the first request may take to be answered.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+commandQueueWait+commandStoreWait)
 	defer cancel()
 	for {
-		claim, held, err := commands.Claim(ctx, key, pending)
+		claimCtx, cancelClaim := context.WithTimeout(ctx, commandStoreWait)
+		claim, held, err := commands.Claim(claimCtx, key, pending)
+		cancelClaim()
 		if err != nil {
 			ans := refusal(http.StatusServiceUnavailable, "error", "the command store is unavailable: %v", err)
 			ans.RetryAfter = 5
