@@ -160,3 +160,27 @@ func TestRestartOnFullDiskStartsAndDrains(t *testing.T) {
 		t.Errorf("%d deliveries of %d events: some were delivered twice", n, distinct)
 	}
 }
+
+// TestDefaultMaxStoreFitsATinyDisk: with no max_store the engine starts on an 8 MB disk, its
+// limit a quarter of the disk, and takes events.
+func TestDefaultMaxStoreFitsATinyDisk(t *testing.T) {
+	disk := gatewaytest.SmallDisk(t, 8<<20)
+	crm := gatewaytest.NewCRM(t, nil)
+	e := openEngine(t, Config{DataDir: filepath.Join(disk, "store")})
+	applyTargets(t, e, testTarget(crm.URL))
+	if got := e.maxStore(); got != 2<<20 {
+		t.Errorf("default max_store %d on an 8 MiB disk, want 2 MiB", got)
+	}
+	if err := enqueueOne(e, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	crm.WaitDelivered(t, 1, 30*time.Second)
+}
+
+func TestFriendlyBytes(t *testing.T) {
+	for n, want := range map[int64]string{512: "512B", 16 << 20: "16MiB", 10 << 30: "10GiB", 3<<29 + 1: "1.5GiB", 12800 << 10: "12.5MiB"} {
+		if got := friendlyBytes(n); got != want {
+			t.Errorf("friendlyBytes(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
