@@ -214,9 +214,13 @@ func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 	}
 	if err := c.e.eventsSync.sync(); err != nil {
 		c.e.log.Error("syncing stored events to disk", zap.Error(err))
-		c.e.health.reportWriteError(c.e.log, errnoCause(err))
+		failure := ErrNotDurable
+		if cause := writeErrno(err); cause != "" {
+			c.e.health.reportWriteError(c.e.log, cause)
+			failure = ErrStoreFailed
+		}
 		for i := range done {
-			done[i] = enqueueDone{err: fmt.Errorf("%w: syncing: %v", ErrStoreFailed, err)}
+			done[i] = enqueueDone{err: fmt.Errorf("%w: syncing: %v", failure, err)}
 		}
 	}
 	for i, r := range batch {

@@ -206,13 +206,14 @@ func writeErrorCause(line string) string {
 	return line[strings.LastIndex(line, ": ")+2:]
 }
 
-// errnoCause is the operating system's words for err (no path), for the status and the logs.
-func errnoCause(err error) string {
+// writeErrno is the operating system's words (no path) for an error that means the file
+// system does not take writes, or "" for any other error.
+func writeErrno(err error) string {
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
+	if errors.As(err, &errno) && (errno == syscall.ENOSPC || errno == syscall.EIO || errno == syscall.EROFS || errno == syscall.EDQUOT) {
 		return errno.Error()
 	}
-	return err.Error()
+	return ""
 }
 
 // watchStore measures the disk and heals a failed store, until the engine closes.

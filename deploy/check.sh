@@ -47,6 +47,7 @@ KNOWN = {
     "pbxbridge_delivery_lag_seconds", "pbxbridge_circuit_open", "pbxbridge_target_paused",
     "pbxbridge_contact_lookups_total", "pbxbridge_contact_lookup_duration_seconds",
     "pbxbridge_commands_total", "pbxbridge_build_info", "pbxbridge_lanes_parked",
+    "pbxbridge_store_write_failed", "pbxbridge_store_disk_free_bytes",
 }
 HISTOGRAMS = {"pbxbridge_ingest_duration_seconds", "pbxbridge_delivery_duration_seconds",
               "pbxbridge_delivery_lag_seconds", "pbxbridge_contact_lookup_duration_seconds"}
