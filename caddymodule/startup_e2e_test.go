@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
 
 // TestStartupErrors: each configuration mistake an operator makes stops `pbxbridge run` with
@@ -73,4 +75,30 @@ func TestStartupErrors(t *testing.T) {
 			t.Log(line)
 		})
 	}
+}
+
+// TestFirstWebhookAfterStartIsAccepted: Caddy may open the listeners before the queue has
+// started; the first webhook that gets through waits for it (within its 2 s budget) and is
+// accepted rather than answered 503 "queue not started yet".
+func TestFirstWebhookAfterStartIsAccepted(t *testing.T) {
+	crm := gatewaytest.NewCRM(t, nil)
+	g := gatewaytest.Start(t, mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "TEST_MANGO_SALT="+testSalt)
+	for start := range 5 {
+		if start > 0 {
+			g.Stop()
+			g.Restart()
+		}
+		m := mango.SampleCall(fmt.Sprintf("E-first-%d", start), "L-first", time.Unix(1764065700, 0))[0]
+		body := mango.FormBody(testKey, testSalt, m.JSON)
+		code, answer := 0, ""
+		for deadline := time.Now().Add(30 * time.Second); code == 0 && time.Now().Before(deadline); {
+			if code, answer = g.Post("/hooks/mango"+m.Suffix, formType, body); code == 0 {
+				time.Sleep(5 * time.Millisecond) // the listener is not open yet
+			}
+		}
+		if code != http.StatusOK {
+			t.Fatalf("start %d: the first webhook got %d %s", start, code, answer)
+		}
+	}
+	crm.WaitDelivered(t, 5, 30*time.Second)
 }
