@@ -83,12 +83,12 @@ func TestStartupErrors(t *testing.T) {
 func TestFirstWebhookAfterStartIsAccepted(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
 	g := gatewaytest.Start(t, mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "TEST_MANGO_SALT="+testSalt)
-	for start := range 5 {
+	for start := range 3 {
 		if start > 0 {
 			g.Stop()
 			g.Restart()
 		}
-		m := mango.SampleCall(fmt.Sprintf("E-first-%d", start), "L-first", time.Unix(1764065700, 0))[0]
+		m := mango.SampleCall(fmt.Sprintf("E-first-%d", start), fmt.Sprintf("L-first-%d", start), time.Unix(1764065700, 0))[0]
 		body := mango.FormBody(testKey, testSalt, m.JSON)
 		code, answer := 0, ""
 		for deadline := time.Now().Add(30 * time.Second); code == 0 && time.Now().Before(deadline); {
@@ -100,5 +100,5 @@ func TestFirstWebhookAfterStartIsAccepted(t *testing.T) {
 			t.Fatalf("start %d: the first webhook got %d %s", start, code, answer)
 		}
 	}
-	crm.WaitDelivered(t, 5, 30*time.Second)
+	crm.WaitDelivered(t, 3, 30*time.Second)
 }
