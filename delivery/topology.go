@@ -181,15 +181,18 @@ func (e *Engine) replicas() int {
 // dead-lettered it, so a CRM outage longer than any age limit loses nothing (the dispatcher
 // applies a target's max_age to events the reachable CRM keeps refusing).
 func (e *Engine) ensureStreams(ctx context.Context) error {
+	e.mu.Lock() // Apply sets them; the store's healing may run meanwhile
+	maxStore, dedupe := e.cfg.MaxStore, e.cfg.DedupeWindow
+	e.mu.Unlock()
 	events, err := e.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        e.names.events,
 		Description: "pbxbridge canonical call events",
 		Subjects:    []string{e.names.prefix + ".>"},
 		Retention:   jetstream.InterestPolicy,
 		Storage:     jetstream.FileStorage,
-		MaxBytes:    e.cfg.MaxStore,
+		MaxBytes:    maxStore,
 		Discard:     jetstream.DiscardNew,
-		Duplicates:  e.cfg.DedupeWindow,
+		Duplicates:  dedupe,
 		Replicas:    e.replicas(),
 	})
 	if err != nil {
@@ -203,7 +206,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		// Full → dead-lettering fails and the event stays queued: nothing is dropped.
-		MaxBytes:          e.cfg.MaxStore / 4,
+		MaxBytes:          maxStore / 4,
 		Discard:           jetstream.DiscardNew,
 		MaxMsgsPerSubject: 1,
 		Replicas:          e.replicas(),
