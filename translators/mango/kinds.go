@@ -115,7 +115,7 @@ func summary(m *message, f fields) (translators.Event, error) {
 	}
 	code := f.num("disconnect_reason")
 	d.Reason, d.ReasonCode = reason(code), int(code)
-	d.Result = callResult(!answered.IsZero(), d.Reason, d.Direction)
+	d.Result = translators.CallResult(!answered.IsZero(), d.Reason, d.Direction)
 	return ev, nil
 }
 

@@ -119,7 +119,7 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 		started := ended.Add(-time.Duration(duration) * time.Second)
 		d.DurationS, d.StartedAt = &duration, &started
 	}
-	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0)
+	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0, d.Direction)
 	d.RecordingURL = f["record_link"]
 	if d.RecordingURL == "" {
 		return []translators.Event{ev}
@@ -147,34 +147,32 @@ func parseDuration(s string) (int64, bool) {
 	return n, err == nil && n >= 0 && n <= maxDurationS
 }
 
-// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to result and reason.
-var statuses = map[string]struct{ result, reason string }{
-	"success":      {translators.ResultAnswered, translators.ReasonCompleted},
-	"missed":       {translators.ResultMissed, translators.ReasonNoAnswer},
-	"cancel":       {translators.ResultCancelled, translators.ReasonCallerHangup},
-	"busy":         {translators.ResultBusy, translators.ReasonBusy},
-	"notavailable": {translators.ResultFailed, translators.ReasonUnavailable},
-	"notallowed":   {translators.ResultFailed, translators.ReasonBlocked},
-	"notfound":     {translators.ResultFailed, translators.ReasonWrongNumber},
-	"callaerror":   {translators.ResultFailed, translators.ReasonFailed},
+// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to a reason; the result
+// follows from it by translators.CallResult, the rule every PBX shares.
+var statuses = map[string]string{
+	"success":      translators.ReasonCompleted,
+	"missed":       translators.ReasonNoAnswer,
+	"cancel":       translators.ReasonCallerHangup,
+	"busy":         translators.ReasonBusy,
+	"notavailable": translators.ReasonUnavailable,
+	"notallowed":   translators.ReasonBlocked,
+	"notfound":     translators.ReasonWrongNumber,
+	"callaerror":   translators.ReasonFailed,
 }
 
-// outcome maps status case-insensitively. Success with a duration of 0 s is missed: nobody
-// talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is total or talk
-// time. An unknown or absent status is missed too: never claim a conversation we cannot vouch
-// for, and "missed" makes the CRM follow the caller up, the cheap mistake. raw keeps the status.
-func outcome(status string, zeroDuration bool) (result, reason string) {
+// outcome maps status case-insensitively. Only Success with a duration above 0 s is answered:
+// with 0 s nobody talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is
+// total or talk time. An unknown status has the reason unknown, an absent one none, and both
+// are missed: never claim a conversation we cannot vouch for, and "missed" makes the CRM
+// follow the caller up, the cheap mistake. raw keeps the status.
+func outcome(status string, zeroDuration bool, direction string) (result, reason string) {
 	status = strings.ToLower(strings.TrimSpace(status))
-	s, known := statuses[status]
-	switch {
-	case !known && status == "":
-		return translators.ResultMissed, ""
-	case !known:
-		return translators.ResultMissed, translators.ReasonUnknown
-	case s.result == translators.ResultAnswered && zeroDuration:
-		return translators.ResultMissed, s.reason
+	reason, known := statuses[status]
+	if !known && status != "" {
+		reason = translators.ReasonUnknown
 	}
-	return s.result, s.reason
+	answered := reason == translators.ReasonCompleted && !zeroDuration
+	return translators.CallResult(answered, reason, direction), reason
 }
 
 // rawJSON is the message for data.raw, without secrets.
