@@ -198,7 +198,7 @@ func agent(from, to translators.Party) string {
 // legDirection is the direction of a leg; the rule is in the package comment.
 func legDirection(d *translators.Data) string {
 	switch {
-	case d.CommandID != "" || d.Initiator != "":
+	case d.Initiator != "", d.CommandID != "" && d.ParentLegID == "" && d.Line == "":
 		return translators.DirectionOutbound
 	case d.From.Extension != "" && d.To.Extension != "":
 		return translators.DirectionInternal
