@@ -2,6 +2,7 @@ package xvb
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -11,10 +12,16 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// Correlation tells Translate which call the message belongs to when it carries no callid.
+// Correlation tells Translate which call the message belongs to when it carries no callid,
+// and what the call's earlier messages said that this one leaves out (XVB's own COMPLETED
+// example has no type and no ext).
 type Correlation struct {
 	CallID string // the joined or derived call id; ignored when the message has its own callid
 	How    string // "" (the PBX sent callid), CorrelationWeak or CorrelationDerived
+
+	Type  string // the call's INCOMING type (in, out), for a message without type
+	Ext   string // the call's INCOMING ext (the employee calling out), for one without ext
+	Agent string // the call's ANSWERED ext (who answered), for one without ext; before Ext
 }
 
 // Values of Correlation.How and of the canonical data.correlation.
@@ -37,7 +44,8 @@ func DerivedCallID(accessCode string, f Fields) string {
 //
 //	cmd=event INCOMING   call.ringing (direction from type: in, out, else unknown)
 //	cmd=event ANSWERED   call.answered, agent = ext
-//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set
+//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set;
+//	                     without type or ext, those of corr (the call it closes)
 //	anything else        pbx.unmapped with an error (cmd=contact included: it is answered
 //	                     synchronously with ContactAnswer, never queued)
 //
@@ -88,13 +96,20 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	if callID == "" { // the handler found no call: still give every call event a call
 		callID, how = DerivedCallID(f["access_code"], f), CorrelationDerived
 	}
+	callType, ext := f["type"], f["ext"]
+	if strings.TrimSpace(callType) == "" {
+		callType = corr.Type
+	}
+	if ext == "" {
+		ext = cmp.Or(corr.Agent, corr.Ext)
+	}
 	newEvent := func(typ string) translators.Event {
 		ev := src.New(typ, key, callID, received)
 		d := &ev.Data
 		d.Correlation = how
-		d.Direction = direction(f["type"])
+		d.Direction = direction(callType)
 		external := translators.Party{Number: translators.Number(f.Phone(), src.Region)}
-		employee := translators.Party{Extension: f["ext"]}
+		employee := translators.Party{Extension: ext}
 		// Without type the phone is laid out as on inbound: XVB's page calls it the caller, and
 		// the external number has to appear somewhere.
 		d.From, d.To = external, employee
@@ -102,7 +117,7 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 			d.From, d.To = employee, external
 		}
 		d.Line = translators.Number(f["line_number"], src.Region)
-		d.Agent = f["ext"] // ext is always the employee on the call (answering agent, caller on out)
+		d.Agent = ext // ext is always the employee on the call (answering agent, caller on out)
 		d.Raw = raw
 		return ev
 	}
