@@ -21,8 +21,11 @@
 //
 // Both /events/recording (Completed, kept) and /events/record/added become recording.ready
 // keyed on recording_id alone, so they get the same event id and a CRM receives one
-// recording.ready per recording, from whichever arrives first. Mango only promises the file is
-// downloadable after record/added, so a fetch right after a Completed may need a retry.
+// recording.ready per recording, from whichever arrives first, usually the Completed. Mango
+// only promises the file is downloadable after record/added; the event is not held back for
+// it (record/added names neither leg nor employee, and an account that never gets it would
+// never hear of its recordings): pbx_recordings waits a few seconds for a file Mango does not
+// have yet instead.
 //
 // Direction of a leg (/events/call, /events/dtmf) says who calls whom, decided on who is an
 // employee (has an extension), in this order:
