@@ -14,19 +14,11 @@ import (
 // correlate finds the call of an XVB message and what its earlier messages said. XVB's
 // COMPLETED may come without callid (the vendor's own example has none), type or ext: it is
 // joined to the call the same phone number opened on the same account (weak), or else given a
-// stable id derived from the message, and takes type and ext from the call it closes.
-// INCOMING writes the call's number, type and ext; ANSWERED writes its agent, one write with
-// no read, as the agent's audio waits for the answer.
+// stable id derived from the message, and takes type and ext from the call it closes (and the
+// agent from noteAnswer). INCOMING writes the call's number, type and ext.
 func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xvb.Correlation, error) {
 	event, id := f.Event(), f.CallID()
-	switch {
-	case f.Command() != "event":
-		return xvb.Correlation{}, nil
-	case event == "INCOMING" || event == "ANSWERED":
-		if id == "" {
-			return xvb.Correlation{}, nil
-		}
-	case event != "COMPLETED":
+	if f.Command() != "event" || (event != "INCOMING" && event != "COMPLETED") || (event == "INCOMING" && id == "") {
 		return xvb.Correlation{}, nil
 	}
 	eng := h.app.currentEngine()
@@ -35,23 +27,11 @@ func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xv
 	}
 	calls := eng.Calls()
 	phone := translators.Number(f.Phone(), acc.source.Region)
-	switch event {
-	case "INCOMING":
+	if event == "INCOMING" {
 		if phone == "" {
 			return xvb.Correlation{}, nil
 		}
 		return xvb.Correlation{}, calls.Open(ctx, acc.name, phone, delivery.OpenCall{ID: id, Type: f["type"], Ext: f["ext"]})
-	case "ANSWERED":
-		if f["ext"] == "" {
-			return xvb.Correlation{}, nil
-		}
-		// The call.answered is what matters, and the agent waits: a failure here costs only the
-		// agent's name on a COMPLETED that leaves ext out.
-		if err := calls.Answer(ctx, acc.name, id, f["ext"]); err != nil {
-			h.logger.Warn("could not note who answered; a COMPLETED without ext will not name the agent",
-				zap.String("account", acc.name), zap.Error(err))
-		}
-		return xvb.Correlation{}, nil
 	}
 	open, err := calls.Close(ctx, acc.name, phone, id)
 	if err != nil {
@@ -67,4 +47,28 @@ func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xv
 		corr.CallID, corr.How = xvb.DerivedCallID(acc.accessCode, f), xvb.CorrelationDerived
 	}
 	return corr, nil
+}
+
+// noteAnswer writes who answered an XVB call (ANSWERED's callid and ext) for the call's
+// COMPLETED, which may leave ext out: one write, no read. It writes while the handler makes
+// the call.answered durable, so the agent's audio waits for the slower of the two, not for
+// both; the returned func waits for the write. A failure is logged and costs only the agent's
+// name on such a COMPLETED: the call.answered is what matters.
+func (h *Webhook) noteAnswer(ctx context.Context, acc *account, f xvb.Fields) (wait func()) {
+	id, ext := f.CallID(), f["ext"]
+	eng := h.app.currentEngine()
+	if f.Command() != "event" || f.Event() != "ANSWERED" || id == "" || ext == "" || eng == nil || eng.Calls() == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), durableWithin)
+		defer cancel()
+		if err := eng.Calls().Answer(ctx, acc.name, id, ext); err != nil {
+			h.logger.Warn("could not note who answered; a COMPLETED without ext will not name the agent",
+				zap.String("account", acc.name), zap.Error(err))
+		}
+	}()
+	return func() { <-done }
 }

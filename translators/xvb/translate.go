@@ -175,8 +175,8 @@ var statuses = map[string]string{
 	"callaerror":   translators.ReasonFailed,
 }
 
-// outcome maps status case-insensitively. Only Success with a duration above 0 s is answered:
-// with 0 s nobody talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is
+// outcome maps status case-insensitively. Success is answered unless its duration is 0 s:
+// then nobody talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is
 // total or talk time. An unknown status has the reason unknown, an absent one none, and both
 // are missed: never claim a conversation we cannot vouch for, and "missed" makes the CRM
 // follow the caller up, the cheap mistake. raw keeps the status.
