@@ -119,6 +119,7 @@ func TestFullDiskHealsWithoutRestart(t *testing.T) {
 		t.Errorf("POST /calls on a failed store: %d %s (Retry-After %q) after %s; want 503 with Retry-After within the write timeout",
 			resp.StatusCode, body, resp.Header.Get("Retry-After"), took)
 	}
+	t.Logf("POST /calls on the failed store: %d %s in %s", resp.StatusCode, strings.TrimSpace(string(body)), time.Since(start).Round(time.Millisecond))
 
 	filler.Remove()
 	freed := time.Now()
