@@ -57,7 +57,8 @@ type storeHealth struct {
 
 	mu     sync.Mutex
 	free   int64  // at the last measurement
-	cause  string // of the last write error; "" while the store writes
+	cause  string // of the first write error; "" while the store writes
+	errors int    // write errors reported so far
 	failed chan struct{}
 }
 
@@ -139,6 +140,7 @@ func (h *storeHealth) failedSignal() <-chan struct{} {
 // reportWriteError records a write error of the store; the first one counts.
 func (h *storeHealth) reportWriteError(log *zap.Logger, cause string) {
 	h.mu.Lock()
+	h.errors++
 	if h.cause != "" {
 		h.mu.Unlock()
 		return
@@ -152,12 +154,25 @@ func (h *storeHealth) reportWriteError(log *zap.Logger, cause string) {
 		zap.String("data_dir", h.dir), zap.String("cause", cause))
 }
 
-func (h *storeHealth) healed() {
+// errorCount is how many write errors have been reported, for healed.
+func (h *storeHealth) errorCount() int {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.errors
+}
+
+// healed clears the write error, unless another one was reported since errorCount said
+// before: the store stays failed and is healed again.
+func (h *storeHealth) healed(before int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.errors != before {
+		return false
+	}
 	h.cause = ""
 	h.failed = make(chan struct{})
-	h.mu.Unlock()
 	metrics.storeWriteFailed.Set(0)
+	return true
 }
 
 // measure refreshes the free space; it reports whether the file system takes writes again
@@ -236,7 +251,7 @@ func (e *Engine) watchStore() {
 // heal restarts JetStream in-process, which clears the file store's write error, and checks
 // the streams. On failure the store stays failed and the next measurement tries again.
 func (e *Engine) heal() {
-	cause := e.health.writeError()
+	cause, reported := e.health.writeError(), e.health.errorCount()
 	start := time.Now()
 	if e.srv.JetStreamEnabled() {
 		if err := e.srv.ShutdownJetStream(); err != nil {
@@ -254,7 +269,10 @@ func (e *Engine) heal() {
 		e.log.Warn("healing the store: checking the streams", zapErr(err))
 		return
 	}
-	e.health.healed()
+	if !e.health.healed(reported) {
+		e.log.Warn("healing the store: another write failed meanwhile; trying again")
+		return
+	}
 	e.reportReady()
 	e.log.Info("store healed: the file system takes writes again and JetStream has recovered every stream from disk",
 		zap.String("data_dir", e.cfg.DataDir), zap.NamedError("was", cause), zap.Duration("took", time.Since(start)))
