@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,6 +183,35 @@ func TestFriendlyBytes(t *testing.T) {
 	for n, want := range map[int64]string{512: "512B", 16 << 20: "16MiB", 10 << 30: "10GiB", 3<<29 + 1: "1.5GiB", 12800 << 10: "12.5MiB"} {
 		if got := friendlyBytes(n); got != want {
 			t.Errorf("friendlyBytes(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestWriteErrorCause(t *testing.T) {
+	for line, want := range map[string]string{
+		"Filestore [PBX_EVENTS] Critical write error: write /d/jetstream/jetstream/$G/streams/PBX_EVENTS/msgs/1.blk: no space left on device": "no space left on device",
+		"JetStream stream '$G > PBX_DEAD' critical write error: write /d/1.blk: read-only file system":                                        "read-only file system",
+		"JetStream failed to store a msg on stream '$G > PBX_EVENTS': write /d/1.blk: no space left on device":                                "",
+		"Error trying to connect to route": "",
+	} {
+		if got := writeErrorCause(line); got != want {
+			t.Errorf("writeErrorCause(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+func TestWriteErrno(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{&os.PathError{Op: "sync", Path: "/d/1.blk", Err: syscall.EIO}, "input/output error"},
+		{fmt.Errorf("syncing: %w", &os.PathError{Op: "write", Path: "/d/1.blk", Err: syscall.ENOSPC}), "no space left on device"},
+		{&os.PathError{Op: "open", Path: "/d/1.blk", Err: syscall.ENOENT}, ""},
+		{errors.New("no message block in /d"), ""},
+	} {
+		if got := writeErrno(tt.err); got != tt.want {
+			t.Errorf("writeErrno(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
 }
