@@ -177,9 +177,10 @@ func (c *committer) commit(batch []*enqueueReq) {
 func (c *committer) publishEach(ctx context.Context, batch []*enqueueReq) {
 	acks := make([][]jetstream.PubAckFuture, len(batch))
 	failed := make([]error, len(batch))
+	publisher := *c.e.publisher.Load()
 	for i, r := range batch {
 		for _, m := range r.msgs {
-			ack, err := c.e.js.PublishMsgAsync(m.msg())
+			ack, err := publisher.PublishMsgAsync(m.msg())
 			if err != nil {
 				failed[i] = classifyPublishError(err)
 				break
@@ -310,8 +311,7 @@ func classifyPublishError(err error) error {
 			return ErrFull
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return ErrNotDurable
 	}
 	return fmt.Errorf("publish: %w", err)

@@ -75,6 +75,10 @@ type Engine struct {
 	srv    *server.Server // nil with an external cluster
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	// publisher is the group commit's JetStream context, made anew when the store heals: the
+	// server never answers a publish that met a write error, and such a publish would stay
+	// pending in its context for good, counting against the pending limit.
+	publisher atomic.Pointer[jetstream.JetStream]
 	lock   *os.File
 	names  names
 	commit *committer
@@ -148,10 +152,12 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 		e.closeConn()
 		return nil, err
 	}
-	// A publish the server never answers (it does not answer one that met a write error)
-	// must not stay pending: it would count against the pending limit forever.
-	e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
+	e.js, err = jetstream.New(e.nc)
 	if err != nil {
+		e.closeConn()
+		return nil, err
+	}
+	if err = e.newPublisher(); err != nil {
 		e.closeConn()
 		return nil, err
 	}
@@ -261,6 +267,14 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("data_dir %s is in use by another pbxbridge process (lock %s): %w", dir, f.Name(), err)
 	}
 	return f, nil
+}
+
+func (e *Engine) newPublisher() error {
+	js, err := jetstream.New(e.nc)
+	if err == nil {
+		e.publisher.Store(&js)
+	}
+	return err
 }
 
 // Ready reports whether the queue has started: streams and consumers exist and the

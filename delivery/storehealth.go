@@ -269,6 +269,10 @@ func (e *Engine) heal() {
 		e.log.Warn("healing the store: checking the streams", zapErr(err))
 		return
 	}
+	if err := e.newPublisher(); err != nil {
+		e.log.Warn("healing the store: a new publisher", zapErr(err))
+		return
+	}
 	if !e.health.healed(reported) {
 		e.log.Warn("healing the store: another write failed meanwhile; trying again")
 		return
