@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
@@ -159,7 +160,7 @@ func (l *Lookup) provision(repl *caddy.Replacer) (*lookup, error) {
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		return nil, errors.New("url must be an http:// or https:// URL")
 	}
-	lk := &lookup{url: u, header: http.Header{}, timeout: time.Duration(l.Timeout), ttl: time.Duration(l.Cache)}
+	lk := &lookup{url: u, header: http.Header{}, timeout: time.Duration(l.Timeout), ttl: time.Duration(l.Cache), client: outbound.Configured(0)}
 	if lk.timeout <= 0 {
 		lk.timeout = defaultLookupTimout
 	}

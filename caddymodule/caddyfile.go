@@ -49,6 +49,10 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //		max_store     <size>                 # e.g. 20GiB; full → webhooks get 503
 //		dedupe_window <duration>             # a PBX re-send within it is delivered once
 //		region        <ISO 3166>             # for numbers without a country code; default RU
+//		outbound_allow <cidr or address>...  # internal networks that URLs from a PBX or CRM answer
+//		                                     # (a Mango recording redirect) may reach; default none.
+//		                                     # Endpoints written here (target, lookup, api_url) are
+//		                                     # dialed as written and need no entry.
 //		nats <url>... {                      # an existing JetStream cluster instead of data_dir
 //			creds    <file>                  # NATS credentials (JWT and NKey seed)
 //			tls {                            # TLS to NATS (also implied by tls:// URLs)
@@ -124,6 +128,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "region":
 			if !d.AllArgs(&a.Region) {
 				return d.ArgErr()
+			}
+		case "outbound_allow":
+			if err := listArg(d, &a.OutboundAllow); err != nil {
+				return err
 			}
 		case "nats":
 			if err := a.unmarshalNATS(d); err != nil {

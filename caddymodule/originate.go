@@ -29,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 	"github.com/pbxbridge/pbxbridge/translators/xvb"
@@ -103,7 +104,7 @@ func (h *Originate) provision(app *App, logger *zap.Logger) error {
 		h.Timeout = caddy.Duration(defaultCommandTimeout)
 	}
 	// A PBX API does not redirect a command; following one would turn the POST into a GET.
-	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	h.client = outbound.Configured(0)
 	h.limits = map[string]*commandLimits{}
 	for name, acc := range app.accounts {
 		key := acc.pbx + " " + name + " " + acc.apiURL
