@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/pbxbridge/pbxbridge/outbound"
 )
 
 func init() {
@@ -132,6 +134,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "outbound_allow":
 			if err := listArg(d, &a.OutboundAllow); err != nil {
 				return err
+			}
+			if _, err := outbound.NewPolicy(a.OutboundAllow); err != nil {
+				return d.Errf("outbound_allow: %v", err)
 			}
 		case "nats":
 			if err := a.unmarshalNATS(d); err != nil {
