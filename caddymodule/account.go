@@ -150,9 +150,19 @@ func (acc *account) allows(ip netip.Addr) bool {
 	return false
 }
 
-// secretMatches compares in constant time.
+// secretMatches is the one comparison of a presented secret (token, ?token=, ?key=) with the
+// configured one: exact, byte for byte, in constant time. Nothing is trimmed or decoded
+// beyond what HTTP itself does (a query value is URL-decoded).
 func secretMatches(got, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// bearerMatches checks an Authorization header against want: the scheme Bearer (any case,
+// RFC 9110 §11.1), one space, then exactly the token (RFC 6750 §2.1). `Bearer  <token>` with
+// two spaces is a wrong token.
+func bearerMatches(authorization, want string) bool {
+	scheme, token, ok := strings.Cut(authorization, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && secretMatches(token, want)
 }
 
 func (l *Lookup) provision(repl *caddy.Replacer) (*lookup, error) {

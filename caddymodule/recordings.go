@@ -193,8 +193,7 @@ func recordingPath(u *url.URL) (account, id string, err error) {
 // for a bad or expired link) and why.
 func (h *Recordings) authorize(r *http.Request, account, id string) (int, string) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, token, _ := strings.Cut(auth, " ")
-		if !strings.EqualFold(scheme, "Bearer") || !secretMatches(token, h.token) {
+		if !bearerMatches(auth, h.token) {
 			return http.StatusUnauthorized, "wrong bearer token"
 		}
 		return 0, ""
