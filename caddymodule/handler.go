@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,7 +78,7 @@ func (h *Webhook) Provision(ctx caddy.Context) error {
 // rejection is a refused webhook: its status, metric reason and log message.
 type rejection struct {
 	status int
-	reason string // source|auth|malformed|too_large|unavailable
+	reason string // source|auth|replay|malformed|too_large|unavailable
 	msg    string
 }
 
@@ -190,6 +191,10 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 	}
 	if !known {
 		suffix = r.URL.Path
+	}
+	window := cmp.Or(time.Duration(h.app.DedupeWindow), delivery.DefaultDedupeWindow)
+	if err := mango.Check(suffix, []byte(form.JSON), now, window); err != nil {
+		return nil, &rejection{http.StatusBadRequest, "replay", err.Error()}
 	}
 	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil
 }

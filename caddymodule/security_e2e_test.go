@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
 
 // The probes of README's Security section, through the built binary. Each fails on a
@@ -150,5 +152,47 @@ func TestTokensMatchExactly(t *testing.T) {
 	}
 	if resp, answer := gatewaytest.Request(t, http.MethodGet, g.URL+"/recordings/office/rec-1", "", "", "Authorization", "Bearer "+token); resp.StatusCode == http.StatusUnauthorized {
 		t.Errorf("recordings: exact token refused: %s", answer)
+	}
+}
+
+// Mango's sign does not cover the URL suffix: a signed /events/call body re-posted under
+// another suffix is refused (its payload cannot belong there), and one older than the dedupe
+// window is refused (its re-send could no longer be recognised). A body without the mark of
+// any kind, re-posted under another path, is one event.
+func TestMangoReplaysUnderOtherSuffixes(t *testing.T) {
+	crm := gatewaytest.NewCRM(t, nil)
+	g := startMango(t, crm, "127.0.0.1", "")
+	now := time.Now()
+	call := mango.SampleCall("E-replay", "L-replay", now)
+	post := func(path, json string) (int, string) {
+		return g.Post("/hooks/mango"+path, formType, mango.FormBody(testKey, testSalt, json))
+	}
+	if code, body := post("/events/call", call[0].JSON); code != http.StatusOK {
+		t.Fatalf("genuine: %d %s", code, body)
+	}
+	for _, tt := range []struct{ path, json string }{
+		{"/events/summary", call[0].JSON},
+		{"/events/dtmf", call[0].JSON},
+		{"/anything/x", call[0].JSON},
+		{"/events/call", call[3].JSON}, // the summary as a leg
+		{"/events/call", mango.SampleCall("E-old", "L-old", now.Add(-25*time.Hour))[0].JSON},
+	} {
+		if code, body := post(tt.path, tt.json); code != http.StatusBadRequest || !strings.Contains(body, `"reason":"replay"`) {
+			t.Errorf("%s %.60s: %d %s, want 400 replay", tt.path, tt.json, code, body)
+		}
+	}
+	unmarked := fmt.Sprintf(`{"command_id":"sms-1","timestamp":%d,"reason":1000}`, now.Unix())
+	if code, body := post("/events/sms", unmarked); code != http.StatusOK || !strings.Contains(body, "accepted") {
+		t.Fatalf("sms: %d %s", code, body)
+	}
+	if code, body := post("/anything/y", unmarked); code != http.StatusOK || !strings.Contains(body, "duplicate") {
+		t.Fatalf("sms under another path: %d %s, want a duplicate", code, body)
+	}
+	if v, _ := metricValue(g.MetricsText(), `pbxbridge_webhooks_rejected_total{account="office",pbx="mango",reason="replay"}`); v != 5 {
+		t.Errorf("replays counted %g, want 5", v)
+	}
+	got := crm.WaitDelivered(t, 2, 30*time.Second)
+	if len(got) != 2 || got[0].Event.Type != translators.TypeRinging || got[1].Event.Type != translators.TypeUnmapped {
+		t.Fatalf("CRM got %d events, want call.ringing and one pbx.unmapped", len(got))
 	}
 }

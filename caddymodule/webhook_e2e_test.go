@@ -69,7 +69,7 @@ func startMango(t *testing.T, crm *gatewaytest.CRM, sources, extraGlobal string)
 // postCall posts one sample call and returns the ids the gateway accepted, in order.
 func postCall(t *testing.T, g *gatewaytest.Gateway, entry string, header ...string) {
 	t.Helper()
-	for _, m := range mango.SampleCall(entry, entry+"-leg", time.Unix(1764065700, 0)) {
+	for _, m := range mango.SampleCall(entry, entry+"-leg", time.Now()) {
 		code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON), header...)
 		if code != http.StatusOK {
 			t.Fatalf("%s: %d %s", m.Name, code, body)
@@ -124,7 +124,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 func TestMangoRejections(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startMango(t, crm, "127.0.0.1", "")
-	msg := mango.SampleCall("E-reject", "L", time.Unix(1764065700, 0))[0]
+	msg := mango.SampleCall("E-reject", "L", time.Now())[0]
 	good := mango.FormBody(testKey, testSalt, msg.JSON)
 	for _, tt := range []struct {
 		name, path, body string
@@ -180,7 +180,7 @@ func TestMangoRejections(t *testing.T) {
 }
 
 func TestMangoSourceCheck(t *testing.T) {
-	msg := mango.SampleCall("E-src", "L", time.Unix(1764065700, 0))[0]
+	msg := mango.SampleCall("E-src", "L", time.Now())[0]
 	body := mango.FormBody(testKey, testSalt, msg.JSON)
 	const mangoAddr = "81.88.80.132"
 
@@ -270,8 +270,8 @@ func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
 		return http.StatusOK
 	})
 	g := startMango(t, crm, "127.0.0.1", "")
-	retried := mango.SampleCall("E-503", "L1", time.Unix(1764065700, 0))[0]
-	rejected := mango.SampleCall("E-422", "L2", time.Unix(1764065700, 0))[0]
+	retried := mango.SampleCall("E-503", "L1", time.Now())[0]
+	rejected := mango.SampleCall("E-422", "L2", time.Now())[0]
 	for _, m := range []mango.Message{retried, retried, rejected} { // the second is a re-send
 		if code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON)); code != http.StatusOK {
 			t.Fatalf("%d %s", code, body)

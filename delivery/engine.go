@@ -56,7 +56,8 @@ var (
 const (
 	defaultPrefix   = "pbx"
 	defaultMaxStore = 10 << 30
-	defaultDedupe   = 24 * time.Hour
+	// DefaultDedupeWindow is Config.DedupeWindow when not set.
+	DefaultDedupeWindow = 24 * time.Hour
 	// ackWait is how long JetStream waits before redelivering an unacknowledged message; the
 	// dispatcher keeps held messages alive with InProgress well within it. After a crash,
 	// held messages come back after at most this long.
@@ -123,7 +124,7 @@ func (cfg *Config) withDefaults() {
 		cfg.MaxStore = defaultMaxStore
 	}
 	if cfg.DedupeWindow <= 0 {
-		cfg.DedupeWindow = defaultDedupe
+		cfg.DedupeWindow = DefaultDedupeWindow
 	}
 }
 

@@ -23,8 +23,9 @@ const (
 // messages) and a whole XVB call (3).
 const callLength = 7
 
-// sampleStart is the time on the Mango sample calls; Mango ids do not depend on it.
-var sampleStart = time.Unix(1764065700, 0)
+// sampleStart is the time on the Mango sample calls; Mango ids do not depend on it. It is
+// the present: the gateway refuses Mango messages older than its dedupe window.
+var sampleStart = time.Now()
 
 // workload is the request stream of a phase. Request n is a unique webhook that the gateway
 // turns into exactly one canonical event; every callLength requests are one Mango call
