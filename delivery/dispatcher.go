@@ -154,15 +154,18 @@ func (d *dispatcher) fetchLoop() {
 		n := min(max(maxHeld-d.held, 1), fetchMax)
 		d.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
-		batch, err := d.cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchPriorityGroup(pinnedGroup))
+		// The pull ends on the server's own expiry, which JetStream sends after every message
+		// of the pull. A client-side deadline (FetchContext) would race it: what the server
+		// handed out just before the deadline is dropped unseen by nats.go, comes back only
+		// after ackWait, and a call's later events would go first. So stop does not cut a pull
+		// short either; it waits for it to end (fetchWait at most).
+		batch, err := d.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinnedGroup))
 		if err == nil {
 			for msg := range batch.Messages() {
 				d.take(msg)
 			}
 			err = batch.Error()
 		}
-		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrPinIDMismatch):
 			d.mu.Lock()
