@@ -35,6 +35,7 @@ type account struct {
 
 	// mango
 	apiKey, apiSalt, apiURL string
+	staleAfter              time.Duration
 	// xvb
 	accessCode, secret, token string
 	lookup                    *lookup
@@ -51,6 +52,8 @@ func (m *MangoAccount) provision(name string, repl *caddy.Replacer) (*account, e
 		apiSalt: repl.ReplaceKnown(m.APISalt, ""),
 		apiURL:  strings.TrimSuffix(repl.ReplaceKnown(m.APIURL, ""), "/"),
 		forward: m.Forward,
+
+		staleAfter: time.Duration(m.StaleAfter),
 	}
 	if acc.apiKey == "" {
 		return nil, errors.New("api_key is required (Mango personal account → Integrations → API connector: \"Уникальный код вашей АТС\")")

@@ -166,6 +166,9 @@ type MangoAccount struct {
 	Sources []string `json:"sources,omitempty"`
 	Forward []string `json:"forward"`
 	APIURL  string   `json:"api_url,omitempty"`
+	// StaleAfter, when set, refuses a message whose timestamp is older than this (a replay
+	// past dedupe_window would otherwise be a new event). Off by default: see README "Replays".
+	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
 }
 
 // XVBAccount is an XVB PBX tenant.

@@ -87,6 +87,7 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //			sources  mango | any | <cidr or address>...
 //			forward  <target>...
 //			api_url  <url>
+//			stale_after <duration>            # refuse events older than this; default off
 //		}
 //		xvb <name> {
 //			access_code <code>
@@ -341,6 +342,8 @@ func (a *App) unmarshalMango(d *caddyfile.Dispenser) error {
 			err = listArg(d, &m.Forward)
 		case "api_url":
 			err = oneArg(d, &m.APIURL)
+		case "stale_after":
+			err = parseDuration(d, &m.StaleAfter)
 		default:
 			return d.Errf("unknown mango option %q", d.Val())
 		}

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -194,8 +193,7 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 	if !known {
 		suffix = r.URL.Path
 	}
-	window := cmp.Or(time.Duration(h.app.DedupeWindow), delivery.DefaultDedupeWindow)
-	if err := mango.Check(suffix, []byte(form.JSON), now, window); err != nil {
+	if err := mango.Check(suffix, []byte(form.JSON), now, acc.staleAfter); err != nil {
 		return nil, &rejection{http.StatusBadRequest, "replay", err.Error()}
 	}
 	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil

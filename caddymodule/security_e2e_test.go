@@ -156,12 +156,17 @@ func TestTokensMatchExactly(t *testing.T) {
 }
 
 // Mango's sign does not cover the URL suffix: a signed /events/call body re-posted under
-// another suffix is refused (its payload cannot belong there), and one older than the dedupe
-// window is refused (its re-send could no longer be recognised). A body without the mark of
-// any kind, re-posted under another path, is one event.
+// another suffix is refused (its payload cannot belong there), and, with stale_after, one
+// older than that is refused (its re-send could no longer be recognised). A body without the
+// mark of any kind, re-posted under another path, is one event.
 func TestMangoReplaysUnderOtherSuffixes(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startMango(t, crm, "127.0.0.1", "")
+	config := strings.Replace(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "forward crm\n\t\t}", "forward crm\n\t\t\tstale_after 24h\n\t\t}", 1)
+	if !strings.Contains(config, "stale_after") {
+		t.Fatal("the test config has no stale_after")
+	}
+	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt)
+	g.WaitReady()
 	now := time.Now()
 	call := mango.SampleCall("E-replay", "L-replay", now)
 	post := func(path, json string) (int, string) {

@@ -15,10 +15,12 @@ import (
 //     /events/* or to a path Mango never posts to is refused. A payload without any mark
 //     (sms, a kind Mango adds later) goes on as before and, if it does not map, becomes a
 //     pbx.unmapped keyed on its content alone, so re-posts under other paths dedupe.
-//   - A payload whose timestamp is older than the dedupe window is refused: the queue would
-//     no longer recognise it as a re-send. Newer timestamps, including ones in the future
-//     (Mango documents its epoch seconds as "UTC+3"), pass; a summary, which has no
-//     timestamp, is not checked.
+//   - With a stale_after set on the account, a payload whose timestamp is older than that is
+//     refused: past the dedupe window the queue would no longer recognise it as a re-send.
+//     Newer timestamps, including ones in the future (Mango documents its epoch seconds as
+//     "UTC+3"), pass; a summary, which has no timestamp, is not checked. It is off by
+//     default: Mango documents no retry schedule, and a gateway that refused an old but
+//     genuine message would lose it (README "Replays").
 //
 // kindMarks are tested in order; the first member present decides. Each is carried by one
 // kind only (mango.md §7): a recording event also has recording_id, so recording_state comes
@@ -55,9 +57,9 @@ func family(suffix string) string {
 var ErrReplay = fmt.Errorf("not a message Mango would post here")
 
 // Check reports why an authentic payload posted to suffix cannot be a genuine Mango message
-// received at now, with window the dedupe window, or nil. A payload that is not a JSON object
+// received at now, or nil; staleAfter > 0 refuses timestamps older than that. A payload that is not a JSON object
 // passes: Translate makes it pbx.unmapped.
-func Check(suffix string, payload []byte, now time.Time, window time.Duration) error {
+func Check(suffix string, payload []byte, now time.Time, staleAfter time.Duration) error {
 	f, err := decodeObject(payload)
 	if err != nil {
 		return nil
@@ -71,8 +73,11 @@ func Check(suffix string, payload []byte, now time.Time, window time.Duration) e
 		}
 		break
 	}
-	if ts := f.time("timestamp"); !ts.IsZero() && ts.Before(now.Add(-window)) {
-		return fmt.Errorf("%w: its timestamp %s is older than dedupe_window (%s), so a re-send could no longer be recognised", ErrReplay, ts.Format(time.RFC3339), window)
+	if staleAfter <= 0 {
+		return nil
+	}
+	if ts := f.time("timestamp"); !ts.IsZero() && ts.Before(now.Add(-staleAfter)) {
+		return fmt.Errorf("%w: its timestamp %s is older than stale_after (%s)", ErrReplay, ts.Format(time.RFC3339), staleAfter)
 	}
 	return nil
 }

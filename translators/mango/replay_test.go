@@ -46,8 +46,8 @@ func TestCheck(t *testing.T) {
 
 		{"timestamp within the window", "events/call", strings.Replace(call, "1764065705", "1763979301", 1), ""},
 		{"timestamp in the future", "events/call", strings.Replace(call, "1764065705", "1764076500", 1), ""},
-		{"timestamp past the window", "events/call", strings.Replace(call, "1764065705", "1763979299", 1), "older than dedupe_window"},
-		{"string timestamp past the window", "events/call", strings.Replace(call, "1764065705", `"1700000000"`, 1), "older than dedupe_window"},
+		{"timestamp past the window", "events/call", strings.Replace(call, "1764065705", "1763979299", 1), "older than stale_after"},
+		{"string timestamp past the window", "events/call", strings.Replace(call, "1764065705", `"1700000000"`, 1), "older than stale_after"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Check(tt.suffix, []byte(tt.payload), now, day)
@@ -58,6 +58,18 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("got %v, want a refusal with %q", err, tt.refused)
 			}
 		})
+	}
+}
+
+// Without stale_after, an old timestamp is no reason to refuse: the marks still are.
+func TestCheckWithoutStaleAfter(t *testing.T) {
+	old := strings.Replace(leg("Appeared"), "1764065705", "1500000000", 1)
+	now := time.Unix(1764065700, 0)
+	if err := Check("events/call", []byte(old), now, 0); err != nil {
+		t.Errorf("an old genuine leg refused without stale_after: %v", err)
+	}
+	if err := Check("events/summary", []byte(old), now, 0); err == nil {
+		t.Error("a leg under /events/summary accepted without stale_after")
 	}
 }
 
@@ -87,7 +99,7 @@ func TestCheckPassesEveryFixture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Check(r.suffix, fixturePayload(t, name, body), time.Unix(1764065700, 0), 100*365*24*time.Hour); err != nil {
+		if err := Check(r.suffix, fixturePayload(t, name, body), time.Unix(1764065700, 0), 0); err != nil {
 			t.Errorf("%s posted to %s: %v", name, r.suffix, err)
 		}
 	}
