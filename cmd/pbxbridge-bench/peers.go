@@ -42,9 +42,11 @@ func buildPeer(dir string) (string, error) {
 	return bin, nil
 }
 
-// peerYAML is the peer's configuration; {BUFFER} is its buffer. The mapping throws on a wrong
-// key or sign, and reject_errored turns that into a refusal (Benthos answers 502) instead of
-// a delivery.
+// peerYAML is the peer's configuration; {BUFFER} is its buffer. The check and the mapping run
+// as the input's processors, before the buffer, so that the answer can tell: the mapping
+// throws on a wrong key or sign, the input answers 403 for an errored message (its sync
+// response) and drops it, and answers 200 for the rest (buffer none: once the CRM took it;
+// buffer memory: once it is in memory).
 const peerYAML = `http:
   address: {ADMIN}
 logger:
@@ -55,9 +57,8 @@ input:
     path: /hooks/mango/
     allowed_verbs: [ POST ]
     timeout: 10s
-buffer:
-{BUFFER}
-pipeline:
+    sync_response:
+      status: '${! if errored() { 403 } else { 200 } }'
   processors:
     - mapping: |
         let form = content().string().parse_form_url_encoded()
@@ -77,16 +78,19 @@ pipeline:
         root.data.from = $m.from.number
         root.data.to = $m.to.number
         root.data.extension = $m.to.extension
+    - sync_response: {}
+    - mapping: root = if errored() { deleted() }
+buffer:
+{BUFFER}
 output:
-  reject_errored:
-    http_client:
-      url: {CRM}/events
-      verb: POST
-      headers:
-        Content-Type: application/cloudevents+json
-        ` + seqHeader + `: ${! metadata("` + seqHeader + `") }
-      max_in_flight: 16
-      timeout: 10s
+  http_client:
+    url: {CRM}/events
+    verb: POST
+    headers:
+      Content-Type: application/cloudevents+json
+      ` + seqHeader + `: ${! metadata("` + seqHeader + `") }
+    max_in_flight: 16
+    timeout: 10s
 `
 
 func peerConfig(kind gatewayKind) string {

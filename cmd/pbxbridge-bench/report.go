@@ -210,6 +210,10 @@ func (r *report) markdown(w io.Writer) {
 			b.Ingest.Requests, b.Ingest.Accepted, refused(b.Ingest.Refused), b.Ingest.Seconds, num(b.Ingest.PerSecond),
 			mb(b.QueuedRSS), mb(b.QueuedPeak), b.FirstDeliveryS, num(b.DrainPerSecond),
 			d.Once, d.Repeated, d.Missing, d.Unexpected, mb(b.DrainPeakRSS))
+		if b.IngestCPU != nil && b.DrainCPU != nil {
+			fmt.Fprintf(w, "CPU seconds per 1,000 events: %s ingesting (%s allocations per event), %s draining (%s).\n",
+				cpuStr(b.IngestCPU), allocStr(b.IngestCPU), cpuStr(b.DrainCPU), allocStr(b.DrainCPU))
+		}
 	}
 }
 
