@@ -29,7 +29,7 @@ func buildBinary(dir string) (string, error) {
 	return bin, nil
 }
 
-// Placeholders of the phase Caddyfiles; startGateway fills them in.
+// Placeholders of the phase Caddyfiles and the peer's YAML; startProcess fills them in.
 const (
 	pAdmin    = "{ADMIN}"     // the admin address, for `admin {ADMIN}`
 	pSite     = "{SITE}"      // the webhook site, http://127.0.0.1:<port>
