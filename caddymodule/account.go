@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
@@ -34,6 +35,7 @@ type account struct {
 
 	// mango
 	apiKey, apiSalt, apiURL string
+	staleAfter              time.Duration
 	// xvb
 	accessCode, secret, token string
 	lookup                    *lookup
@@ -50,6 +52,8 @@ func (m *MangoAccount) provision(name string, repl *caddy.Replacer) (*account, e
 		apiSalt: repl.ReplaceKnown(m.APISalt, ""),
 		apiURL:  strings.TrimSuffix(repl.ReplaceKnown(m.APIURL, ""), "/"),
 		forward: m.Forward,
+
+		staleAfter: time.Duration(m.StaleAfter),
 	}
 	if acc.apiKey == "" {
 		return nil, errors.New("api_key is required (Mango personal account → Integrations → API connector: \"Уникальный код вашей АТС\")")
@@ -149,9 +153,19 @@ func (acc *account) allows(ip netip.Addr) bool {
 	return false
 }
 
-// secretMatches compares in constant time.
+// secretMatches is the one comparison of a presented secret (token, ?token=, ?key=) with the
+// configured one: exact, byte for byte, in constant time. Nothing is trimmed or decoded
+// beyond what HTTP itself does (a query value is URL-decoded).
 func secretMatches(got, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// bearerMatches checks an Authorization header against want: the scheme Bearer (any case,
+// RFC 9110 §11.1), one space, then exactly the token (RFC 6750 §2.1). `Bearer  <token>` with
+// two spaces is a wrong token.
+func bearerMatches(authorization, want string) bool {
+	scheme, token, ok := strings.Cut(authorization, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && secretMatches(token, want)
 }
 
 func (l *Lookup) provision(repl *caddy.Replacer) (*lookup, error) {
@@ -159,7 +173,7 @@ func (l *Lookup) provision(repl *caddy.Replacer) (*lookup, error) {
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		return nil, errors.New("url must be an http:// or https:// URL")
 	}
-	lk := &lookup{url: u, header: http.Header{}, timeout: time.Duration(l.Timeout), ttl: time.Duration(l.Cache)}
+	lk := &lookup{url: u, header: http.Header{}, timeout: time.Duration(l.Timeout), ttl: time.Duration(l.Cache), client: outbound.Configured(0)}
 	if lk.timeout <= 0 {
 		lk.timeout = defaultLookupTimout
 	}

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
@@ -53,6 +54,10 @@ type App struct {
 	Mango map[string]*MangoAccount `json:"mango,omitempty"`
 	// XVB are the XVB PBX accounts, by name.
 	XVB map[string]*XVBAccount `json:"xvb,omitempty"`
+	// OutboundAllow are the internal networks (CIDRs or addresses) that URLs from a PBX or
+	// CRM answer may reach, such as a Mango recording redirect. Default none: such URLs reach
+	// only public addresses. Endpoints written in the config are dialed as written.
+	OutboundAllow []string `json:"outbound_allow,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -60,6 +65,7 @@ type App struct {
 	targets  []delivery.Target
 	grace    time.Duration
 	natsTLS  *tls.Config
+	outbound *outbound.Policy
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
@@ -161,6 +167,9 @@ type MangoAccount struct {
 	Sources []string `json:"sources,omitempty"`
 	Forward []string `json:"forward"`
 	APIURL  string   `json:"api_url,omitempty"`
+	// StaleAfter, when set, refuses a message whose timestamp is older than this (a replay
+	// past dedupe_window would otherwise be a new event). Off by default: see README "Replays".
+	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
 }
 
 // XVBAccount is an XVB PBX tenant.
@@ -223,11 +232,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Region == "" {
 		a.Region = translators.DefaultRegion
 	}
+	var err error
 	if a.NATS != nil && a.NATS.TLS != nil {
-		var err error
 		if a.natsTLS, err = a.NATS.TLS.config(); err != nil {
 			return fmt.Errorf("nats tls: %w", err)
 		}
+	}
+	if a.outbound, err = outbound.NewPolicy(a.OutboundAllow); err != nil {
+		return fmt.Errorf("outbound_allow: %w", err)
 	}
 	repl := caddy.NewReplacer()
 	if err := a.provisionTargets(repl); err != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/pbxbridge/pbxbridge/outbound"
 )
 
 func init() {
@@ -49,6 +51,10 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //		max_store     <size>                 # e.g. 20GiB; full → webhooks get 503
 //		dedupe_window <duration>             # a PBX re-send within it is delivered once
 //		region        <ISO 3166>             # for numbers without a country code; default RU
+//		outbound_allow <cidr or address>...  # internal networks that URLs from a PBX or CRM answer
+//		                                     # (a Mango recording redirect) may reach; default none.
+//		                                     # Endpoints written here (target, lookup, api_url) are
+//		                                     # dialed as written and need no entry.
 //		nats <url>... {                      # an existing JetStream cluster instead of data_dir
 //			creds    <file>                  # NATS credentials (JWT and NKey seed)
 //			tls {                            # TLS to NATS (also implied by tls:// URLs)
@@ -81,6 +87,7 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //			sources  mango | any | <cidr or address>...
 //			forward  <target>...
 //			api_url  <url>
+//			stale_after <duration>            # refuse events older than this; default off
 //		}
 //		xvb <name> {
 //			access_code <code>
@@ -124,6 +131,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "region":
 			if !d.AllArgs(&a.Region) {
 				return d.ArgErr()
+			}
+		case "outbound_allow":
+			if err := listArg(d, &a.OutboundAllow); err != nil {
+				return err
+			}
+			if _, err := outbound.NewPolicy(a.OutboundAllow); err != nil {
+				return d.Errf("outbound_allow: %v", err)
 			}
 		case "nats":
 			if err := a.unmarshalNATS(d); err != nil {
@@ -328,6 +342,8 @@ func (a *App) unmarshalMango(d *caddyfile.Dispenser) error {
 			err = listArg(d, &m.Forward)
 		case "api_url":
 			err = oneArg(d, &m.APIURL)
+		case "stale_after":
+			err = parseDuration(d, &m.StaleAfter)
 		default:
 			return d.Errf("unknown mango option %q", d.Val())
 		}

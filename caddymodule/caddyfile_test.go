@@ -96,6 +96,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad concurrency", "target crm http://x {\n concurrency -1\n}", `is not a positive number`},
 		{"unknown nats tls option", "nats nats://x {\n tls {\n verify off\n }\n}", `unknown nats tls option "verify"`},
 		{"nats tls argument", "nats nats://x {\n tls on\n}", `wrong argument count`},
+		{"outbound_allow not a network", "outbound_allow localhost", `outbound_allow: "localhost" is not a CIDR or an address`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			in := "{\n\tpbx {\n" + tt.pbx + "\n\t}\n}\n"

@@ -67,7 +67,7 @@ func TestFullStoreAnswers503ThenRecovers(t *testing.T) {
 	accepted := 0
 	var full string
 	for i := 0; i < 500 && full == ""; i++ {
-		m := mango.SampleCall(fmt.Sprintf("E-full-%d", i), fmt.Sprintf("L-%d", i), time.Unix(1764065700, 0))[0]
+		m := mango.SampleCall(fmt.Sprintf("E-full-%d", i), fmt.Sprintf("L-%d", i), time.Now())[0]
 		code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON))
 		switch code {
 		case http.StatusOK:
@@ -93,7 +93,7 @@ func TestFullStoreAnswers503ThenRecovers(t *testing.T) {
 	crm.SetRespond(nil) // the CRM is back: deliveries free the store
 	crm.WaitDelivered(t, accepted, time.Minute)
 	gatewaytest.Eventually(t, 30*time.Second, "webhooks accepted again", func() bool {
-		m := mango.SampleCall("E-after-full", "L-after-full", time.Unix(1764065700, 0))[0]
+		m := mango.SampleCall("E-after-full", "L-after-full", time.Now())[0]
 		code, _ := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON))
 		return code == http.StatusOK
 	})

@@ -76,14 +76,16 @@ func TestMangoRoutedLegStaysInbound(t *testing.T) {
 		}
 	}
 	const entry = "Um91dGVkQ2FsbDE="
-	post("/events/call", `{"entry_id":"`+entry+`","call_id":"MTpJVlI6MQ==","timestamp":"1764065700","seq":"1","call_state":"Appeared","location":"ivr",`+
+	now := time.Now().Unix() // Mango messages older than dedupe_window are refused
+	at := func(offset int) string { return strconv.FormatInt(now+int64(offset), 10) }
+	post("/events/call", `{"entry_id":"`+entry+`","call_id":"MTpJVlI6MQ==","timestamp":"`+at(0)+`","seq":"1","call_state":"Appeared","location":"ivr",`+
 		`"from":{"number":"79161234567"},"to":{"number":"sip:ivr@vpbx400000000.mangosip.ru","line_number":"74951234567"}}`)
 	for i, state := range []string{"Appeared", "Connected", "Disconnected"} {
-		post("/events/call", `{"entry_id":"`+entry+`","call_id":"MTpFTVA6Mg==","timestamp":"`+strconv.Itoa(1764065710+i)+`","seq":"`+strconv.Itoa(1+i)+`",`+
+		post("/events/call", `{"entry_id":"`+entry+`","call_id":"MTpFTVA6Mg==","timestamp":"`+at(10+i)+`","seq":"`+strconv.Itoa(1+i)+`",`+
 			`"call_state":"`+state+`","location":"abonent","from":{"number":"79161234567","taken_from_call_id":"MTpJVlI6MQ=="},`+
 			`"to":{"extension":"123","number":"sip:user123@vpbx400000000.mangosip.ru","line_number":"74951234567"},"command_id":"crm-route-42","disconnect_reason":"1110"}`)
 	}
-	post("/events/call", `{"entry_id":"Q2xpY2tUb0NhbGwx","call_id":"100:500:251","timestamp":"1764065720","seq":"1","call_state":"Appeared","location":"abonent",`+
+	post("/events/call", `{"entry_id":"Q2xpY2tUb0NhbGwx","call_id":"100:500:251","timestamp":"`+at(20)+`","seq":"1","call_state":"Appeared","location":"abonent",`+
 		`"from":{"number":"74955404444"},"to":{"extension":"1234"},"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`)
 
 	ds := crm.WaitDelivered(t, 5, 30*time.Second)

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,7 +77,7 @@ func (h *Webhook) Provision(ctx caddy.Context) error {
 // rejection is a refused webhook: its status, metric reason and log message.
 type rejection struct {
 	status int
-	reason string // source|auth|malformed|too_large|unavailable
+	reason string // source|auth|replay|malformed|too_large|unavailable
 	msg    string
 }
 
@@ -115,7 +118,11 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, now time.Time) (*delivery.Result, *rejection) {
 	ip := clientIP(r)
 	if !acc.allows(ip) {
-		return nil, &rejection{http.StatusForbidden, "source", "source address not allowed for this account"}
+		msg := "source address not allowed for this account"
+		if lenient(r) {
+			msg += " (from a trusted proxy without trusted_proxies_strict, the right-most X-Forwarded-For address counts; behind a chain of proxies set trusted_proxies_strict)"
+		}
+		return nil, &rejection{http.StatusForbidden, "source", msg}
 	}
 	if suffix, known := mango.Route(r.URL.Path); acc.pbx == "mango" && known && mango.IsPing(suffix) {
 		// The cabinet's connection test: 200 whether signed or not, nothing queued.
@@ -187,6 +194,9 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 	if !known {
 		suffix = r.URL.Path
 	}
+	if err := mango.Check(suffix, []byte(form.JSON), now, acc.staleAfter); err != nil {
+		return nil, &rejection{http.StatusBadRequest, "replay", err.Error()}
+	}
 	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil
 }
 
@@ -246,15 +256,52 @@ func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, acc *account, r
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": rej.msg, "reason": rej.reason})
 }
 
-// clientIP is the address Caddy determined, honouring trusted_proxies: a forged
-// X-Forwarded-For from an untrusted peer is not believed.
+// clientIP is the address a request came from, the one `sources` is checked against: the
+// address Caddy determined, which honours trusted_proxies, so a forged X-Forwarded-For from
+// an untrusted peer is not believed. From a trusted proxy, Caddy takes the right-most address
+// that is not a trusted proxy when the server has trusted_proxies_strict, but the left-most,
+// which the client wrote, without it. Then pbxbridge takes the right-most address instead
+// (forwardedBy): what the proxy itself saw and appended.
 func clientIP(r *http.Request) netip.Addr {
 	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if lenient(r) {
+		srv := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+		if ip := forwardedBy(r.Header, srv.ClientIPHeaders); ip.IsValid() {
+			return ip
+		}
+	}
 	ip, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ip
+	return ip.Unmap()
+}
+
+// lenient reports whether the request came from a trusted proxy of a server without
+// trusted_proxies_strict.
+func lenient(r *http.Request) bool {
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return trusted && srv != nil && srv.TrustedProxiesStrict == 0
+}
+
+// forwardedBy is the right-most valid address in the first of headers that has one (all
+// values of a header joined, as Caddy reads them), or the zero Addr.
+func forwardedBy(h http.Header, headers []string) netip.Addr {
+	for _, name := range headers {
+		parts := strings.Split(strings.Join(h.Values(name), ","), ",")
+		for _, part := range slices.Backward(parts) {
+			part = strings.TrimSpace(part)
+			if host, _, err := net.SplitHostPort(part); err == nil {
+				part = host
+			}
+			part, _, _ = strings.Cut(part, "%")
+			if ip, err := netip.ParseAddr(part); err == nil {
+				return ip.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
 }
 
 // Interface guards

@@ -27,7 +27,7 @@ type lookup struct {
 	header  http.Header
 	timeout time.Duration
 	ttl     time.Duration
-	client  http.Client
+	client  *http.Client // follows no redirect: the lookup's headers go to its URL only
 
 	mu    sync.Mutex
 	cache map[string]cachedContact

@@ -22,7 +22,7 @@ var metrics = struct {
 		Name: "pbxbridge_webhooks_received_total", Help: "Webhooks received, by outcome (accepted, duplicate, rejected).",
 	}, []string{"pbx", "account", "outcome"}),
 	rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pbxbridge_webhooks_rejected_total", Help: "Webhooks rejected, by reason (source, auth, malformed, too_large, unavailable).",
+		Name: "pbxbridge_webhooks_rejected_total", Help: "Webhooks rejected, by reason (source, auth, replay, malformed, too_large, unavailable).",
 	}, []string{"pbx", "account", "reason"}),
 	events: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pbxbridge_events_total", Help: "Canonical events produced from accepted webhooks, by type.",
@@ -67,7 +67,7 @@ func zeroSeries(accounts map[string]*account, targets []delivery.Target) {
 		for _, outcome := range []string{"accepted", "duplicate", "rejected"} {
 			metrics.received.WithLabelValues(acc.pbx, acc.name, outcome)
 		}
-		for _, reason := range []string{"source", "auth", "malformed", "too_large", "unavailable"} {
+		for _, reason := range []string{"source", "auth", "replay", "malformed", "too_large", "unavailable"} {
 			metrics.rejected.WithLabelValues(acc.pbx, acc.name, reason)
 		}
 		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name)

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 	"github.com/pbxbridge/pbxbridge/translators/xvb"
@@ -107,7 +108,7 @@ func (h *Originate) provision(app *App, logger *zap.Logger) error {
 		h.Timeout = caddy.Duration(defaultCommandTimeout)
 	}
 	// A PBX API does not redirect a command; following one would turn the POST into a GET.
-	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	h.client = outbound.Configured(0)
 	h.limits = map[string]*commandLimits{}
 	for name, acc := range app.accounts {
 		key := acc.pbx + " " + name + " " + acc.apiURL
@@ -294,11 +295,10 @@ func (h *Originate) handle(r *http.Request) (string, string, commandAnswer) {
 	return acc.name, cmd.name, ans
 }
 
-// authorized checks the bearer token, else ?token=, in constant time.
+// authorized checks the bearer token, else ?token=.
 func (h *Originate) authorized(r *http.Request) bool {
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, token, _ := strings.Cut(auth, " ")
-		return strings.EqualFold(scheme, "Bearer") && secretMatches(strings.TrimSpace(token), h.token)
+		return bearerMatches(auth, h.token)
 	}
 	return secretMatches(r.URL.Query().Get("token"), h.token)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -124,7 +125,7 @@ func TestOriginateEndToEnd(t *testing.T) {
 	t.Run("result and legs carry the command_id", func(t *testing.T) {
 		for _, m := range []struct{ suffix, json string }{
 			{"/result/callback", `{"command_id":"crm-42","result":1000}`},
-			{"/events/call", `{"entry_id":"E42","call_id":"L42","timestamp":1764065700,"seq":1,"call_state":"Appeared","location":"abonent",` +
+			{"/events/call", `{"entry_id":"E42","call_id":"L42","timestamp":` + strconv.FormatInt(time.Now().Unix(), 10) + `,"seq":1,"call_state":"Appeared","location":"abonent",` +
 				`"from":{"number":"79001234567"},"to":{"extension":"101"},"command_id":"crm-42"}`},
 		} {
 			if code, body := g.Post("/hooks/mango"+m.suffix, "application/x-www-form-urlencoded", mango.FormBody(fakeMangoKey, fakeMangoSalt, m.json)); code != http.StatusOK {

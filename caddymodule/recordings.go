@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
 
@@ -73,7 +75,8 @@ type Recordings struct {
 	maxSize int64
 	wait    time.Duration // recordingWait, shorter in tests
 	poll    time.Duration // recordingPoll, shorter in tests
-	client  *http.Client
+	api     *http.Client  // api_url, as the operator wrote it
+	files   *http.Client  // the file URL of Mango's redirect
 	logger  *zap.Logger
 }
 
@@ -115,8 +118,9 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 	}
 	h.maxSize = recordingMaxSize
 	h.wait, h.poll = recordingWait, recordingPoll
-	// Redirects are followed by hand: Mango's 302 is the answer, its target a one-shot file.
-	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Mango's 302 is the answer, followed by hand: its target, a one-shot file URL, came from
+	// an answer and may reach only what the outbound policy lets such URLs reach.
+	h.api, h.files = outbound.Configured(0), app.outbound.Answered()
 	h.links = newRecordingLinks(h.token, publicURL, time.Duration(h.LinkTTL))
 	if publicURL == "" {
 		return nil
@@ -200,8 +204,7 @@ func recordingPath(u *url.URL) (account, id string, err error) {
 // for a bad or expired link) and why.
 func (h *Recordings) authorize(r *http.Request, account, id string) (int, string) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, token, _ := strings.Cut(auth, " ")
-		if !strings.EqualFold(scheme, "Bearer") || !secretMatches(token, h.token) {
+		if !bearerMatches(auth, h.token) {
 			return http.StatusUnauthorized, "wrong bearer token"
 		}
 		return 0, ""
@@ -259,7 +262,7 @@ func (h *Recordings) fetch(clientCtx context.Context, acc *account, id string) (
 		return nil, &rejection{http.StatusInternalServerError, "error", "api_url: " + err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := h.client.Do(req)
+	resp, err := h.api.Do(req)
 	if err != nil {
 		return nil, h.transportFailure(ctx, clientCtx, "Mango's API", err)
 	}
@@ -277,7 +280,7 @@ func (h *Recordings) fetch(clientCtx context.Context, acc *account, id string) (
 	if err != nil {
 		return nil, &rejection{http.StatusBadGateway, "error", "Mango's file URL: " + unwrapURLError(err).Error()}
 	}
-	if resp, err = h.client.Do(req); err != nil {
+	if resp, err = h.files.Do(req); err != nil {
 		return nil, h.transportFailure(ctx, clientCtx, "Mango's file server", err)
 	}
 	defer resp.Body.Close()
@@ -323,6 +326,11 @@ func (h *Recordings) transportFailure(ctx, clientCtx context.Context, what strin
 		return &rejection{499, "canceled", "the client went away"}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &rejection{http.StatusGatewayTimeout, "timeout", fmt.Sprintf("%s took longer than %s", what, time.Duration(h.Timeout))}
+	case errors.Is(err, outbound.ErrInternal):
+		if oe := (*net.OpError)(nil); errors.As(err, &oe) {
+			err = oe.Err // the policy's reason, without the dial's wording
+		}
+		return &rejection{http.StatusBadGateway, "error", "Mango redirected to a file URL pbxbridge does not fetch: " + err.Error()}
 	}
 	return &rejection{http.StatusBadGateway, "unavailable", what + " is unreachable: " + unwrapURLError(err).Error()}
 }

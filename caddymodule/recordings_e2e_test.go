@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,12 +19,18 @@ import (
 )
 
 // recordingsGateway has a Mango account whose API is the fake, an XVB account, and
-// pbx_recordings with the token from the environment variable tokenVar.
+// pbx_recordings with the token from the environment variable tokenVar. The fake's file
+// server, like everything in tests, is on 127.0.0.1: outbound_allow names it.
 func recordingsGateway(crmURL, apiURL, tokenVar string) string {
+	return recordingsGatewayAllowing(crmURL, apiURL, tokenVar, "outbound_allow 127.0.0.1/32")
+}
+
+func recordingsGatewayAllowing(crmURL, apiURL, tokenVar, outboundAllow string) string {
 	return fmt.Sprintf(`{
 	admin {ADMIN}
 	pbx {
 		data_dir {DATA}
+		%s
 		target crm %s
 		mango office {
 			api_key e2e-key
@@ -57,7 +65,7 @@ func recordingsGateway(crmURL, apiURL, tokenVar string) string {
 	bind 127.0.0.1
 	metrics
 }
-`, crmURL, apiURL, tokenVar)
+`, outboundAllow, crmURL, apiURL, tokenVar)
 }
 
 // recordAdded posts Mango's /events/record/added for id and returns the link the CRM got in
@@ -196,5 +204,43 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("gateway log contains %q", s)
 		}
+	}
+}
+
+// A Mango API (malicious, intercepted, or a plain-http api_url) that redirects the recording
+// query to the inside: Caddy's admin /config/, another loopback port, the cloud metadata
+// address. Without outbound_allow none is fetched: the client gets 502 and nothing of the
+// target. api_url itself is on 127.0.0.1 and is reached: the operator wrote it.
+func TestRecordingRedirectsToTheInsideAreNotFetched(t *testing.T) {
+	inside := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("pbxbridge fetched %s from the inside", r.URL)
+		fmt.Fprint(w, "inside secret")
+	}))
+	defer inside.Close()
+	var location atomic.Value
+	var queries atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries.Add(1)
+		http.Redirect(w, r, location.Load().(string), http.StatusFound)
+	}))
+	defer api.Close()
+	crm := gatewaytest.NewCRM(t, nil)
+	g := gatewaytest.Start(t, recordingsGatewayAllowing(crm.URL, api.URL+"/vpbx", "TEST_REC_TOKEN", ""), "TEST_REC_TOKEN=e2e-token-0123456789")
+	for _, target := range []string{
+		"http://" + g.AdminAddr + "/config/",
+		inside.URL + "/dl/x",
+		"http://localhost:" + strings.TrimPrefix(inside.URL, "http://127.0.0.1:") + "/dl/x",
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[::1]:" + strings.TrimPrefix(inside.URL, "http://127.0.0.1:") + "/dl/x",
+		"http://10.0.0.1/dl/x",
+	} {
+		location.Store(target)
+		resp, body := gatewaytest.Request(t, http.MethodGet, g.URL+"/recordings/office/rec-1", "", "", "Authorization", "Bearer e2e-token-0123456789")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "does not fetch") || strings.Contains(string(body), "admin") {
+			t.Errorf("redirect to %s: %d %s, want 502 naming the refusal", target, resp.StatusCode, body)
+		}
+	}
+	if n := queries.Load(); n != 6 {
+		t.Errorf("the configured api_url got %d queries, want 6", n)
 	}
 }

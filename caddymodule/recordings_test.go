@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
@@ -188,6 +189,7 @@ func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (
 		"office": {pbx: "mango", name: "office", apiKey: fake.key, apiSalt: fake.salt, apiURL: fake.apiURL()},
 		"main":   {pbx: "xvb", name: "main"},
 	}}
+	app.outbound, _ = outbound.NewPolicy([]string{"127.0.0.1"}) // the fake's file server
 	core, logs := observer.New(zapcore.DebugLevel)
 	if err := h.provision(app, zap.New(core)); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -68,7 +69,7 @@ func startMango(t *testing.T, crm *gatewaytest.CRM, sources, extraGlobal string)
 // postCall posts one sample call and returns the ids the gateway accepted, in order.
 func postCall(t *testing.T, g *gatewaytest.Gateway, entry string, header ...string) {
 	t.Helper()
-	for _, m := range mango.SampleCall(entry, entry+"-leg", time.Unix(1764065700, 0)) {
+	for _, m := range mango.SampleCall(entry, entry+"-leg", time.Now()) {
 		code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON), header...)
 		if code != http.StatusOK {
 			t.Fatalf("%s: %d %s", m.Name, code, body)
@@ -123,7 +124,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 func TestMangoRejections(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startMango(t, crm, "127.0.0.1", "")
-	msg := mango.SampleCall("E-reject", "L", time.Unix(1764065700, 0))[0]
+	msg := mango.SampleCall("E-reject", "L", time.Now())[0]
 	good := mango.FormBody(testKey, testSalt, msg.JSON)
 	for _, tt := range []struct {
 		name, path, body string
@@ -179,7 +180,7 @@ func TestMangoRejections(t *testing.T) {
 }
 
 func TestMangoSourceCheck(t *testing.T) {
-	msg := mango.SampleCall("E-src", "L", time.Unix(1764065700, 0))[0]
+	msg := mango.SampleCall("E-src", "L", time.Now())[0]
 	body := mango.FormBody(testKey, testSalt, msg.JSON)
 	const mangoAddr = "81.88.80.132"
 
@@ -206,8 +207,56 @@ func TestMangoSourceCheck(t *testing.T) {
 		if code, answer := g.Post("/hooks/mango/events/call", formType, body, "X-Forwarded-For", "203.0.113.9"); code != http.StatusForbidden {
 			t.Fatalf("forwarded stranger: %d %s, want 403", code, answer)
 		}
+		// What nginx or a load balancer forwards when the client sent its own X-Forwarded-For:
+		// the forged entry first, the address the proxy saw last. Only the last counts.
+		for _, xff := range [][]string{
+			{mangoAddr + ", 203.0.113.9"},
+			{mangoAddr, "203.0.113.9"}, // two headers, the forged one first
+			{mangoAddr + ",garbage, 203.0.113.9"},
+		} {
+			if code, answer := postForwarded(t, g, body, xff...); code != http.StatusForbidden || !strings.Contains(answer, "trusted_proxies_strict") {
+				t.Errorf("forged X-Forwarded-For %q: %d %s, want 403 naming trusted_proxies_strict", xff, code, answer)
+			}
+		}
+		if code, answer := postForwarded(t, g, body, "203.0.113.9, "+mangoAddr); code != http.StatusOK {
+			t.Fatalf("Mango behind a client-written entry: %d %s, want 200", code, answer)
+		}
+		crm.WaitDelivered(t, 1, 30*time.Second)
+		if n := len(crm.Requests()); n != 1 {
+			t.Fatalf("CRM got %d requests, want 1", n)
+		}
+	})
+	t.Run("behind a chain of trusted proxies, strict", func(t *testing.T) {
+		crm := gatewaytest.NewCRM(t, nil)
+		g := startMango(t, crm, "mango", "servers {\n\t\ttrusted_proxies static 127.0.0.1/32 10.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}")
+		if code, answer := postForwarded(t, g, body, mangoAddr+", 203.0.113.9, 10.1.2.3"); code != http.StatusForbidden {
+			t.Fatalf("forged entry: %d %s, want 403", code, answer)
+		}
+		if code, answer := postForwarded(t, g, body, "203.0.113.9, "+mangoAddr+", 10.1.2.3"); code != http.StatusOK {
+			t.Fatalf("Mango through two proxies: %d %s, want 200", code, answer)
+		}
 		crm.WaitDelivered(t, 1, 30*time.Second)
 	})
+}
+
+// postForwarded posts a Mango webhook with one X-Forwarded-For header per value.
+func postForwarded(t *testing.T, g *gatewaytest.Gateway, body string, xff ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.URL+"/hooks/mango/events/call", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", formType)
+	for _, v := range xff {
+		req.Header.Add("X-Forwarded-For", v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
@@ -221,8 +270,8 @@ func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
 		return http.StatusOK
 	})
 	g := startMango(t, crm, "127.0.0.1", "")
-	retried := mango.SampleCall("E-503", "L1", time.Unix(1764065700, 0))[0]
-	rejected := mango.SampleCall("E-422", "L2", time.Unix(1764065700, 0))[0]
+	retried := mango.SampleCall("E-503", "L1", time.Now())[0]
+	rejected := mango.SampleCall("E-422", "L2", time.Now())[0]
 	for _, m := range []mango.Message{retried, retried, rejected} { // the second is a re-send
 		if code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(testKey, testSalt, m.JSON)); code != http.StatusOK {
 			t.Fatalf("%d %s", code, body)

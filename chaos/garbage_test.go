@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestChaosAuthenticGarbage(t *testing.T) {
 		{"mango huge numbers", "/hooks/mango/events/call", formType, mango.FormBody(mangoKey, mangoSalt,
 			`{"entry_id":"G-HUGE","call_id":"L","timestamp":1e999999,"seq":`+huge+`,"call_state":"Appeared"}`)},
 		{"mango invalid utf-8", "/hooks/mango/events/call", formType, mango.FormBody(mangoKey, mangoSalt,
-			"{\"entry_id\":\"G-UTF\xff\",\"call_id\":\"L\xfe\",\"timestamp\":1764065700,\"seq\":1,\"call_state\":\"Appeared\",\"from\":{\"number\":\"\xc3\x28\"}}")},
+			"{\"entry_id\":\"G-UTF\xff\",\"call_id\":\"L\xfe\",\"timestamp\":"+strconv.FormatInt(time.Now().Unix(), 10)+",\"seq\":1,\"call_state\":\"Appeared\",\"from\":{\"number\":\"\xc3\x28\"}}")},
 		{"mango NUL and duplicate keys", "/hooks/mango/events/summary", formType, mango.FormBody(mangoKey, mangoSalt,
 			`{"entry_id":"G-NUL\u0000","entry_id":"G-DUP","talk_time":"x","end_time":-1}`)},
 		{"mango not an object", "/hooks/mango/events/call", formType, mango.FormBody(mangoKey, mangoSalt, `[1,"two",null]`)},

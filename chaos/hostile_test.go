@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ type hostile struct {
 func TestChaosHostileInput(t *testing.T) {
 	h := start(t, baseConfig)
 	host := strings.TrimPrefix(h.g.URL, "http://")
-	mangoJSON := `{"entry_id":"HOSTILE","call_id":"L","timestamp":1764065700,"seq":1,"call_state":"Appeared","location":"abonent","from":{"number":"79123456789"},"to":{"extension":"101"}}`
+	mangoJSON := `{"entry_id":"HOSTILE","call_id":"L","timestamp":` + strconv.FormatInt(time.Now().Unix(), 10) + `,"seq":1,"call_state":"Appeared","location":"abonent","from":{"number":"79123456789"},"to":{"extension":"101"}}`
 	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
 	huge := "1" + strings.Repeat("0", 400)
 	smuggled := string(post(host, "/hooks/xvb?key="+xvbKey, formType, xvbIncoming("SMUGGLED")))

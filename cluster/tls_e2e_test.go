@@ -125,7 +125,7 @@ func TestNATSOverTLS(t *testing.T) {
 	urls := []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startGateway(t, "g1", urls, block(ca.path("client.pem")), crm.URL+"/events")
-	for _, m := range mango.SampleCall("tls-1", "tls-1-leg", time.Unix(1764065700, 0)) {
+	for _, m := range mango.SampleCall("tls-1", "tls-1-leg", time.Now()) {
 		if code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(mangoKey, mangoSalt, m.JSON)); code != http.StatusOK {
 			t.Fatalf("%s: %d %s", m.Name, code, body)
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/outbound"
 )
 
 const (
@@ -92,16 +94,8 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		target:        t,
 		cons:          cons,
 		lanes:         map[string]*lane{},
-		client: &http.Client{
-			Transport: &http.Transport{
-				Proxy:               http.ProxyFromEnvironment,
-				MaxIdleConnsPerHost: t.Concurrency,
-				IdleConnTimeout:     90 * time.Second,
-				ForceAttemptHTTP2:   true,
-			},
-			// A redirect is the CRM's answer, not something to follow with a signed body.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		// A redirect is the CRM's answer, not something to follow with a signed body.
+		client: outbound.Configured(t.Concurrency),
 	}
 	d.cond = sync.NewCond(&d.mu)
 	d.paused = e.loadPaused(ctx, t.Name)

@@ -56,7 +56,8 @@ var (
 
 const (
 	defaultPrefix = "pbx"
-	defaultDedupe = 24 * time.Hour
+	// DefaultDedupeWindow is Config.DedupeWindow when not set.
+	DefaultDedupeWindow = 24 * time.Hour
 	// jetStreamMaxMemory bounds the embedded server's memory storage, which pbxbridge does not use.
 	jetStreamMaxMemory = 64 << 20
 	// ackWait is how long JetStream waits before redelivering an unacknowledged message; the
@@ -70,18 +71,18 @@ const (
 // Engine owns the JetStream connection (and the embedded server), the group committer and the
 // dispatchers. It outlives config reloads: the Caddy app keeps it in a usage pool.
 type Engine struct {
-	cfg    Config
-	log    *zap.Logger
-	srv    *server.Server // nil with an external cluster
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	cfg Config
+	log *zap.Logger
+	srv *server.Server // nil with an external cluster
+	nc  *nats.Conn
+	js  jetstream.JetStream
 	// publisher is the group commit's JetStream context, made anew when the store heals: the
 	// server never answers a publish that met a write error, and such a publish would stay
 	// pending in its context for good, counting against the pending limit.
 	publisher atomic.Pointer[jetstream.JetStream]
-	lock   *os.File
-	names  names
-	commit *committer
+	lock      *os.File
+	names     names
+	commit    *committer
 	// eventsSync and deadSync make stored events and dead letters durable (nil with a
 	// cluster, whose servers keep their own durability settings).
 	eventsSync, deadSync *blockSyncer
@@ -133,7 +134,7 @@ func (cfg *Config) withDefaults(defaultMaxStore int64) {
 		cfg.MaxStore = defaultMaxStore
 	}
 	if cfg.DedupeWindow <= 0 {
-		cfg.DedupeWindow = defaultDedupe
+		cfg.DedupeWindow = DefaultDedupeWindow
 	}
 }
 

@@ -21,6 +21,10 @@ type backlogResult struct {
 	DrainPerSecond float64       `json:"drain_per_second"`
 	DrainPeakRSS   int64         `json:"drain_peak_rss_bytes"` // VmHWM after the drain
 	Delivery       deliveryStats `json:"delivery"`
+	// CPU of the gateway while ingesting (per accepted event) and while draining (per
+	// delivered event).
+	IngestCPU *cpuStats `json:"ingest_cpu,omitempty"`
+	DrainCPU  *cpuStats `json:"drain_cpu,omitempty"`
 }
 
 // backlog queues opt.backlog webhooks while the sink answers 503, then brings the sink back
@@ -30,13 +34,22 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	progress("backlog: %d events for a CRM that is down, then the drain", n)
 	b.sink.down.Store(true)
 	defer b.sink.down.Store(false)
-	g, wl, err := b.newGateway(kindPBXBridge, max(defaultMaxStore, int64(n)*4<<10))
+	g, wl, err := b.newGateway(kindPBXBridge, max(defaultMaxStore, int64(n)*4<<10), false)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
+	start, err := g.usage(ctx)
+	if err != nil {
+		return nil, err
+	}
 	samples := newLoader(wl, b.base, b.opt.concurrency).concurrent(ctx, b.opt.concurrency, time.Now().Add(b.opt.backlogTimeout), n)
 	res := &backlogResult{Ingest: summarise(samples)}
+	queued, err := g.usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.IngestCPU = queued.since(start, res.Ingest.Accepted)
 	mem, err := g.memory()
 	if err != nil {
 		return nil, err
@@ -49,12 +62,20 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 		}
 	}
 
+	if queued, err = g.usage(ctx); err != nil { // the heap profile's CPU counts for neither
+		return nil, err
+	}
 	up := time.Since(b.base)
 	b.sink.down.Store(false)
 	profiled := b.startProfile(ctx, g, "cpu-drain.pprof", b.opt.duration)
 	res.Delivery = b.checkDelivery(ctx, kindPBXBridge, wl, samples, b.opt.backlogTimeout)
 	<-profiled
+	drained, err := g.usage(ctx)
+	if err != nil {
+		return nil, err
+	}
 	d := res.Delivery
+	res.DrainCPU = drained.since(queued, d.Once+d.Repeated)
 	if delivered := d.Once + d.Repeated; delivered > 0 {
 		res.FirstDeliveryS = (d.firstAt - up).Seconds()
 		res.DrainPerSecond = float64(delivered) / (d.lastAt - d.firstAt).Seconds()

@@ -29,27 +29,48 @@ func buildBinary(dir string) (string, error) {
 	return bin, nil
 }
 
-// Placeholders of the phase Caddyfiles; startGateway fills them in.
+// Placeholders of the phase Caddyfiles and the peer's YAML; startProcess fills them in.
 const (
-	pAdmin   = "{ADMIN}"   // the admin address, for `admin {ADMIN}`
-	pSite    = "{SITE}"    // the webhook site, http://127.0.0.1:<port>
-	pMetrics = "{METRICS}" // the metrics site
-	pData    = "{DATA}"    // pbx data_dir
-	pCRM     = "{CRM}"     // the sink, http://127.0.0.1:<port>
+	pAdmin    = "{ADMIN}"     // the admin address, for `admin {ADMIN}`
+	pSite     = "{SITE}"      // the webhook site, http://127.0.0.1:<port>
+	pSiteAddr = "{SITE_ADDR}" // the same, 127.0.0.1:<port>
+	pMetrics  = "{METRICS}"   // the metrics site
+	pData     = "{DATA}"      // pbx data_dir
+	pCRM      = "{CRM}"       // the sink, http://127.0.0.1:<port>
 )
 
-// gateway is one run of the binary: its own home, data and config directories under dir, its
-// listeners on free 127.0.0.1 ports, its output in dir/gateway.log.
+// gateway is one run of the binary (or of a peer): its own home, data and config directories
+// under dir, its listeners on free 127.0.0.1 ports, its output in dir/gateway.log.
 type gateway struct {
 	dir     string
 	admin   string // 127.0.0.1:port
 	site    string // http://127.0.0.1:port
+	metrics string // URL of its Prometheus text metrics
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
 }
 
+// startGateway runs bin with the Caddyfile config; startPeer runs a peer with its YAML.
 func startGateway(bin, dir, caddyfile, crmURL string) (*gateway, error) {
+	return startProcess(dir, caddyfile, crmURL, "Caddyfile", func(config string, ports []int) (*exec.Cmd, string) {
+		return exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile"),
+			fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[2])
+	})
+}
+
+func startPeer(bin, dir, yaml, crmURL string) (*gateway, error) {
+	return startProcess(dir, yaml, crmURL, "peer.yaml", func(config string, ports []int) (*exec.Cmd, string) {
+		cmd := exec.Command(bin, "-c", config)
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+		cmd.Env = append(os.Environ(), "PEER_METRICS_ADDR="+addr)
+		return cmd, "http://" + addr + "/metrics"
+	})
+}
+
+// startProcess fills in config's placeholders, writes it to dir/name and starts the command
+// that command makes of it, which also says where the process's metrics are.
+func startProcess(dir, config, crmURL, name string, command func(config string, ports []int) (*exec.Cmd, string)) (*gateway, error) {
 	g := &gateway{dir: dir, logPath: filepath.Join(dir, "gateway.log")}
 	ports, err := freePorts(3)
 	if err != nil {
@@ -57,14 +78,15 @@ func startGateway(bin, dir, caddyfile, crmURL string) (*gateway, error) {
 	}
 	g.admin = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	g.site = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	config := strings.NewReplacer(
+	config = strings.NewReplacer(
 		pAdmin, g.admin,
 		pSite, g.site,
+		pSiteAddr, strings.TrimPrefix(g.site, "http://"),
 		pMetrics, fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 		pData, filepath.Join(dir, "store"),
 		pCRM, crmURL,
-	).Replace(caddyfile)
-	configPath := filepath.Join(dir, "Caddyfile")
+	).Replace(config)
+	configPath := filepath.Join(dir, name)
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
@@ -73,8 +95,11 @@ func startGateway(bin, dir, caddyfile, crmURL string) (*gateway, error) {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	g.cmd = exec.Command(bin, "run", "--config", configPath, "--adapter", "caddyfile")
-	g.cmd.Env = append(os.Environ(),
+	g.cmd, g.metrics = command(configPath, ports)
+	if g.cmd.Env == nil {
+		g.cmd.Env = os.Environ()
+	}
+	g.cmd.Env = append(g.cmd.Env,
 		"HOME="+dir,
 		"XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"),
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"),
@@ -165,6 +190,11 @@ func (g *gateway) stop() {
 		_ = g.cmd.Process.Kill()
 		<-g.exited
 	}
+}
+
+// usage reads the process's CPU and allocation counters.
+func (g *gateway) usage(ctx context.Context) (usage, error) {
+	return readUsage(ctx, g.cmd.Process.Pid, g.metrics)
 }
 
 // memory is what /proc/<pid>/status says of the process's resident memory, in bytes.

@@ -8,10 +8,15 @@
 //
 // each at a fixed concurrency for a fixed time, then the three again at a fixed rate for
 // latency, and optionally (--backlog N) N events queued for a CRM that is down and drained when
-// it returns. It prints a Markdown table of pbxbridge against those baselines, with the
-// command that reproduces it, or JSON with --json. Progress goes to stderr.
+// it returns. With --peers it also builds a general stream processor (Benthos, in its own
+// module under peers/) and has it do the same Mango job beside pbxbridge on Mango calls alone.
+// Every phase reports the measured process's CPU seconds per 1,000 events (/proc/<pid>/stat)
+// and its allocations per event (the Go runtime's counter on its metrics endpoint): on a
+// machine the load generator shares, those are steadier than rates. It prints a Markdown table
+// of pbxbridge against those baselines, with the command that reproduces it, or JSON with
+// --json. Progress goes to stderr.
 //
-//	go run ./cmd/pbxbridge-bench [--concurrency 32] [--duration 10s] [--rate 1000] [--backlog 1000000]
+//	go run ./cmd/pbxbridge-bench [--concurrency 32] [--duration 10s] [--rate 1000] [--backlog 1000000] [--peers]
 package main
 
 import (
@@ -37,6 +42,7 @@ type options struct {
 	drainTimeout   time.Duration
 	backlogTimeout time.Duration
 	profileDir     string
+	peers          bool
 	json           bool
 }
 
@@ -51,6 +57,7 @@ func main() {
 	flag.DurationVar(&opt.drainTimeout, "drain-timeout", 2*time.Minute, "longest wait for a phase's deliveries")
 	flag.DurationVar(&opt.backlogTimeout, "backlog-timeout", 30*time.Minute, "longest backlog ingest, and longest drain")
 	flag.StringVar(&opt.profileDir, "profile", "", "save pbxbridge's CPU and heap profiles (pprof) into this directory")
+	flag.BoolVar(&opt.peers, "peers", false, "also build the peer (Benthos, module "+peerDir+") and run the Mango job on it and on pbxbridge")
 	flag.BoolVar(&opt.json, "json", false, "print JSON instead of Markdown")
 	flag.Parse()
 	if opt.concurrency < 1 || opt.duration <= 0 || opt.rate < 0 || opt.backlog < 0 || flag.NArg() > 0 {
@@ -85,6 +92,12 @@ func run(ctx context.Context, opt options) error {
 			return err
 		}
 	}
+	if opt.peers {
+		progress("building the peer (%s)", peerDir)
+		if b.peer, err = buildPeer(work); err != nil {
+			return err
+		}
+	}
 	if b.sink, err = startSink(b.base); err != nil {
 		return err
 	}
@@ -95,7 +108,7 @@ func run(ctx context.Context, opt options) error {
 	}
 	desc := fmt.Sprintf("%d connections, %s", opt.concurrency, opt.duration)
 	for _, k := range []gatewayKind{kindRespond, kindProxy, kindPBXBridge} {
-		p, err := b.phase(ctx, k, desc, opt.concurrency, opt.duration, saturate, profileName(k, "cpu-saturated.pprof"))
+		p, err := b.phase(ctx, k, false, desc, opt.concurrency, opt.duration, saturate, profileName(k, "cpu-saturated.pprof"))
 		if err != nil {
 			return err
 		}
@@ -106,11 +119,21 @@ func run(ctx context.Context, opt options) error {
 		desc := fmt.Sprintf("%d/s, %s", opt.rate, opt.rateDuration)
 		for _, k := range []gatewayKind{kindRespond, kindProxy, kindPBXBridge} {
 			// Connections enough for the rate at 100 ms latency.
-			p, err := b.phase(ctx, k, desc, max(16, opt.rate/10), opt.rateDuration, fixed, profileName(k, "cpu-rate.pprof"))
+			p, err := b.phase(ctx, k, false, desc, max(16, opt.rate/10), opt.rateDuration, fixed, profileName(k, "cpu-rate.pprof"))
 			if err != nil {
 				return err
 			}
 			r.FixedRate = append(r.FixedRate, p)
+		}
+	}
+	if opt.peers {
+		desc := fmt.Sprintf("Mango calls only, %d connections, %s", opt.concurrency, opt.duration)
+		for _, k := range []gatewayKind{kindPBXBridge, kindPeerNone, kindPeerMemory} {
+			p, err := b.phase(ctx, k, true, desc, opt.concurrency, opt.duration, saturate, "")
+			if err != nil {
+				return err
+			}
+			r.Peers = append(r.Peers, p)
 		}
 	}
 	if opt.backlog > 0 {

@@ -90,15 +90,24 @@ const (
 	kindRespond   gatewayKind = "respond"
 	kindProxy     gatewayKind = "reverse_proxy"
 	kindPBXBridge gatewayKind = "pbxbridge"
+	// The peers (--peers): Benthos doing pbxbridge's Mango job, answering after the CRM took
+	// the event (buffer none) or once it is in memory (buffer memory).
+	kindPeerNone   gatewayKind = "Benthos, buffer none"
+	kindPeerMemory gatewayKind = "Benthos, buffer memory"
 )
+
+// isPeer tells the peers from the three phases of the same binary.
+func (k gatewayKind) isPeer() bool { return k == kindPeerNone || k == kindPeerMemory }
 
 // phaseResult is what one phase measured.
 type phaseResult struct {
 	Gateway  gatewayKind    `json:"gateway"`
 	Load     string         `json:"load"`
 	Ingest   loadStats      `json:"ingest"`
-	Delivery *deliveryStats `json:"delivery,omitempty"` // reverse_proxy and pbxbridge
+	Delivery *deliveryStats `json:"delivery,omitempty"` // all but respond
 	PeakRSS  int64          `json:"peak_rss_bytes"`     // VmHWM at the end of the phase
+	// CPU is the process's from the load's start to the end of its deliveries.
+	CPU *cpuStats `json:"cpu,omitempty"`
 }
 
 // deliveryStats compare what the gateway acknowledged with what the CRM sink received.
@@ -124,31 +133,43 @@ type bench struct {
 	bin  string
 	work string
 	sink *sink
+	peer string    // the peer binary, with --peers
 	base time.Time // the clock of loader samples and sink arrivals
 	n    int       // phases started, for directory names
 }
 
-// newGateway starts a gateway of kind in a fresh directory.
-func (b *bench) newGateway(kind gatewayKind, maxStore int64) (*gateway, workload, error) {
+// newGateway starts a gateway of kind in a fresh directory, with the workload to send it: Mango
+// calls only, or Mango and XVB calls.
+func (b *bench) newGateway(kind gatewayKind, maxStore int64, mangoOnly bool) (*gateway, workload, error) {
 	b.n++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.n, kind))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, workload{}, err
 	}
-	config := map[gatewayKind]string{kindRespond: respondConfig, kindProxy: proxyConfig, kindPBXBridge: pbxbridgeConfig}[kind]
-	config = strings.ReplaceAll(config, "{MAX_STORE}", fmt.Sprint(maxStore))
-	g, err := startGateway(b.bin, dir, config, b.sink.URL)
+	var g *gateway
+	var err error
+	if kind.isPeer() {
+		g, err = startPeer(b.peer, dir, peerConfig(kind), b.sink.URL)
+	} else {
+		config := map[gatewayKind]string{kindRespond: respondConfig, kindProxy: proxyConfig, kindPBXBridge: pbxbridgeConfig}[kind]
+		config = strings.ReplaceAll(config, "{MAX_STORE}", fmt.Sprint(maxStore))
+		g, err = startGateway(b.bin, dir, config, b.sink.URL)
+	}
 	if err != nil {
 		return nil, workload{}, fmt.Errorf("%s: %w", kind, err)
 	}
-	if kind == kindPBXBridge {
-		if err := g.waitQueueReady(); err != nil {
-			g.stop()
-			return nil, workload{}, err
-		}
+	switch {
+	case kind == kindPBXBridge:
+		err = g.waitQueueReady()
+	case kind.isPeer():
+		err = g.waitPeerReady()
+	}
+	if err != nil {
+		g.stop()
+		return nil, workload{}, err
 	}
 	b.sink.reset()
-	return g, workload{run: runID(), base: g.site}, nil
+	return g, workload{run: runID(), base: g.site, mangoOnly: mangoOnly}, nil
 }
 
 func runID() string {
@@ -157,16 +178,25 @@ func runID() string {
 	return hex.EncodeToString(b)
 }
 
-// phase runs load (which lasts about length) against a new gateway of kind and, behind
-// reverse_proxy and pbxbridge, checks what reached the sink. profile, when not empty, names a
-// CPU profile of the load.
-func (b *bench) phase(ctx context.Context, kind gatewayKind, desc string, conns int, length time.Duration, load func(*loader) []sample, profile string) (phaseResult, error) {
+// phase runs load (which lasts about length) against a new gateway of kind and, behind all
+// but respond, checks what reached the sink. profile, when not empty, names a CPU profile of
+// the load.
+func (b *bench) phase(ctx context.Context, kind gatewayKind, mangoOnly bool, desc string, conns int, length time.Duration, load func(*loader) []sample, profile string) (phaseResult, error) {
 	progress("%s: %s", kind, desc)
-	g, wl, err := b.newGateway(kind, defaultMaxStore)
+	g, wl, err := b.newGateway(kind, defaultMaxStore, mangoOnly)
 	if err != nil {
 		return phaseResult{}, err
 	}
 	defer g.stop()
+	if kind.isPeer() {
+		if err := checkPeerRejectsWrongSign(ctx, wl); err != nil {
+			return phaseResult{}, fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	before, err := g.usage(ctx)
+	if err != nil {
+		return phaseResult{}, err
+	}
 	profiled := b.startProfile(ctx, g, profile, length)
 	samples := load(newLoader(wl, b.base, conns))
 	<-profiled
@@ -175,6 +205,11 @@ func (b *bench) phase(ctx context.Context, kind gatewayKind, desc string, conns 
 		d := b.checkDelivery(ctx, kind, wl, samples, b.opt.drainTimeout)
 		res.Delivery = &d
 	}
+	after, err := g.usage(ctx)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	res.CPU = after.since(before, res.Ingest.Accepted)
 	mem, err := g.memory()
 	if err != nil {
 		return phaseResult{}, err
@@ -204,8 +239,8 @@ func (b *bench) startProfile(ctx context.Context, g *gateway, name string, lengt
 
 // checkDelivery waits (up to timeout) until every acknowledged event reached the sink and
 // compares the two. Behind pbxbridge an event is known by its webhook-id and its lag runs
-// from the 200 to the PBX; behind reverse_proxy the request itself is delivered, known by
-// its sequence number, and its lag runs from when it was sent.
+// from the 200 to the PBX; behind reverse_proxy and the peers the request (or what the peer
+// made of it) is known by its sequence number, and its lag runs from when it was sent.
 func (b *bench) checkDelivery(ctx context.Context, kind gatewayKind, wl workload, samples []sample, timeout time.Duration) deliveryStats {
 	type expected struct {
 		key   deliveryKey
@@ -218,7 +253,7 @@ func (b *bench) checkDelivery(ctx context.Context, kind gatewayKind, wl workload
 		if !ok(s.status) {
 			continue
 		}
-		if kind == kindProxy {
+		if kind != kindPBXBridge {
 			want = append(want, expected{seqKey(s.n), s.start})
 			continue
 		}

@@ -18,8 +18,9 @@ type report struct {
 	LoadBefore  string         `json:"loadavg_before"` // /proc/loadavg: 1, 5, 15 minutes
 	LoadAfter   string         `json:"loadavg_after"`
 	Rows        []row          `json:"rows"`
-	Saturated   []phaseResult  `json:"saturated"`  // respond, reverse_proxy, pbxbridge at opt.concurrency
-	FixedRate   []phaseResult  `json:"fixed_rate"` // the same at opt.rate
+	Saturated   []phaseResult  `json:"saturated"`       // respond, reverse_proxy, pbxbridge at opt.concurrency
+	FixedRate   []phaseResult  `json:"fixed_rate"`      // the same at opt.rate
+	Peers       []phaseResult  `json:"peers,omitempty"` // pbxbridge and the peers on Mango calls only
 	Backlog     *backlogResult `json:"backlog,omitempty"`
 	concurrency int
 	rate        int
@@ -94,6 +95,10 @@ func (r *report) buildRows() {
 				Ratio: ratio(pr.Delivery.LagP99ms, xr.Delivery.LagP99ms)})
 		}
 	}
+	r.cpuRows(conns, pbx, respond, proxy)
+	if len(r.FixedRate) > 0 {
+		r.cpuRows(fmt.Sprintf("at %d events/s", r.rate), rate(kindPBXBridge), rate(kindRespond), rate(kindProxy))
+	}
 	r.add(row{Metric: "Peak RSS (" + conns + ")", PBX: mb(pbx.PeakRSS), Baseline: mb(respond.PeakRSS) + " `respond`",
 		Ratio: ratio(float64(pbx.PeakRSS), float64(respond.PeakRSS))})
 
@@ -120,6 +125,35 @@ func (r *report) buildRows() {
 				Ratio: drain, Target: "≥ 1 × end-to-end", Met: met(*drain >= 1)})
 		}
 	}
+}
+
+// cpuRows compare pbxbridge's CPU and allocations per event with the baselines' in one load.
+func (r *report) cpuRows(load string, pbx, respond, proxy phaseResult) {
+	if pbx.CPU == nil || respond.CPU == nil || proxy.CPU == nil {
+		return
+	}
+	for _, base := range []phaseResult{respond, proxy} {
+		r.add(row{Metric: "CPU seconds per 1,000 events (" + load + ")", PBX: cpuStr(pbx.CPU), Baseline: cpuStr(base.CPU) + " `" + string(base.Gateway) + "`",
+			Ratio: ratio(pbx.CPU.PerKEvents, base.CPU.PerKEvents)})
+	}
+	if pbx.CPU.AllocsPerEvent != nil && respond.CPU.AllocsPerEvent != nil {
+		r.add(row{Metric: "Allocations per event (" + load + ")", PBX: allocStr(pbx.CPU), Baseline: allocStr(respond.CPU) + " `respond`",
+			Ratio: ratio(*pbx.CPU.AllocsPerEvent, *respond.CPU.AllocsPerEvent)})
+	}
+}
+
+func cpuStr(c *cpuStats) string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.3f s", c.PerKEvents)
+}
+
+func allocStr(c *cpuStats) string {
+	if c == nil || c.AllocsPerEvent == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.0f", *c.AllocsPerEvent)
 }
 
 func (r *report) backlogDelivery() *deliveryStats {
@@ -164,18 +198,9 @@ func (r *report) markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nPhases (each a fresh process of the same binary; latency of 2xx answers):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| gateway | load | requests | 2xx | refused | 2xx/s | p50 | p99 | delivered/s | lag p50 | lag p99 | once / repeated / missing / unexpected | peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, p := range append(append([]phaseResult(nil), r.Saturated...), r.FixedRate...) {
-		d := p.Delivery
-		del, lag50, lag99, counts := "", "", "", ""
-		if d != nil {
-			del, lag50, lag99 = num(d.PerSecond), msStr(d.LagP50ms), msStr(d.LagP99ms)
-			counts = fmt.Sprintf("%d / %d / %d / %d", d.Once, d.Repeated, d.Missing, d.Unexpected)
-		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Gateway, p.Load,
-			p.Ingest.Requests, p.Ingest.Accepted, refused(p.Ingest.Refused), num(p.Ingest.PerSecond), msStr(p.Ingest.P50ms), msStr(p.Ingest.P99ms),
-			del, lag50, lag99, counts, mb(p.PeakRSS))
+	phaseTable(w, append(append([]phaseResult(nil), r.Saturated...), r.FixedRate...))
+	if len(r.Peers) > 0 {
+		r.peerTable(w)
 	}
 	if b := r.Backlog; b != nil {
 		d := b.Delivery
@@ -185,6 +210,57 @@ func (r *report) markdown(w io.Writer) {
 			b.Ingest.Requests, b.Ingest.Accepted, refused(b.Ingest.Refused), b.Ingest.Seconds, num(b.Ingest.PerSecond),
 			mb(b.QueuedRSS), mb(b.QueuedPeak), b.FirstDeliveryS, num(b.DrainPerSecond),
 			d.Once, d.Repeated, d.Missing, d.Unexpected, mb(b.DrainPeakRSS))
+		if b.IngestCPU != nil && b.DrainCPU != nil {
+			fmt.Fprintf(w, "CPU seconds per 1,000 events: %s ingesting (%s allocations per event), %s draining (%s).\n",
+				cpuStr(b.IngestCPU), allocStr(b.IngestCPU), cpuStr(b.DrainCPU), allocStr(b.DrainCPU))
+		}
+	}
+}
+
+// peerTable sets pbxbridge and the peers side by side on the same Mango job, as ratios to
+// pbxbridge.
+func (r *report) peerTable(w io.Writer) {
+	pbx := byGateway(r.Peers, kindPBXBridge)
+	fmt.Fprintf(w, "\nThe Mango job beside a peer (%s; ratios to pbxbridge in the same run):\n\n", pbx.Load)
+	fmt.Fprintln(w, "| system | a 2xx means | 2xx/s | × | CPU s / 1k events | × | allocs / event | × | delivered once / repeated / missing | peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	means := map[gatewayKind]string{
+		kindPBXBridge:  "stored, fsynced",
+		kindPeerNone:   "the CRM took it",
+		kindPeerMemory: "in memory",
+	}
+	x := func(a, b float64) string { return fmt.Sprintf("%.2f", *ratio(a, b)) }
+	for _, p := range r.Peers {
+		cpu, cpuX, alloc, allocX := "", "", "", ""
+		if p.CPU != nil && pbx.CPU != nil {
+			cpu, cpuX = cpuStr(p.CPU), x(p.CPU.PerKEvents, pbx.CPU.PerKEvents)
+			if p.CPU.AllocsPerEvent != nil && pbx.CPU.AllocsPerEvent != nil {
+				alloc, allocX = allocStr(p.CPU), x(*p.CPU.AllocsPerEvent, *pbx.CPU.AllocsPerEvent)
+			}
+		}
+		counts := ""
+		if d := p.Delivery; d != nil {
+			counts = fmt.Sprintf("%d / %d / %d", d.Once, d.Repeated, d.Missing)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Gateway, means[p.Gateway],
+			num(p.Ingest.PerSecond), x(p.Ingest.PerSecond, pbx.Ingest.PerSecond), cpu, cpuX, alloc, allocX, counts, mb(p.PeakRSS))
+	}
+}
+
+// phaseTable lists phases in full.
+func phaseTable(w io.Writer, phases []phaseResult) {
+	fmt.Fprintln(w, "| gateway | load | requests | 2xx | refused | 2xx/s | p50 | p99 | delivered/s | lag p50 | lag p99 | once / repeated / missing / unexpected | peak RSS | CPU s / 1k events | allocs / event |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, p := range phases {
+		d := p.Delivery
+		del, lag50, lag99, counts := "", "", "", ""
+		if d != nil {
+			del, lag50, lag99 = num(d.PerSecond), msStr(d.LagP50ms), msStr(d.LagP99ms)
+			counts = fmt.Sprintf("%d / %d / %d / %d", d.Once, d.Repeated, d.Missing, d.Unexpected)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Gateway, p.Load,
+			p.Ingest.Requests, p.Ingest.Accepted, refused(p.Ingest.Refused), num(p.Ingest.PerSecond), msStr(p.Ingest.P50ms), msStr(p.Ingest.P99ms),
+			del, lag50, lag99, counts, mb(p.PeakRSS), cpuStr(p.CPU), allocStr(p.CPU))
 	}
 }
 

@@ -20,20 +20,26 @@ const (
 )
 
 // callLength is how many requests one block of the stream has: a whole Mango call (4
-// messages) and a whole XVB call (3).
-const callLength = 7
+// messages, mangoCallLength) and a whole XVB call (3).
+const (
+	mangoCallLength = 4
+	callLength      = mangoCallLength + 3
+)
 
-// sampleStart is the time on the Mango sample calls; Mango ids do not depend on it.
-var sampleStart = time.Unix(1764065700, 0)
+// sampleStart is the time on the Mango sample calls; Mango ids do not depend on it. It is
+// the present: the gateway refuses Mango messages older than its dedupe window.
+var sampleStart = time.Now()
 
 // workload is the request stream of a phase. Request n is a unique webhook that the gateway
 // turns into exactly one canonical event; every callLength requests are one Mango call
 // (Appeared, Connected, Disconnected, summary, signed with the account's salt) and one XVB
 // call (INCOMING, ANSWERED with X-XVB-AC, COMPLETED with callid), each from its own phone
-// number, so the gateway's per-call lanes and XVB's open-call bucket see real calls.
+// number, so the gateway's per-call lanes and XVB's open-call bucket see real calls. With
+// mangoOnly every block is one Mango call: the job the peers do.
 type workload struct {
-	run  string // makes the ids of this phase unique
-	base string // the site, http://127.0.0.1:port
+	run       string // makes the ids of this phase unique
+	base      string // the site, http://127.0.0.1:port
+	mangoOnly bool
 }
 
 // request is one webhook as the PBX posts it.
@@ -44,8 +50,12 @@ type request struct {
 }
 
 func (w workload) request(n int) request {
-	call, step := n/callLength, n%callLength
-	if step < 4 {
+	length := callLength
+	if w.mangoOnly {
+		length = mangoCallLength
+	}
+	call, step := n/length, n%length
+	if step < mangoCallLength {
 		entry := fmt.Sprintf("%s-m%d", w.run, call)
 		m := mango.SampleCall(entry, entry+"-leg", sampleStart)[step]
 		return request{url: w.base + "/hooks/mango" + m.Suffix, body: mango.FormBody(mangoKey, mangoSalt, m.JSON)}
@@ -58,7 +68,7 @@ func (w workload) request(n int) request {
 		"phone":       {fmt.Sprintf("7920%07d", call%10_000_000)},
 	}
 	r := request{url: w.base + "/hooks/xvb"}
-	switch step - 4 {
+	switch step - mangoCallLength {
 	case 0:
 		form.Set("event", "INCOMING")
 		form.Set("ext", "")

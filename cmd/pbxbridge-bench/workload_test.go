@@ -61,3 +61,23 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("p99 of nothing %v", got)
 	}
 }
+
+// The peer phases send Mango calls alone, still one unique event a request.
+func TestMangoOnlyWorkload(t *testing.T) {
+	wl := workload{run: "m", base: "http://127.0.0.1:1", mangoOnly: true}
+	seen := map[string]bool{}
+	for n := range 3 * mangoCallLength {
+		r := wl.request(n)
+		if !strings.Contains(r.url, "/hooks/mango/events/") {
+			t.Fatalf("request %d: %s", n, r.url)
+		}
+		ids := wl.eventIDs(n)
+		if len(ids) != 1 || seen[ids[0]] {
+			t.Fatalf("request %d: ids %v", n, ids)
+		}
+		seen[ids[0]] = true
+	}
+	if !strings.HasSuffix(wl.request(mangoCallLength-1).url, "/events/summary") {
+		t.Error("a call does not end with its summary")
+	}
+}

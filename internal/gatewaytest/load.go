@@ -133,7 +133,7 @@ func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers i
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		entry := fmt.Sprintf("%s-%d", prefix, i)
 		var hooks []webhook
-		for _, m := range mango.SampleCall(entry, entry+"-leg", time.Unix(1764065700, 0)) {
+		for _, m := range mango.SampleCall(entry, entry+"-leg", time.Now()) {
 			hooks = append(hooks, webhook{m.Name, baseURL + m.Suffix, mango.FormBody(key, salt, m.JSON),
 				mango.Translate(src, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now())})
 		}

@@ -16,8 +16,12 @@
 //	/events/recording       recording_id
 //	/events/record/added    recording_id
 //	/events/dtmf            call_id + seq
-//	/result/<command>       command_id + suffix
-//	pbx.unmapped            suffix + SHA-256 of the payload
+//	/result/<command>       command_id
+//	pbx.unmapped            SHA-256 of the payload
+//
+// None of them has the URL suffix in it: Mango's sign covers the payload only, so the suffix
+// could be changed by anyone who replays a body. Check refuses a payload posted to a suffix it
+// cannot belong to, and one older than the dedupe window.
 //
 // Both /events/recording (Completed, kept) and /events/record/added become recording.ready
 // keyed on recording_id alone, so they get the same event id and a CRM receives one

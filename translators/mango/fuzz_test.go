@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// FuzzTranslate: whatever the path and payload, Translate does not panic, yields one
-// schema-valid event (none for a ping), and yields it again, identically, for a re-send.
+// FuzzTranslate: whatever the path and payload, Check and Translate do not panic, and
+// Translate yields one schema-valid event (none for a ping), and yields it again,
+// identically, for a re-send.
 func FuzzTranslate(f *testing.F) {
 	addFixtureSeeds(f, func(name string, body []byte) {
 		for _, r := range fixtureRoutes {
@@ -29,6 +31,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Add("/hooks/mango/events/recording", []byte(`{"recording_id":"r","recording_state":"Completed","completion_code":1000}`))
 	f.Fuzz(func(t *testing.T, path string, payload []byte) {
 		suffix, _ := Route(path)
+		_ = Check(suffix, payload, testReceived, time.Hour) // must not panic either
 		evs := Translate(testSrc, suffix, payload, testReceived)
 		if IsPing(suffix) {
 			if len(evs) != 0 {

@@ -159,7 +159,8 @@ func commandResult(m *message, f fields) (translators.Event, error) {
 	case !f.has("result"):
 		return translators.Event{}, errors.New("missing result")
 	}
-	ev := m.event(translators.TypeCommandResult, key(id, m.suffix), "", f.time("timestamp"))
+	// Keyed on command_id alone (one command, one result): the suffix is not signed.
+	ev := m.event(translators.TypeCommandResult, id, "", f.time("timestamp"))
 	d := &ev.Data
 	d.Command = strings.TrimPrefix(m.suffix, "result/")
 	d.CommandID = id

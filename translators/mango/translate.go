@@ -95,7 +95,9 @@ func (m *message) finish(ev *translators.Event) {
 func (m *message) unmapped(cause error) translators.Event {
 	sum := sha256.Sum256(m.payload)
 	f, _ := decodeObject(m.payload) // best effort: a bad payload reads as empty
-	ev := m.event(translators.TypeUnmapped, key(m.suffix, hex.EncodeToString(sum[:])), f.str("entry_id"), f.time("timestamp"))
+	// Keyed on the content alone: Mango's sign does not cover the suffix, so the same body
+	// re-posted under another path is the same message.
+	ev := m.event(translators.TypeUnmapped, hex.EncodeToString(sum[:]), f.str("entry_id"), f.time("timestamp"))
 	ev.Data.LegID = f.str("call_id")
 	ev.Data.CommandID = f.str("command_id")
 	ev.Data.Error = cause.Error()

@@ -44,8 +44,9 @@ func DerivedCallID(accessCode string, f Fields) string {
 //
 //	cmd=event INCOMING   call.ringing (direction from type: in, out, else unknown)
 //	cmd=event ANSWERED   call.answered, agent = ext
-//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set;
-//	                     without type or ext, those of corr (the call it closes)
+//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is an http(s)
+//	                     URL (any other link is dropped, said in the error field: CRMs render
+//	                     it); without type or ext, those of corr (the call it closes)
 //	anything else        pbx.unmapped with an error (cmd=contact included: it is answered
 //	                     synchronously with ContactAnswer, never queued)
 //
@@ -137,6 +138,11 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0, d.Direction)
 	d.RecordingURL = f["record_link"]
 	if d.RecordingURL == "" {
+		return []translators.Event{ev}
+	}
+	if err := translators.CheckLink(d.RecordingURL); err != nil {
+		// The CRM would render it; the call is still reported, without the link.
+		d.RecordingURL, d.Error = "", "record_link dropped: "+err.Error()
 		return []translators.Event{ev}
 	}
 	rec := newEvent(translators.TypeRecordingReady)

@@ -98,6 +98,8 @@ func TestTranslate(t *testing.T) {
 				{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "https://h/r.q722?a=1&b=2", ""},
 				{"recording.ready", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "https://h/r.q722?a=1&b=2", ""},
 			}},
+		{"COMPLETED with a javascript: record_link: reported, the link dropped", ac + "cmd=event&callid=C1&type=in&event=COMPLETED&status=Success&duration=16&ext=100&phone=79201119613&record_link=javascript%3Aalert(document.cookie)", Correlation{},
+			[]summary{{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "", `record_link dropped: scheme "javascript" is not http or https`}}},
 		// XVB's own COMPLETED has no type and no ext: the call it closes says them.
 		{"outbound COMPLETED without type, joined by phone", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
 			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "out", Ext: "104"},
