@@ -40,7 +40,8 @@ func init() {
 type App struct {
 	// DataDir holds the embedded JetStream store. Default: Caddy's data dir + /pbxbridge.
 	DataDir string `json:"data_dir,omitempty"`
-	// MaxStore caps the queue in bytes; when full, webhooks get 503. Default 10 GiB.
+	// MaxStore caps the queue in bytes; when full, webhooks get 503. Default 10 GiB, or a
+	// quarter of data_dir's file system if that is smaller.
 	MaxStore int64 `json:"max_store,omitempty"`
 	// DedupeWindow is how long a PBX re-send of an accepted event is recognised. Default 24h.
 	DedupeWindow caddy.Duration `json:"dedupe_window,omitempty"`

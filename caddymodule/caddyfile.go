@@ -48,7 +48,7 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //
 //	pbx {
 //		data_dir      <path>                 # embedded store; default: Caddy's data dir + /pbxbridge
-//		max_store     <size>                 # e.g. 20GiB; full → webhooks get 503
+//		max_store     <size>                 # e.g. 20GiB; default 10GiB or a quarter of the disk; full → webhooks get 503
 //		dedupe_window <duration>             # a PBX re-send within it is delivered once
 //		region        <ISO 3166>             # for numbers without a country code; default RU
 //		outbound_allow <cidr or address>...  # internal networks that URLs from a PBX or CRM answer
