@@ -58,6 +58,11 @@ type dispatcher struct {
 	cons     jetstream.Consumer
 	lanes    map[string]*lane
 	held     int // events taken from JetStream and not yet settled
+	// holding are the stream sequences of the held events. JetStream hands an event out again
+	// when its ack deadline passes un-renewed (a keep-alive starved of CPU for ackWait); the
+	// copy is the same event, already in a lane, and is dropped: delivering it would send it
+	// twice while nothing failed. Acking either copy settles the event.
+	holding map[uint64]bool
 	inflight int // attempts in progress
 	paused   bool
 	stopping bool
@@ -92,6 +97,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		target:        t,
 		cons:          cons,
 		lanes:         map[string]*lane{},
+		holding:       map[uint64]bool{},
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
@@ -214,10 +220,16 @@ func (d *dispatcher) fetchLoop() {
 // deliveries can keep that from being true).
 func (d *dispatcher) take(msg jetstream.Msg) {
 	pin := msg.Headers().Get(pinHeader)
+	seq := streamSeq(msg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
 		return // not acked: redelivered after restart
+	}
+	if pin == d.pin && d.holding[seq] {
+		d.log.Warn("JetStream handed out again an event held here (its keep-alive came late); the copy is dropped, the event stays in its lane",
+			zap.Uint64("stream_seq", seq))
+		return
 	}
 	if pin != d.pin {
 		// Normally nothing is held here now (a new pin follows a start or a release); if
@@ -234,6 +246,7 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		go d.settle(pin, wait)
 	}
 	d.held++
+	d.holding[seq] = true
 	if d.settling {
 		d.arrived = append(d.arrived, msg)
 		return
@@ -324,7 +337,7 @@ func (d *dispatcher) releaseLocked() int {
 		l.released = true
 		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
 	}
-	d.lanes = map[string]*lane{}
+	d.lanes, d.holding = map[string]*lane{}, map[uint64]bool{}
 	d.arrived, d.settling, d.pin, d.held = nil, false, "", 0
 	d.cond.Broadcast()
 	return n
@@ -377,6 +390,7 @@ func (d *dispatcher) runLane(l *lane) {
 		}
 		l.queue = l.queue[1:]
 		d.held--
+		delete(d.holding, streamSeq(msg))
 		d.cond.Broadcast()
 		if len(l.queue) == 0 {
 			delete(d.lanes, l.key)
