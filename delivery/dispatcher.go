@@ -52,17 +52,17 @@ type dispatcher struct {
 	abortAttempts context.CancelFunc
 	wg            sync.WaitGroup
 
-	mu       sync.Mutex
-	cond     *sync.Cond // capacity, slots, pause, circuit, release or stop changed
-	target   Target
-	cons     jetstream.Consumer
-	lanes    map[string]*lane
-	held     int // events taken from JetStream and not yet settled
+	mu     sync.Mutex
+	cond   *sync.Cond // capacity, slots, pause, circuit, release or stop changed
+	target Target
+	cons   jetstream.Consumer
+	lanes  map[string]*lane
+	held   int // events taken from JetStream and not yet settled
 	// holding are the stream sequences of the held events. JetStream hands an event out again
 	// when its ack deadline passes un-renewed (a keep-alive starved of CPU for ackWait); the
 	// copy is the same event, already in a lane, and is dropped: delivering it would send it
 	// twice while nothing failed. Acking either copy settles the event.
-	holding map[uint64]bool
+	holding  map[uint64]bool
 	inflight int // attempts in progress
 	paused   bool
 	stopping bool
