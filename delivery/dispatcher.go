@@ -58,15 +58,19 @@ type dispatcher struct {
 	cons   jetstream.Consumer
 	lanes  map[string]*lane
 	held   int // events taken from JetStream and not yet settled
-	// holding are the stream sequences of the held events. JetStream hands an event out again
-	// when its ack deadline passes un-renewed (a keep-alive starved of CPU for ackWait); the
-	// copy is the same event, already in a lane, and is dropped: delivering it would send it
-	// twice while nothing failed. Acking either copy settles the event.
-	holding  map[uint64]bool
-	inflight int // attempts in progress
-	paused   bool
-	stopping bool
-	circuit  circuit
+	// holding are the stream sequences of the held events, settled those of the last ones
+	// settled (oldest first in settledOrder). JetStream hands an event out again when its ack
+	// deadline passes un-renewed (the keep-alive starved of CPU, the server slow to apply it),
+	// and a copy may be on its way when the ack arrives. A copy of an event held here is
+	// dropped, one of an event settled here is acked and dropped: delivering either would
+	// send the event twice while nothing failed. Acking either copy settles the event.
+	holding      map[uint64]bool
+	settled      map[uint64]bool
+	settledOrder []uint64
+	inflight     int // attempts in progress
+	paused       bool
+	stopping     bool
+	circuit      circuit
 	// pin is the pin id under which this instance delivers the target's events; "" while it
 	// does not hold the pin.
 	pin string
@@ -98,6 +102,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		cons:          cons,
 		lanes:         map[string]*lane{},
 		holding:       map[uint64]bool{},
+		settled:       map[uint64]bool{},
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
@@ -226,9 +231,7 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 	if d.stopping {
 		return // not acked: redelivered after restart
 	}
-	if pin == d.pin && d.holding[seq] {
-		d.log.Warn("JetStream handed out again an event held here (its keep-alive came late); the copy is dropped, the event stays in its lane",
-			zap.Uint64("stream_seq", seq))
+	if d.dropCopyLocked(msg, pin, seq) {
 		return
 	}
 	if pin != d.pin {
@@ -252,6 +255,43 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		return
 	}
 	d.admitLocked(msg)
+}
+
+// dropCopyLocked reports whether msg is a copy of an event held or settled here (see
+// holding), and acks it in the second case.
+func (d *dispatcher) dropCopyLocked(msg jetstream.Msg, pin string, seq uint64) bool {
+	if meta, err := msg.Metadata(); err != nil || meta.NumDelivered < 2 {
+		return false
+	}
+	switch {
+	case pin == d.pin && d.holding[seq]:
+		d.log.Warn("JetStream handed out again an event held here (its keep-alive came late); the copy is dropped, the event stays in its lane",
+			zap.Uint64("stream_seq", seq))
+	case d.settled[seq]:
+		if err := msg.Ack(); err != nil {
+			d.log.Debug("acknowledging a copy of a settled event", zapErr(err))
+		}
+		d.log.Warn("JetStream handed out again an event settled here (the copy left before the ack arrived); the copy is acknowledged and dropped",
+			zap.Uint64("stream_seq", seq))
+	default:
+		return false
+	}
+	return true
+}
+
+// settledKept bounds how many settled events a dispatcher remembers (see holding): copies
+// come within moments of the ack.
+const settledKept = 4 * maxHeld
+
+// settledLocked moves a settled event from holding to settled.
+func (d *dispatcher) settledLocked(seq uint64) {
+	delete(d.holding, seq)
+	d.settled[seq] = true
+	d.settledOrder = append(d.settledOrder, seq)
+	if len(d.settledOrder) > settledKept {
+		delete(d.settled, d.settledOrder[0])
+		d.settledOrder = d.settledOrder[1:]
+	}
 }
 
 // settle admits the events held back since this instance got the pin once no other instance
@@ -390,7 +430,7 @@ func (d *dispatcher) runLane(l *lane) {
 		}
 		l.queue = l.queue[1:]
 		d.held--
-		delete(d.holding, streamSeq(msg))
+		d.settledLocked(streamSeq(msg))
 		d.cond.Broadcast()
 		if len(l.queue) == 0 {
 			delete(d.lanes, l.key)
