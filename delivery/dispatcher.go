@@ -78,6 +78,10 @@ type dispatcher struct {
 	// fetched meanwhile wait in arrived (see take).
 	settling bool
 	arrived  []jetstream.Msg
+	// stopped are the events fetched while stopping, which a handover gives back.
+	stopped []jetstream.Msg
+	// fetched is closed when fetchLoop ends.
+	fetched chan struct{}
 }
 
 type lane struct {
@@ -103,6 +107,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		lanes:         map[string]*lane{},
 		holding:       map[uint64]bool{},
 		settled:       map[uint64]bool{},
+		fetched:       make(chan struct{}),
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
@@ -138,12 +143,22 @@ func (d *dispatcher) reconfigure(t Target) {
 }
 
 // stop ends fetching and waits for in-flight attempts until ctx is done, then cuts them short.
-// Held events stay un-acked and are redelivered later.
+// Held events stay un-acked and are redelivered later; on a cluster they are handed over to
+// the other instances at once (see handOver).
 func (d *dispatcher) stop(ctx context.Context) {
 	d.mu.Lock()
 	d.stopping = true
 	d.cond.Broadcast()
 	d.mu.Unlock()
+	cluster := d.e.srv == nil
+	if cluster {
+		// Cancelled, the pull in progress would leave JetStream sending events to nobody, to
+		// come back only after their ack deadline; it ends within fetchWait.
+		select {
+		case <-d.fetched:
+		case <-ctx.Done():
+		}
+	}
 	d.cancel()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
@@ -154,6 +169,9 @@ func (d *dispatcher) stop(ctx context.Context) {
 	}
 	d.abortAttempts()
 	d.client.CloseIdleConnections()
+	if cluster {
+		d.handOver(ctx)
+	}
 }
 
 // fetchLoop keeps a pull request outstanding at all times, also while paused or holding
@@ -161,6 +179,7 @@ func (d *dispatcher) stop(ctx context.Context) {
 // instance so keeps its pin, and learns at its next request when the pin has moved.
 func (d *dispatcher) fetchLoop() {
 	defer d.wg.Done()
+	defer close(d.fetched)
 	for {
 		d.mu.Lock()
 		if d.stopping {
@@ -218,7 +237,8 @@ func (d *dispatcher) fetchLoop() {
 // may hold copies of events also handed here (ones that expired while it was cut off from
 // NATS, or that a new consumer leader handed out again) and ack them before it notices, and
 // the new holder would count them as its own. The consumer's very first delivery needs no
-// wait: nobody held anything before it. With the embedded store there is one process: the
+// wait: nobody held anything before it; nor does the first after a graceful stop of the
+// previous holder, which let go of everything (see handOver). With the embedded store there is one process: the
 // previous run's events are the only others, nobody acks them, and the count alone decides,
 // so a fresh start with nothing pending settles within settleEvery. In both cases the consumer
 // must show no ack-pending event besides those held back (MaxAckPending bounds how long new
@@ -229,7 +249,8 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
-		return // not acked: redelivered after restart
+		d.stopped = append(d.stopped, msg) // not acked: handed over, or redelivered after restart
+		return
 	}
 	if d.dropCopyLocked(msg, pin, seq) {
 		return
@@ -239,14 +260,12 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		// something is, it belongs to the pin that ended.
 		d.releaseLocked()
 		d.pin, d.settling = pin, true
-		var wait time.Duration
-		if meta, err := msg.Metadata(); d.e.srv == nil && (err != nil || meta.Sequence.Consumer > 1) {
-			wait = handover // on a cluster, unless this is the consumer's very first delivery
+		var first uint64
+		if meta, err := msg.Metadata(); err == nil {
+			first = meta.Sequence.Consumer
 		}
-		d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
-			zap.Duration("at_least", wait))
 		d.wg.Add(1)
-		go d.settle(pin, wait)
+		go d.settle(pin, first)
 	}
 	d.held++
 	d.holding[seq] = true
@@ -295,10 +314,14 @@ func (d *dispatcher) settledLocked(seq uint64) {
 }
 
 // settle admits the events held back since this instance got the pin once no other instance
-// holds any (see take): not before wait, and at the latest after settleMax.
-func (d *dispatcher) settle(pin string, wait time.Duration) {
+// holds any (see take): not before handoverWait, and at the latest after settleMax. first is
+// the consumer sequence of the first event under pin.
+func (d *dispatcher) settle(pin string, first uint64) {
 	defer d.wg.Done()
 	start := time.Now()
+	wait := d.handoverWait(first)
+	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
+		zap.Duration("at_least", wait))
 	if !d.sleep(wait) {
 		return
 	}
