@@ -309,7 +309,13 @@ func (f *fleet) kill(name string) {
 	f.since[name] = len(f.gws[name].Logs())
 }
 
-// restart starts a killed gateway again.
+// stop stops a gateway gracefully; what it logged no longer says who delivers.
+func (f *fleet) stop(name string) {
+	f.gws[name].Stop()
+	f.since[name] = len(f.gws[name].Logs())
+}
+
+// restart starts a killed or stopped gateway again.
 func (f *fleet) restart(name string) {
 	f.gws[name].Restart()
 	f.gws[name].WaitReady()

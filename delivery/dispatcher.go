@@ -123,7 +123,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	d.paused = e.loadPaused(ctx, t.Name)
 	metrics.targetPaused.WithLabelValues(t.Name).Set(boolGauge(d.paused))
 	metrics.circuitOpen.WithLabelValues(t.Name).Set(0)
-	d.wg.Add(4)
+	d.wg.Add(3)
 	go d.fetchLoop()
 	go d.keepAlive()
 	go d.observe()
@@ -152,8 +152,8 @@ func (d *dispatcher) stop(ctx context.Context) {
 	d.mu.Unlock()
 	cluster := d.e.srv == nil
 	if cluster {
-		// Cancelled, the pull in progress would leave JetStream sending events to nobody, to
-		// come back only after their ack deadline; it ends within fetchWait.
+		// The pull in progress ends within fetchWait (see fetchLoop); what it brings is
+		// handed over too.
 		select {
 		case <-d.fetched:
 		case <-ctx.Done():
@@ -177,8 +177,10 @@ func (d *dispatcher) stop(ctx context.Context) {
 // fetchLoop keeps a pull request outstanding at all times, also while paused or holding
 // maxHeld events (the consumer's MaxAckPending stops JetStream handing out more): a live
 // instance so keeps its pin, and learns at its next request when the pin has moved.
+//
+// It is not waited for by stop (its last pull may outlive the connection by fetchWait), except
+// before a handover.
 func (d *dispatcher) fetchLoop() {
-	defer d.wg.Done()
 	defer close(d.fetched)
 	for {
 		d.mu.Lock()
@@ -190,22 +192,24 @@ func (d *dispatcher) fetchLoop() {
 		n := min(max(maxHeld-d.held, 1), fetchMax)
 		d.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
-		batch, err := d.cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchPriorityGroup(pinnedGroup))
+		// The pull ends when JetStream says it expired, after the last event it sent to it. A
+		// client deadline (FetchContext) could end it first, with events on their way to it
+		// that then come back only after their ack deadline, behind their calls' later
+		// events. So a stop does not cut the pull short either: it ends within fetchWait.
+		batch, err := d.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinnedGroup))
 		if err == nil {
 			for msg := range batch.Messages() {
 				d.take(msg)
 			}
 			err = batch.Error()
 		}
-		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrPinIDMismatch):
 			d.mu.Lock()
 			n := d.releaseLocked()
 			d.mu.Unlock()
 			d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
-		case err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages):
+		case err != nil && d.ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages):
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
 		}
@@ -321,8 +325,8 @@ func (d *dispatcher) settle(pin string, first uint64) {
 	start := time.Now()
 	wait := d.handoverWait(first)
 	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
-		zap.Duration("at_least", wait))
-	if !d.sleep(wait) {
+		zap.Duration("at_least", wait), zap.Uint64("first_delivery", first))
+	if !d.sleep(wait - time.Since(start)) {
 		return
 	}
 	tick := time.NewTicker(settleEvery)

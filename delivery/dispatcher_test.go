@@ -892,7 +892,7 @@ func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 		t.Fatalf("instance b made %d requests while a held the pin", n)
 	}
 
-	// a stops: b takes over once the pin's TTL has run out.
+	// a stops gracefully: it hands the target over to b at once, not after the pin's TTL.
 	if err := closeA(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -900,6 +900,6 @@ func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 	add(enqueueCalls(t, b, "c-failover", 5, 1, 1))
 	got := c.WaitDelivered(t, len(position), 2*ackWait+fetchWait+deliverWithin)
 	gatewaytest.CheckCallOrder(t, got, position)
-	t.Logf("%d requests from a alone; after a stopped, b made %d within %s (pin TTL %s)",
-		deliveredBy("instance-a"), deliveredBy("instance-b"), time.Since(stopped).Round(time.Millisecond), 2*ackWait)
+	t.Logf("%d requests from a alone; after a stopped, b made %d within %s (without the handover: pin TTL %s, then %s)",
+		deliveredBy("instance-a"), deliveredBy("instance-b"), time.Since(stopped).Round(time.Millisecond), 2*ackWait, handover)
 }

@@ -72,7 +72,7 @@ func (d *dispatcher) handOver(ctx context.Context) {
 		d.log.Warn("handing delivery over failed; the next instance takes over after the pin's TTL", zapErr(err))
 		return
 	}
-	d.log.Info("handed delivery over to the other instances", zap.Int("events", len(msgs)))
+	d.log.Info("handed delivery over to the other instances", zap.Int("events", len(msgs)), zap.Uint64("delivered", info.Delivered.Consumer))
 }
 
 // handoverWait is how long a dispatcher that just got the pin, with first the consumer
@@ -83,18 +83,40 @@ func (d *dispatcher) handoverWait(first uint64) time.Duration {
 	if d.e.srv != nil || first == 1 {
 		return 0
 	}
+	if first == 0 {
+		return handover
+	}
+	// The note was written before the unpin, but a replica that lags may still answer with an
+	// older one: read it again for a moment.
+	for range handoverReads {
+		if at, ok := d.handedOverAt(); ok && at+1 == first {
+			return 0
+		}
+		if !d.sleep(handoverReadEvery) {
+			break
+		}
+	}
+	return handover
+}
+
+const (
+	handoverReads     = 10
+	handoverReadEvery = 100 * time.Millisecond
+)
+
+// handedOverAt reads the consumer delivered sequence at which the target's previous holder
+// let go gracefully.
+func (d *dispatcher) handedOverAt() (uint64, bool) {
 	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
 	defer cancel()
 	kv, err := d.e.js.KeyValue(ctx, d.e.names.state)
 	if err != nil {
-		return handover
+		return 0, false
 	}
 	entry, err := kv.Get(ctx, handoverKey(d.name))
 	if err != nil {
-		return handover
+		return 0, false
 	}
-	if at, err := strconv.ParseUint(string(entry.Value()), 10, 64); err == nil && first > 0 && at+1 == first {
-		return 0
-	}
-	return handover
+	at, err := strconv.ParseUint(string(entry.Value()), 10, 64)
+	return at, err == nil
 }
