@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 const (
@@ -38,20 +36,10 @@ func TestCommandLimitsAndRollingRestart(t *testing.T) {
 	t.Parallel() // mostly waiting
 	nats := startNATSCluster(t, 3)
 	mangoAPI := gatewaytest.NewMangoAPI(t, mangoKey, mangoSalt)
-	var rndMu sync.Mutex
-	rnd := rand.New(rand.NewPCG(5, 6))
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int {
-		rndMu.Lock()
-		defer rndMu.Unlock()
-		if rnd.IntN(5) == 0 { // some events always in backoff, held in their lanes
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
-	natsBlock := "replicas 3\n\t\t\tprefix " + prefix
+	crm := flakyCRM(t, 5, nil)
 	gws := map[string]*gatewaytest.Gateway{}
 	for _, name := range []string{"g1", "g2"} {
-		gws[name] = gatewaytest.Start(t, commandGatewayConfig(name, nats.URLs(), natsBlock, crm.URL+"/events", mangoAPI.APIURL()),
+		gws[name] = gatewaytest.Start(t, commandGatewayConfig(name, nats.URLs(), replicatedNATS, crm.URL+"/events", mangoAPI.APIURL()),
 			"TEST_MANGO_SALT="+mangoSalt, "TEST_COMMAND_TOKEN="+commandToken)
 		gws[name].WaitReady()
 	}
