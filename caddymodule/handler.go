@@ -144,9 +144,11 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 	case "xvb":
 		var rej *rejection
 		var answered bool
-		if events, answered, rej = h.xvb(w, r, acc, body, now); rej != nil || answered {
+		var noted func()
+		if events, noted, answered, rej = h.xvb(w, r, acc, body, now); rej != nil || answered {
 			return nil, rej
 		}
+		defer noted() // written while the events are made durable: the answer waits for both
 	}
 	h.app.linkRecordings(events, now)
 	eng := h.app.currentEngine()
@@ -188,29 +190,30 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 }
 
 // xvb authenticates an XVB message; a contact lookup is answered here (answered = true).
-func (h *Webhook) xvb(w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, bool, *rejection) {
+// noted waits for what noteAnswer writes.
+func (h *Webhook) xvb(w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) (events []translators.Event, noted func(), answered bool, rej *rejection) {
 	fields, recoded, err := xvb.Parse(r.Header.Get("Content-Type"), body)
 	if err != nil {
-		return nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
+		return nil, nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
 	}
 	if !xvb.Authenticate(fields, r.Header.Get("X-XVB-AC"), acc.accessCode) {
-		return nil, false, &rejection{http.StatusUnauthorized, "auth", "access_code (or X-XVB-AC) does not match the account"}
+		return nil, nil, false, &rejection{http.StatusUnauthorized, "auth", "access_code (or X-XVB-AC) does not match the account"}
 	}
 	if acc.secret != "" && !secretMatches(r.URL.Query().Get("key"), acc.secret) {
-		return nil, false, &rejection{http.StatusUnauthorized, "auth", "missing or wrong ?key= in the webhook URL"}
+		return nil, nil, false, &rejection{http.StatusUnauthorized, "auth", "missing or wrong ?key= in the webhook URL"}
 	}
 	if recoded {
 		h.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", acc.name))
 	}
 	if fields.IsContact() {
 		h.contact(w, r, acc, fields)
-		return nil, true, nil
+		return nil, nil, true, nil
 	}
 	corr, err := h.correlate(r.Context(), acc, fields)
 	if err != nil {
-		return nil, false, &rejection{http.StatusServiceUnavailable, "unavailable", "call correlation: " + err.Error()}
+		return nil, nil, false, &rejection{http.StatusServiceUnavailable, "unavailable", "call correlation: " + err.Error()}
 	}
-	return xvb.Translate(acc.source, fields, corr, now), false, nil
+	return xvb.Translate(acc.source, fields, corr, now), h.noteAnswer(r.Context(), acc, fields), false, nil
 }
 
 func (h *Webhook) contact(w http.ResponseWriter, r *http.Request, acc *account, fields xvb.Fields) {

@@ -38,6 +38,14 @@ const (
 	mangoAnswerMax = 64 << 10
 	// recordingRetryAfter is suggested when Mango does not have the recording yet or is down.
 	recordingRetryAfter = "30"
+	// recordingWait is how long a fetch waits for a recording Mango does not have yet, asking
+	// again every recordingPoll. Mango announces a finished recording (/events/recording
+	// Completed, which gives the CRM its recording.ready) a little before the file can be
+	// downloaded (/events/record/added, the same event, answered duplicate): a CRM that
+	// fetches at once, or a listener who clicks at once, gets the file a few seconds late
+	// rather than a 404. At most 6 queries, within Mango's 10 a second per account.
+	recordingWait = 10 * time.Second
+	recordingPoll = 2 * time.Second
 )
 
 // Recordings is the pbx_recordings handler: it serves GET <prefix>/<account>/<recording_id> by
@@ -63,6 +71,8 @@ type Recordings struct {
 	token   string
 	links   *recordingLinks
 	maxSize int64
+	wait    time.Duration // recordingWait, shorter in tests
+	poll    time.Duration // recordingPoll, shorter in tests
 	client  *http.Client
 	logger  *zap.Logger
 }
@@ -104,6 +114,7 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 		h.Timeout = caddy.Duration(defaultRecordingTimeout)
 	}
 	h.maxSize = recordingMaxSize
+	h.wait, h.poll = recordingWait, recordingPoll
 	// Redirects are followed by hand: Mango's 302 is the answer, its target a one-shot file.
 	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	h.links = newRecordingLinks(h.token, publicURL, time.Duration(h.LinkTTL))
@@ -145,7 +156,7 @@ func (h *Recordings) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	}
 
 	start := time.Now()
-	rec, fail := h.fetch(r.Context(), acc, id)
+	rec, fail := h.fetchWaiting(r.Context(), acc, id)
 	took := time.Since(start)
 	metrics.recordingDuration.WithLabelValues(acc.name).Observe(took.Seconds())
 	if fail != nil {
@@ -217,6 +228,23 @@ type recording struct {
 func (rec *recording) discard() {
 	rec.file.Close()
 	os.Remove(rec.file.Name())
+}
+
+// fetchWaiting is fetch, asked again while Mango does not have the recording yet, until
+// h.wait has passed (see recordingWait).
+func (h *Recordings) fetchWaiting(ctx context.Context, acc *account, id string) (*recording, *rejection) {
+	deadline := time.Now().Add(h.wait)
+	for {
+		rec, fail := h.fetch(ctx, acc, id)
+		if fail == nil || fail.reason != "not_found" || time.Until(deadline) < h.poll {
+			return rec, fail
+		}
+		select {
+		case <-ctx.Done():
+			return nil, &rejection{499, "canceled", "the client went away"}
+		case <-time.After(h.poll):
+		}
+	}
 }
 
 // fetch asks Mango for the recording and copies the file its redirect points to into a

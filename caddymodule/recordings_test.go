@@ -46,6 +46,7 @@ type fakeMangoRecordings struct {
 	busy      bool              // answer everything with the rate limit
 	oneShot   map[string]string // file token → recording id; each is served once
 	queries   []string          // the json of every authentic query
+	queried   chan struct{}     // when set, told of every authentic query
 	fileLinks []string          // every one-shot path handed out
 }
 
@@ -110,6 +111,12 @@ func (f *fakeMangoRecordings) serveAPI(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries = append(f.queries, js)
+	if f.queried != nil {
+		select {
+		case f.queried <- struct{}{}:
+		default:
+		}
+	}
 	_, known := f.content[q.RecordingID]
 	switch {
 	case f.busy:
@@ -185,6 +192,7 @@ func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (
 	if err := h.provision(app, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
+	h.wait, h.poll = 200*time.Millisecond, 20*time.Millisecond // a test that waits in vain is quick
 	return h, app, logs
 }
 
@@ -424,6 +432,28 @@ func TestRecordingsFailures(t *testing.T) {
 			}
 		})
 	}
+	// Mango announces a recording before it can be downloaded: a fetch in between waits for it.
+	t.Run("stored during the wait", func(t *testing.T) {
+		asked := make(chan struct{}, 1)
+		fake.mu.Lock()
+		fake.pending["later"] = true
+		fake.queried = asked
+		fake.mu.Unlock()
+		waiting := *h
+		waiting.wait = 30 * time.Second // the test ends as soon as the file is served
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() { done <- serveRecording(&waiting, http.MethodGet, "/recordings/office/later", bearer...) }()
+		<-asked // Mango said "not yet" once
+		audio := fake.add("later", 10_000)
+		fake.mu.Lock()
+		delete(fake.pending, "later")
+		fake.queried = nil
+		fake.mu.Unlock()
+		w := <-done
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
+			t.Errorf("%d %s, want the recording", w.Code, w.Body.String())
+		}
+	})
 	t.Run("rate limited", func(t *testing.T) {
 		fake.mu.Lock()
 		fake.busy = true

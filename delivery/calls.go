@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -16,51 +17,89 @@ const callTTL = 6 * time.Hour
 
 // Calls is the open-call bucket (a JetStream key-value store with a TTL) that joins a PBX
 // message without a call id (XVB's COMPLETED) to the call that the same phone number opened on
-// the same account. It lives before the queue so translators stay pure.
+// the same account, and remembers what the call's earlier messages said that its last one may
+// not say again (XVB's COMPLETED may come without type or ext). It lives before the queue so
+// translators stay pure.
 type Calls struct{ kv jetstream.KeyValue }
+
+// OpenCall is what the bucket knows of a call: what its opening message said (XVB INCOMING's
+// type and ext) and who answered it (XVB ANSWERED's ext).
+type OpenCall struct {
+	ID    string `json:"id"`
+	Type  string `json:"type,omitempty"`
+	Ext   string `json:"ext,omitempty"`
+	Agent string `json:"-"` // kept under its own key: ANSWERED writes it without reading
+}
 
 // Calls returns the open-call bucket, or nil before Apply has created it.
 func (e *Engine) Calls() *Calls { return e.calls.Load() }
 
-// Key names no phone number: bucket keys are visible to anyone with NATS access.
-func callKey(account, phone string) string {
-	sum := sha256.Sum256([]byte(phone))
-	return account + "." + hex.EncodeToString(sum[:16])
+// Keys name no phone number (bucket keys are visible to anyone with NATS access), and no
+// call id, which may hold characters a key cannot.
+func phoneKey(account, phone string) string { return account + "." + digest(phone) }
+
+func answerKey(account, callID string) string { return account + ".answered." + digest(callID) }
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
 }
 
-// Open records callID as the open call of phone on account.
-func (c *Calls) Open(ctx context.Context, account, phone, callID string) error {
-	_, err := c.kv.Put(ctx, callKey(account, phone), []byte(callID))
-	return err
-}
-
-// Find returns the open call of phone on account.
-func (c *Calls) Find(ctx context.Context, account, phone string) (string, bool, error) {
-	entry, err := c.kv.Get(ctx, callKey(account, phone))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	return string(entry.Value()), true, nil
-}
-
-// Close forgets the open call of phone on account, if it is still callID.
-func (c *Calls) Close(ctx context.Context, account, phone, callID string) error {
-	entry, err := c.kv.Get(ctx, callKey(account, phone))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
+// Open records call as the open call of phone on account, replacing any earlier one.
+func (c *Calls) Open(ctx context.Context, account, phone string, call OpenCall) error {
+	v, err := json.Marshal(call)
 	if err != nil {
 		return err
 	}
-	if string(entry.Value()) != callID {
-		return nil
-	}
-	err = c.kv.Delete(ctx, callKey(account, phone), jetstream.LastRevision(entry.Revision()))
-	if errors.Is(err, jetstream.ErrKeyExists) { // a newer call took the number meanwhile
-		return nil
-	}
+	_, err = c.kv.Put(ctx, phoneKey(account, phone), v)
 	return err
+}
+
+// Answer records that agent answered callID: one write, no read, as the agent's audio waits.
+func (c *Calls) Answer(ctx context.Context, account, callID, agent string) error {
+	_, err := c.kv.Put(ctx, answerKey(account, callID), []byte(agent))
+	return err
+}
+
+// Close forgets the open call of phone on account, if it is callID's (or any, with callID
+// ""), and returns what is known of the call it closes. ID is "" when callID is "" and phone
+// has no open call. The answering agent is kept until the TTL: a re-sent last message gets it
+// again.
+func (c *Calls) Close(ctx context.Context, account, phone, callID string) (OpenCall, error) {
+	var open OpenCall
+	if phone != "" {
+		entry, err := c.kv.Get(ctx, phoneKey(account, phone))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return OpenCall{}, err
+		default:
+			if json.Unmarshal(entry.Value(), &open) != nil || open.ID == "" {
+				open = OpenCall{ID: string(entry.Value())} // written by a version that kept the id alone
+			}
+			if callID != "" && open.ID != callID {
+				open = OpenCall{} // the number has moved on to another call
+				break
+			}
+			err = c.kv.Delete(ctx, phoneKey(account, phone), jetstream.LastRevision(entry.Revision()))
+			if err != nil && !errors.Is(err, jetstream.ErrKeyExists) { // ErrKeyExists: a newer call took the number meanwhile
+				return OpenCall{}, err
+			}
+		}
+	}
+	if open.ID == "" {
+		open.ID = callID
+	}
+	if open.ID == "" {
+		return OpenCall{}, nil
+	}
+	entry, err := c.kv.Get(ctx, answerKey(account, open.ID))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return OpenCall{}, err
+	default:
+		open.Agent = string(entry.Value())
+	}
+	return open, nil
 }

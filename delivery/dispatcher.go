@@ -80,8 +80,6 @@ type dispatcher struct {
 	arrived  []jetstream.Msg
 	// stopped are the events fetched while stopping, which a handover gives back.
 	stopped []jetstream.Msg
-	// fetched is closed when fetchLoop ends.
-	fetched chan struct{}
 }
 
 type lane struct {
@@ -107,7 +105,6 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		lanes:         map[string]*lane{},
 		holding:       map[uint64]bool{},
 		settled:       map[uint64]bool{},
-		fetched:       make(chan struct{}),
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
@@ -123,7 +120,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	d.paused = e.loadPaused(ctx, t.Name)
 	metrics.targetPaused.WithLabelValues(t.Name).Set(boolGauge(d.paused))
 	metrics.circuitOpen.WithLabelValues(t.Name).Set(0)
-	d.wg.Add(3)
+	d.wg.Add(4)
 	go d.fetchLoop()
 	go d.keepAlive()
 	go d.observe()
@@ -150,15 +147,6 @@ func (d *dispatcher) stop(ctx context.Context) {
 	d.stopping = true
 	d.cond.Broadcast()
 	d.mu.Unlock()
-	cluster := d.e.srv == nil
-	if cluster {
-		// The pull in progress ends within fetchWait (see fetchLoop); what it brings is
-		// handed over too.
-		select {
-		case <-d.fetched:
-		case <-ctx.Done():
-		}
-	}
 	d.cancel()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
@@ -169,7 +157,7 @@ func (d *dispatcher) stop(ctx context.Context) {
 	}
 	d.abortAttempts()
 	d.client.CloseIdleConnections()
-	if cluster {
+	if d.e.srv == nil { // a cluster: the pull in progress has ended, what it brought is held too
 		d.handOver(ctx)
 	}
 }
@@ -177,11 +165,8 @@ func (d *dispatcher) stop(ctx context.Context) {
 // fetchLoop keeps a pull request outstanding at all times, also while paused or holding
 // maxHeld events (the consumer's MaxAckPending stops JetStream handing out more): a live
 // instance so keeps its pin, and learns at its next request when the pin has moved.
-//
-// It is not waited for by stop (its last pull may outlive the connection by fetchWait), except
-// before a handover.
 func (d *dispatcher) fetchLoop() {
-	defer close(d.fetched)
+	defer d.wg.Done()
 	for {
 		d.mu.Lock()
 		if d.stopping {
@@ -192,10 +177,11 @@ func (d *dispatcher) fetchLoop() {
 		n := min(max(maxHeld-d.held, 1), fetchMax)
 		d.mu.Unlock()
 
-		// The pull ends when JetStream says it expired, after the last event it sent to it. A
-		// client deadline (FetchContext) could end it first, with events on their way to it
-		// that then come back only after their ack deadline, behind their calls' later
-		// events. So a stop does not cut the pull short either: it ends within fetchWait.
+		// The pull ends on the server's own expiry, which JetStream sends after every message
+		// of the pull. A client-side deadline (FetchContext) would race it: what the server
+		// handed out just before the deadline is dropped unseen by nats.go, comes back only
+		// after ackWait, and a call's later events would go first. So stop does not cut a pull
+		// short either; it waits for it to end (fetchWait at most).
 		batch, err := d.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinnedGroup))
 		if err == nil {
 			for msg := range batch.Messages() {

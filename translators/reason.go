@@ -33,3 +33,33 @@ var Reasons = []string{
 	ReasonForwarded, ReasonTransferred, ReasonPickedUpElsewhere, ReasonCommand, ReasonCancelled,
 	ReasonAnsweringMachine, ReasonBilling, ReasonOverload, ReasonFailed, ReasonUnknown,
 }
+
+// CallResult is the outcome of a whole call, the one rule of every PBX: answered when the PBX
+// says someone talked, else by the final reason:
+//
+//	busy                                              busy
+//	caller_hangup, cancelled, command                 cancelled when our side placed the call
+//	                                                  (outbound, internal), else missed
+//	failed, billing, overload, wrong_number, blocked  failed (could not be set up)
+//	anything else, or no reason                       missed
+//
+// An inbound caller who hangs up before anyone answers is a missed call: that is the call a
+// CRM must return. So is a caller of a call whose direction is unknown: calling back someone
+// who gave up is the cheap mistake, never returning a customer's call the dear one.
+func CallResult(answered bool, reason, direction string) string {
+	if answered {
+		return ResultAnswered
+	}
+	switch reason {
+	case ReasonBusy:
+		return ResultBusy
+	case ReasonCallerHangup, ReasonCancelled, ReasonCommand:
+		if direction == DirectionOutbound || direction == DirectionInternal {
+			return ResultCancelled
+		}
+		return ResultMissed
+	case ReasonFailed, ReasonBilling, ReasonOverload, ReasonWrongNumber, ReasonBlocked:
+		return ResultFailed
+	}
+	return ResultMissed
+}

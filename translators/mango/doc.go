@@ -21,19 +21,31 @@
 //
 // Both /events/recording (Completed, kept) and /events/record/added become recording.ready
 // keyed on recording_id alone, so they get the same event id and a CRM receives one
-// recording.ready per recording, from whichever arrives first. Mango only promises the file is
-// downloadable after record/added, so a fetch right after a Completed may need a retry.
+// recording.ready per recording, from whichever arrives first, usually the Completed. Mango
+// only promises the file is downloadable after record/added; the event is not held back for
+// it (record/added names neither leg nor employee, and an account that never gets it would
+// never hear of its recordings): pbx_recordings waits a few seconds for a file Mango does not
+// have yet instead.
 //
-// Direction of a leg (/events/call, /events/dtmf), decided on who is an employee (has an
-// extension), in this order:
+// Direction of a leg (/events/call, /events/dtmf) says who calls whom, decided on who is an
+// employee (has an extension), in this order:
 //
-//	command_id or callback_initiator set      outbound (click-to-call and PBX callbacks; leg 1
-//	                                          rings our own employee but the call goes out)
+//	callback_initiator set                    outbound (the PBX calls a customer back)
+//	command_id set, and the leg continues no  outbound (leg 1 of a click-to-call: Mango rings our
+//	other leg (no taken_from_call_id) and     employee first, showing the number to be called
+//	came in on no line (no to.line_number)    as from, so who-calls-whom would say inbound)
 //	both from and to have an extension        internal
 //	only from has an extension                outbound
 //	to has an extension or acd_group, or the
 //	leg has a line_number or is in ivr/queue  inbound
 //	otherwise                                 unknown
+//
+// command_id alone does not decide: Mango puts a command's command_id on every leg the
+// command creates, and commands/route (the CRM routing a caller out of the IVR) or
+// commands/transfer create legs of a call that exists already, taken from another leg and on
+// the line the caller came in on. Such a leg keeps the direction of who calls whom: a
+// caller routed to extension 123 is inbound; leg 2 of a click-to-call (employee → customer,
+// taken from leg 1) is outbound because the employee calls.
 //
 // A summary's direction is its call_direction (0 internal, 1 inbound, 2 outbound).
 //

@@ -115,7 +115,7 @@ func summary(m *message, f fields) (translators.Event, error) {
 	}
 	code := f.num("disconnect_reason")
 	d.Reason, d.ReasonCode = reason(code), int(code)
-	d.Result = callResult(!answered.IsZero(), d.Reason, d.Direction)
+	d.Result = translators.CallResult(!answered.IsZero(), d.Reason, d.Direction)
 	return ev, nil
 }
 
@@ -198,7 +198,7 @@ func agent(from, to translators.Party) string {
 // legDirection is the direction of a leg; the rule is in the package comment.
 func legDirection(d *translators.Data) string {
 	switch {
-	case d.CommandID != "" || d.Initiator != "":
+	case d.Initiator != "", d.CommandID != "" && d.ParentLegID == "" && d.Line == "":
 		return translators.DirectionOutbound
 	case d.From.Extension != "" && d.To.Extension != "":
 		return translators.DirectionInternal

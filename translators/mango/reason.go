@@ -76,34 +76,6 @@ func ofClass[V any](table map[int64]V, code int64) (V, bool) {
 	return zero, false
 }
 
-// callResult is the outcome of a whole call. talk_time alone says whether it was answered
-// (entry_result is 1 for calls that ended in the IVR). Otherwise the final reason decides:
-//
-//	busy                                              busy
-//	caller_hangup, cancelled, command (not inbound)   cancelled (our side gave up before an answer)
-//	failed, billing, overload, wrong_number, blocked  failed (could not be set up)
-//	anything else, or no reason                       missed
-//
-// An inbound caller who hangs up before anyone answers is a missed call: that is the call a
-// CRM must call back.
-func callResult(answered bool, why, direction string) string {
-	if answered {
-		return translators.ResultAnswered
-	}
-	switch why {
-	case translators.ReasonBusy:
-		return translators.ResultBusy
-	case translators.ReasonCallerHangup, translators.ReasonCancelled, translators.ReasonCommand:
-		if direction == translators.DirectionInbound {
-			return translators.ResultMissed
-		}
-		return translators.ResultCancelled
-	case translators.ReasonFailed, translators.ReasonBilling, translators.ReasonOverload, translators.ReasonWrongNumber, translators.ReasonBlocked:
-		return translators.ResultFailed
-	}
-	return translators.ResultMissed
-}
-
 // initiators maps callback_initiator, folded by initiatorKey, to the canonical vocabulary.
 var initiators = map[string]string{
 	"cc":                    "contact_centre",

@@ -137,11 +137,12 @@ func TestSummaryResult(t *testing.T) {
 		{"talk_time quoted 0", []string{`"talk_time":"0"`, `"entry_result":"1"`, `"disconnect_reason":1100`}, translators.ResultMissed},
 		{"busy", []string{`"disconnect_reason":1121`}, translators.ResultBusy},
 		{"busy auto-reject", []string{`"disconnect_reason":1193`}, translators.ResultBusy},
-		{"caller hung up", []string{`"disconnect_reason":1110`}, translators.ResultCancelled},
+		{"caller hung up, direction unknown", []string{`"disconnect_reason":1110`}, translators.ResultMissed},
 		{"outbound, our employee hung up", []string{`"call_direction":2`, `"disconnect_reason":1110`}, translators.ResultCancelled},
 		{"inbound caller hung up before an answer", []string{`"call_direction":1`, `"disconnect_reason":1110`}, translators.ResultMissed},
-		{"task stopped", []string{`"disconnect_reason":1125`}, translators.ResultCancelled},
-		{"our hangup", []string{`"disconnect_reason":"1181"`}, translators.ResultCancelled},
+		{"task stopped", []string{`"call_direction":2`, `"disconnect_reason":1125`}, translators.ResultCancelled},
+		{"our hangup", []string{`"call_direction":2`, `"disconnect_reason":"1181"`}, translators.ResultCancelled},
+		{"internal, the caller hung up", []string{`"call_direction":0`, `"disconnect_reason":1110`}, translators.ResultCancelled},
 		{"normal end", []string{`"disconnect_reason":1100`}, translators.ResultMissed},
 		{"no answer", []string{`"disconnect_reason":1111`}, translators.ResultMissed},
 		{"callee ended", []string{`"disconnect_reason":1120`}, translators.ResultMissed},
@@ -262,6 +263,40 @@ func TestLegDirectionAndAgent(t *testing.T) {
 	}
 }
 
+// Whole calls, leg by leg, as Mango sends them (seq and timestamps as strings, SIP URIs,
+// command_id on every leg a command created): every state of a leg has the leg's direction.
+func TestCommandLegDirection(t *testing.T) {
+	states := []string{"Appeared", "Connected", "Disconnected"}
+	for _, tt := range []struct {
+		name, payload string // payload has %STATE% for call_state
+		direction     string
+	}{
+		{"routed call: the IVR leg", `{"entry_id":"RW50cnkx","call_id":"MTpJVlI6MQ==","timestamp":"1764065700","seq":"1","call_state":"%STATE%","location":"ivr",` +
+			`"from":{"number":"79161234567"},"to":{"number":"sip:ivr@vpbx400000000.mangosip.ru","line_number":"74951234567"},"disconnect_reason":"1100"}`, translators.DirectionInbound},
+		{"routed call: commands/route to extension 123", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mg==","timestamp":"1764065705","seq":"1","call_state":"%STATE%","location":"abonent",` +
+			`"from":{"number":"79161234567","taken_from_call_id":"MTpJVlI6MQ=="},"to":{"extension":"123","number":"sip:user123@vpbx400000000.mangosip.ru","line_number":"74951234567"},` +
+			`"command_id":"route-7f3a","disconnect_reason":"1110"}`, translators.DirectionInbound},
+		{"routed call without taken_from_call_id, on its line", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mg==","timestamp":"1764065705","seq":"2","call_state":"%STATE%","location":"abonent",` +
+			`"from":{"number":"79161234567"},"to":{"extension":"123","line_number":"sip:line00000@tech.mangosip.ru"},"command_id":"route-7f3a"}`, translators.DirectionInbound},
+		{"inbound call transferred by commands/transfer", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mw==","timestamp":"1764065710","seq":"1","call_state":"%STATE%","location":"abonent",` +
+			`"from":{"number":"79161234567","taken_from_call_id":"MTpFTVA6Mg=="},"to":{"extension":"124"},"command_id":"transfer-1","transfer":"blind"}`, translators.DirectionInbound},
+		{"click-to-call leg 1 rings the employee", `{"entry_id":"Q2xpY2sx","call_id":"100:500:251","timestamp":"1764065720","seq":"1","call_state":"%STATE%","location":"abonent",` +
+			`"from":{"number":"74955404444"},"to":{"extension":"1234","number":"sip:user1234@vpbx400000000.mangosip.ru"},"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, translators.DirectionOutbound},
+		{"click-to-call leg 2 calls the customer", `{"entry_id":"Q2xpY2sx","call_id":"100:500:252","timestamp":"1764065725","seq":"1","call_state":"%STATE%","location":"abonent",` +
+			`"from":{"extension":"1234","number":"sip:user1234@vpbx400000000.mangosip.ru","taken_from_call_id":"100:500:251"},"to":{"number":"74955404444"},` +
+			`"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, translators.DirectionOutbound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, state := range states {
+				ev := tr(t, "events/call", strings.ReplaceAll(tt.payload, "%STATE%", state))
+				if ev.Data.Direction != tt.direction {
+					t.Errorf("%s %s: direction %q, want %q", state, ev.Type, ev.Data.Direction, tt.direction)
+				}
+			}
+		})
+	}
+}
+
 func TestCallStates(t *testing.T) {
 	for state, typ := range map[string]string{
 		"Appeared": translators.TypeRinging, "Connected": translators.TypeAnswered,
@@ -347,8 +382,8 @@ func TestCallQuirks(t *testing.T) {
 			func(d translators.Data) bool { return d.SIPCallID == "1234567890" }},
 		{"dct without number", "Appeared", []string{`"dct":{"type":0}`},
 			func(d translators.Data) bool { return d.TrackingNumber == "" }},
-		{"dct with number", "Appeared", []string{`"dct":{"number":"74001234567","type":1}`},
-			func(d translators.Data) bool { return d.TrackingNumber == "+74001234567" }},
+		{"dct with number", "Appeared", []string{`"dct":{"number":"74951234567","type":1}`},
+			func(d translators.Data) bool { return d.TrackingNumber == "+74951234567" }},
 		{"command_id", "Appeared", []string{`"command_id":"cmd.1"`},
 			func(d translators.Data) bool { return d.CommandID == "cmd.1" }},
 		{"task_id as number", "Appeared", []string{`"task_id":42`},

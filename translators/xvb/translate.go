@@ -2,6 +2,7 @@ package xvb
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -11,10 +12,16 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// Correlation tells Translate which call the message belongs to when it carries no callid.
+// Correlation tells Translate which call the message belongs to when it carries no callid,
+// and what the call's earlier messages said that this one leaves out (XVB's own COMPLETED
+// example has no type and no ext).
 type Correlation struct {
 	CallID string // the joined or derived call id; ignored when the message has its own callid
 	How    string // "" (the PBX sent callid), CorrelationWeak or CorrelationDerived
+
+	Type  string // the call's INCOMING type (in, out), for a message without type
+	Ext   string // the call's INCOMING ext (the employee calling out), for one without ext
+	Agent string // the call's ANSWERED ext (who answered), for one without ext; before Ext
 }
 
 // Values of Correlation.How and of the canonical data.correlation.
@@ -37,7 +44,8 @@ func DerivedCallID(accessCode string, f Fields) string {
 //
 //	cmd=event INCOMING   call.ringing (direction from type: in, out, else unknown)
 //	cmd=event ANSWERED   call.answered, agent = ext
-//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set
+//	cmd=event COMPLETED  call.completed, plus recording.ready when record_link is set;
+//	                     without type or ext, those of corr (the call it closes)
 //	anything else        pbx.unmapped with an error (cmd=contact included: it is answered
 //	                     synchronously with ContactAnswer, never queued)
 //
@@ -88,13 +96,20 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	if callID == "" { // the handler found no call: still give every call event a call
 		callID, how = DerivedCallID(f["access_code"], f), CorrelationDerived
 	}
+	callType, ext := f["type"], f["ext"]
+	if strings.TrimSpace(callType) == "" {
+		callType = corr.Type
+	}
+	if ext == "" {
+		ext = cmp.Or(corr.Agent, corr.Ext)
+	}
 	newEvent := func(typ string) translators.Event {
 		ev := src.New(typ, key, callID, received)
 		d := &ev.Data
 		d.Correlation = how
-		d.Direction = direction(f["type"])
+		d.Direction = direction(callType)
 		external := translators.Party{Number: translators.Number(f.Phone(), src.Region)}
-		employee := translators.Party{Extension: f["ext"]}
+		employee := translators.Party{Extension: ext}
 		// Without type the phone is laid out as on inbound: XVB's page calls it the caller, and
 		// the external number has to appear somewhere.
 		d.From, d.To = external, employee
@@ -102,7 +117,7 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 			d.From, d.To = employee, external
 		}
 		d.Line = translators.Number(f["line_number"], src.Region)
-		d.Agent = f["ext"] // ext is always the employee on the call (answering agent, caller on out)
+		d.Agent = ext // ext is always the employee on the call (answering agent, caller on out)
 		d.Raw = raw
 		return ev
 	}
@@ -119,7 +134,7 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 		started := ended.Add(-time.Duration(duration) * time.Second)
 		d.DurationS, d.StartedAt = &duration, &started
 	}
-	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0)
+	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0, d.Direction)
 	d.RecordingURL = f["record_link"]
 	if d.RecordingURL == "" {
 		return []translators.Event{ev}
@@ -147,34 +162,32 @@ func parseDuration(s string) (int64, bool) {
 	return n, err == nil && n >= 0 && n <= maxDurationS
 }
 
-// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to result and reason.
-var statuses = map[string]struct{ result, reason string }{
-	"success":      {translators.ResultAnswered, translators.ReasonCompleted},
-	"missed":       {translators.ResultMissed, translators.ReasonNoAnswer},
-	"cancel":       {translators.ResultCancelled, translators.ReasonCallerHangup},
-	"busy":         {translators.ResultBusy, translators.ReasonBusy},
-	"notavailable": {translators.ResultFailed, translators.ReasonUnavailable},
-	"notallowed":   {translators.ResultFailed, translators.ReasonBlocked},
-	"notfound":     {translators.ResultFailed, translators.ReasonWrongNumber},
-	"callaerror":   {translators.ResultFailed, translators.ReasonFailed},
+// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to a reason; the result
+// follows from it by translators.CallResult, the rule every PBX shares.
+var statuses = map[string]string{
+	"success":      translators.ReasonCompleted,
+	"missed":       translators.ReasonNoAnswer,
+	"cancel":       translators.ReasonCallerHangup,
+	"busy":         translators.ReasonBusy,
+	"notavailable": translators.ReasonUnavailable,
+	"notallowed":   translators.ReasonBlocked,
+	"notfound":     translators.ReasonWrongNumber,
+	"callaerror":   translators.ReasonFailed,
 }
 
-// outcome maps status case-insensitively. Success with a duration of 0 s is missed: nobody
-// talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is total or talk
-// time. An unknown or absent status is missed too: never claim a conversation we cannot vouch
-// for, and "missed" makes the CRM follow the caller up, the cheap mistake. raw keeps the status.
-func outcome(status string, zeroDuration bool) (result, reason string) {
+// outcome maps status case-insensitively. Success is answered unless its duration is 0 s:
+// then nobody talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is
+// total or talk time. An unknown status has the reason unknown, an absent one none, and both
+// are missed: never claim a conversation we cannot vouch for, and "missed" makes the CRM
+// follow the caller up, the cheap mistake. raw keeps the status.
+func outcome(status string, zeroDuration bool, direction string) (result, reason string) {
 	status = strings.ToLower(strings.TrimSpace(status))
-	s, known := statuses[status]
-	switch {
-	case !known && status == "":
-		return translators.ResultMissed, ""
-	case !known:
-		return translators.ResultMissed, translators.ReasonUnknown
-	case s.result == translators.ResultAnswered && zeroDuration:
-		return translators.ResultMissed, s.reason
+	reason, known := statuses[status]
+	if !known && status != "" {
+		reason = translators.ReasonUnknown
 	}
-	return s.result, s.reason
+	answered := reason == translators.ReasonCompleted && !zeroDuration
+	return translators.CallResult(answered, reason, direction), reason
 }
 
 // rawJSON is the message for data.raw, without secrets.

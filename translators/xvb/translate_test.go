@@ -98,6 +98,22 @@ func TestTranslate(t *testing.T) {
 				{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "https://h/r.q722?a=1&b=2", ""},
 				{"recording.ready", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "https://h/r.q722?a=1&b=2", ""},
 			}},
+		// XVB's own COMPLETED has no type and no ext: the call it closes says them.
+		{"outbound COMPLETED without type, joined by phone", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
+			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "out", Ext: "104"},
+			[]summary{{"call.completed", "OPEN1", "weak", "outbound", translators.Party{Extension: "104"}, caller, "", "104", "answered", 16, "", ""}}},
+		{"outbound COMPLETED without type, with its callid", ac + "cmd=event&callid=C1&event=COMPLETED&status=Busy&duration=0&phone=79201119613",
+			Correlation{Type: "out", Ext: "104"},
+			[]summary{{"call.completed", "C1", "", "outbound", translators.Party{Extension: "104"}, caller, "", "104", "busy", 0, "", ""}}},
+		{"inbound COMPLETED joined by phone names who ANSWERED", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
+			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "in", Agent: "100"},
+			[]summary{{"call.completed", "OPEN1", "weak", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "", ""}}},
+		{"inbound Cancel joined by phone is missed", ac + "cmd=event&event=COMPLETED&status=Cancel&duration=7&phone=79201119613",
+			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "in"},
+			[]summary{{"call.completed", "OPEN1", "weak", "inbound", caller, noExt, "", "", "missed", 7, "", ""}}},
+		{"the message's own type and ext win", ac + "cmd=event&callid=C1&type=in&event=COMPLETED&status=Success&duration=16&ext=101&phone=79201119613",
+			Correlation{Type: "out", Ext: "104", Agent: "100"},
+			[]summary{{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "101"}, "", "101", "answered", 16, "", ""}}},
 		{"unknown cmd", ac + "cmd=history&callid=C1", weak,
 			[]summary{{"pbx.unmapped", "C1", "", "unknown", noExt, noExt, "", "", "", -1, "", `unknown cmd "history"`}}},
 		{"unknown event", ac + "cmd=event&event=TRANSFERRED&phone=79201119613", weak,
@@ -117,31 +133,34 @@ func TestTranslate(t *testing.T) {
 
 func TestCompletedResult(t *testing.T) {
 	tests := []struct {
-		status, duration string
-		result, reason   string
-		durationS        int64 // -1: absent
+		status, duration, typ string
+		result, reason        string
+		durationS             int64 // -1: absent
 	}{
-		{"Success", "16", "answered", "completed", 16},
-		{"SUCCESS", "16", "answered", "completed", 16},
-		{"Success", "0", "missed", "completed", 0}, // nobody talked
-		{"Success", "", "answered", "completed", -1},
-		{"Success", "abc", "answered", "completed", -1},
-		{"Success", "-5", "answered", "completed", -1},
-		{"Success", "99999999999999", "answered", "completed", -1},
-		{"missed", "0", "missed", "no_answer", 0},
-		{"Missed", "12", "missed", "no_answer", 12},
-		{"Cancel", "3", "cancelled", "caller_hangup", 3},
-		{"Busy", "0", "busy", "busy", 0},
-		{"NotAvailable", "0", "failed", "unavailable", 0},
-		{"notallowed", "0", "failed", "blocked", 0},
-		{"NotFound", "0", "failed", "wrong_number", 0},
-		{"callAerror", "0", "failed", "failed", 0},
-		{"NoSuchStatus", "20", "missed", "unknown", 20}, // unknown: the documented default
-		{"", "20", "missed", "", 20},                    // absent: the same, no reason
+		{"Success", "16", "in", "answered", "completed", 16},
+		{"SUCCESS", "16", "out", "answered", "completed", 16},
+		{"Success", "0", "in", "missed", "completed", 0}, // nobody talked
+		{"Success", "", "in", "answered", "completed", -1},
+		{"Success", "abc", "in", "answered", "completed", -1},
+		{"Success", "-5", "in", "answered", "completed", -1},
+		{"Success", "99999999999999", "in", "answered", "completed", -1},
+		{"missed", "0", "in", "missed", "no_answer", 0},
+		{"Missed", "12", "out", "missed", "no_answer", 12},
+		// The caller gave up before an answer: a customer's call to return, our own given up.
+		{"Cancel", "3", "in", "missed", "caller_hangup", 3},
+		{"Cancel", "3", "", "missed", "caller_hangup", 3},
+		{"Cancel", "3", "out", "cancelled", "caller_hangup", 3},
+		{"Busy", "0", "out", "busy", "busy", 0},
+		{"NotAvailable", "0", "in", "missed", "unavailable", 0},
+		{"notallowed", "0", "out", "failed", "blocked", 0},
+		{"NotFound", "0", "out", "failed", "wrong_number", 0},
+		{"callAerror", "0", "out", "failed", "failed", 0},
+		{"NoSuchStatus", "20", "in", "missed", "unknown", 20}, // unknown: the documented default
+		{"", "20", "in", "missed", "", 20},                    // absent: the same, no reason
 	}
 	for _, tt := range tests {
-		t.Run(tt.status+"/"+tt.duration, func(t *testing.T) {
-			body := ac + "cmd=event&callid=C1&event=COMPLETED&status=" + tt.status + "&duration=" + tt.duration
+		t.Run(tt.status+"/"+tt.duration+"/"+tt.typ, func(t *testing.T) {
+			body := ac + "cmd=event&callid=C1&event=COMPLETED&type=" + tt.typ + "&status=" + tt.status + "&duration=" + tt.duration
 			ev := translateForm(t, body, Correlation{})[0]
 			d := ev.Data
 			if d.Result != tt.result || d.Reason != tt.reason {
