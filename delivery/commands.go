@@ -18,6 +18,7 @@ const CommandTTL = 10 * time.Minute
 // Commands is the bucket of recent commands (a JetStream key-value store with CommandTTL),
 // shared by every gateway on the store: the first request for a command id claims it, and
 // the answer it stores is what a repetition gets, across reloads, restarts and instances.
+// It also keeps each account's command pace and pause (TakeTurn, Pause).
 type Commands struct{ kv jetstream.KeyValue }
 
 // Commands returns the command bucket, or nil before Apply has created it.
