@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -26,7 +25,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/outbound"
@@ -43,16 +41,17 @@ func init() {
 
 const (
 	defaultCommandTimeout = 10 * time.Second
-	// commandInterval paces each account's commands. Mango allows 4 callbacks or hangups a
-	// second per account (mango.md §9.1); a little slower, so that network jitter never shows
-	// Mango five within one second.
+	// commandInterval paces each account's commands, over all gateways of a cluster together.
+	// Mango allows 4 callbacks or hangups a second per account (mango.md §9.1); a little
+	// slower, so that network jitter never shows Mango five within one second.
 	commandInterval = 275 * time.Millisecond
 	// commandQueueWait is how long a command may wait for its turn before it is answered 429.
 	commandQueueWait = time.Second
-	// commandStoreWait bounds each wait on the command store (claiming a command_id, or the
-	// queue starting): with the PBX's timeout and the queue wait it keeps the answer within
-	// the write timeout the README recommends (15s), whatever the store does.
-	commandStoreWait = 2 * time.Second
+	// commandStoreWait bounds each wait on the command store (the queue starting, claiming a
+	// command_id, taking the account's turn, storing a pause): with the PBX's timeout and the
+	// queue wait it keeps the answer within the write timeout the README recommends (15s),
+	// whatever the store does.
+	commandStoreWait = time.Second
 	// mangoLockout is how long Mango refuses everything after repeated bad requests; sending
 	// meanwhile only prolongs it.
 	mangoLockout = 2 * time.Minute
@@ -65,8 +64,8 @@ const (
 
 // Originate is the pbx_originate handler: the CRM starts a call (click-to-call) or ends a leg
 // through the PBX's own API, and never holds PBX credentials. Each account's commands keep to
-// the PBX's rate limit and lock-out; a command_id repeated within 10 minutes gets the first
-// answer and calls nobody twice.
+// the PBX's rate limit and lock-out, kept in the store and so shared by every gateway of a
+// cluster; a command_id repeated within 10 minutes gets the first answer and calls nobody twice.
 type Originate struct {
 	// Token authorizes the CRM: `Authorization: Bearer <token>`, or `?token=<token>` for
 	// robots that can only call a URL. Required.
@@ -74,12 +73,10 @@ type Originate struct {
 	// Timeout bounds the PBX's answer to one command. Default 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	app      *App
-	token    string
-	client   *http.Client
-	limits   map[string]*commandLimits // by account name
-	poolKeys []string
-	logger   *zap.Logger
+	app    *App
+	token  string
+	client *http.Client
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -90,7 +87,7 @@ func (Originate) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the token and takes each account's command limits from the pool.
+// Provision expands the token.
 func (h *Originate) Provision(ctx caddy.Context) error {
 	app, err := ctx.App("pbx")
 	if err != nil {
@@ -109,65 +106,7 @@ func (h *Originate) provision(app *App, logger *zap.Logger) error {
 	}
 	// A PBX API does not redirect a command; following one would turn the POST into a GET.
 	h.client = outbound.Configured(0)
-	h.limits = map[string]*commandLimits{}
-	for name, acc := range app.accounts {
-		key := acc.pbx + " " + name + " " + acc.apiURL
-		val, _, err := commandLimitsPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return &commandLimits{pace: rate.NewLimiter(rate.Every(commandInterval), 1)}, nil
-		})
-		if err != nil {
-			return err
-		}
-		h.poolKeys = append(h.poolKeys, key)
-		h.limits[name] = val.(*commandLimits)
-	}
 	return nil
-}
-
-// Cleanup releases this config's hold on the command limits.
-func (h *Originate) Cleanup() error {
-	for _, key := range h.poolKeys {
-		_, _ = commandLimitsPool.Delete(key)
-	}
-	return nil
-}
-
-// commandLimitsPool keeps each account's command limits across config reloads, keyed by PBX,
-// account and API URL: a reload must neither reset the pace nor forget a lock-out.
-var commandLimitsPool = caddy.NewUsagePool()
-
-// commandLimits are what the PBX allows one account: a pace, and a pause after the PBX
-// locked the account out or said it was busy.
-type commandLimits struct {
-	pace *rate.Limiter
-
-	mu          sync.Mutex
-	pausedUntil time.Time
-	pause       commandAnswer // the answer while paused
-}
-
-func (*commandLimits) Destruct() error { return nil }
-
-// paused returns the answer to give while the account is paused, or nil.
-func (l *commandLimits) paused(now time.Time) *commandAnswer {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !now.Before(l.pausedUntil) {
-		return nil
-	}
-	a := l.pause
-	a.RetryAfter = retrySeconds(l.pausedUntil.Sub(now))
-	a.pause = 0 // answering during the pause does not prolong it
-	return &a
-}
-
-func (l *commandLimits) pauseFor(d time.Duration, a commandAnswer) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if until := time.Now().Add(d); until.After(l.pausedUntil) {
-		l.pausedUntil, l.pause = until, a
-		l.pause.Body.CommandID = ""
-	}
 }
 
 // commandRequest is what the CRM asks for, from JSON, form fields or query parameters.
@@ -195,6 +134,13 @@ type answerBody struct {
 	Meaning string `json:"meaning,omitempty"`
 	// PBXStatus is the PBX's HTTP status when it refused without a code.
 	PBXStatus int `json:"pbx_status,omitempty"`
+}
+
+// accountPause is what the store keeps while an account is paused: the answer its commands
+// get meanwhile, on every gateway.
+type accountPause struct {
+	Answer  commandAnswer `json:"answer"`
+	Outcome string        `json:"outcome"`
 }
 
 // commandRecord is a command_id's entry in the command bucket: the request's fingerprint and,
@@ -626,9 +572,18 @@ func (h *Originate) run(ctx context.Context, acc *account, cmd pbxCommand, req c
 	if replay != nil {
 		return *replay
 	}
-	ans := h.send(ctx, acc, cmd)
+	ans := h.send(ctx, commands, acc, cmd)
 	if ans.pause > 0 {
-		h.limits[acc.name].pauseFor(ans.pause, ans)
+		// Every gateway of a cluster sends nothing for the account meanwhile; stored before
+		// the answer, so that no command of the account goes out during the pause.
+		pauseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandStoreWait)
+		paused := accountPause{Answer: ans, Outcome: ans.outcome}
+		paused.Answer.Body.CommandID = ""
+		value, _ := json.Marshal(paused)
+		if err := commands.Pause(pauseCtx, acc.name, ans.pause, value); err != nil {
+			h.logger.Error("storing the account's pause: commands may be sent during it", zap.String("account", acc.name), zap.Duration("pause", ans.pause), zap.Error(err))
+		}
+		cancel()
 	}
 	// The outcome is kept even if the CRM has gone away meanwhile, and while the CRM gets its
 	// answer: a repetition meanwhile waits for it (claim).
@@ -660,7 +615,7 @@ func (h *Originate) keep(ctx context.Context, commands *delivery.Commands, acc *
 func (h *Originate) claim(ctx context.Context, commands *delivery.Commands, key, fp string) (uint64, *commandAnswer) {
 	pending, _ := json.Marshal(commandRecord{Request: fp})
 	// A repetition waits at most as long as the first request may take to be answered.
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+commandQueueWait+commandStoreWait)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+commandQueueWait+3*commandStoreWait)
 	defer cancel()
 	for {
 		claimCtx, cancelClaim := context.WithTimeout(ctx, commandStoreWait)
@@ -703,24 +658,34 @@ func (h *Originate) claim(ctx context.Context, commands *delivery.Commands, key,
 }
 
 // send waits for the account's turn and sends the command once.
-func (h *Originate) send(ctx context.Context, acc *account, cmd pbxCommand) commandAnswer {
-	limits := h.limits[acc.name]
-	if ans := limits.paused(time.Now()); ans != nil {
+func (h *Originate) send(ctx context.Context, commands *delivery.Commands, acc *account, cmd pbxCommand) commandAnswer {
+	turnCtx, cancelTurn := context.WithTimeout(ctx, commandStoreWait)
+	turn, err := commands.TakeTurn(turnCtx, acc.name, commandInterval, commandQueueWait)
+	cancelTurn()
+	switch {
+	case err != nil:
+		ans := refusal(http.StatusServiceUnavailable, "error", "the command store is unavailable: %v", err)
+		ans.RetryAfter = 5
 		return *ans
-	}
-	turn := limits.pace.Reserve()
-	if wait := turn.Delay(); wait > commandQueueWait {
-		turn.Cancel()
+	case turn.Paused != nil:
+		var paused accountPause
+		if json.Unmarshal(turn.Paused, &paused) != nil {
+			paused = accountPause{Answer: *refusal(http.StatusServiceUnavailable, "error", "account %s is paused", acc.name), Outcome: "error"}
+		}
+		ans := paused.Answer
+		ans.outcome = paused.Outcome
+		ans.RetryAfter = retrySeconds(turn.Later) // answering during the pause does not prolong it
+		return ans
+	case turn.Later > 0:
 		ans := refusal(http.StatusTooManyRequests, "rate_limited", "account %s is sending commands faster than its PBX allows; try again in a moment", acc.name)
-		ans.RetryAfter = retrySeconds(wait)
+		ans.RetryAfter = retrySeconds(turn.Later)
 		return *ans
-	} else if wait > 0 {
-		timer := time.NewTimer(wait)
+	case turn.Wait > 0:
+		timer := time.NewTimer(turn.Wait)
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			timer.Stop()
-			turn.Cancel()
+			timer.Stop() // the turn stays taken: a gap in the pace, never a burst
 			return commandAnswer{outcome: "canceled", Status: 499}
 		}
 	}
@@ -848,8 +813,6 @@ func (h *Originate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Originate)(nil)
-	_ caddy.CleanerUpper          = (*Originate)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Originate)(nil)
 	_ caddyfile.Unmarshaler       = (*Originate)(nil)
-	_ caddy.Destructor            = (*commandLimits)(nil)
 )

@@ -92,8 +92,8 @@ func sendCommand(t *testing.T, g *gatewaytest.Gateway, body string, query url.Va
 // Mango's 4/s; the token stays out of the access log.
 func TestOriginateEndToEnd(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	fakeMango, fakeXVB := newFakeMangoAPI(t), newFakeXVBAPI(t)
-	config := originateGateway(crm.URL+"/events", fakeMango.apiURL(), fakeXVB.apiURL())
+	fakeMango, fakeXVB := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), newFakeXVBAPI(t)
+	config := originateGateway(crm.URL+"/events", fakeMango.APIURL(), fakeXVB.apiURL())
 	g := gatewaytest.Start(t, config,
 		"TEST_MANGO_SALT="+fakeMangoSalt, "TEST_XVB_TOKEN="+fakeXVBToken, "CRM_COMMAND_TOKEN="+originateToken)
 	g.WaitReady()
@@ -104,7 +104,7 @@ func TestOriginateEndToEnd(t *testing.T) {
 	if code != http.StatusOK || body != accepted {
 		t.Fatalf("callback: %d %s", code, body)
 	}
-	if got := fakeMango.received(); len(got) != 1 || got[0].JSON != `{"command_id":"crm-42","from":{"extension":"101","number":""},"to_number":"79001234567"}` {
+	if got := fakeMango.Received(); len(got) != 1 || got[0].JSON != `{"command_id":"crm-42","from":{"extension":"101","number":""},"to_number":"79001234567"}` {
 		t.Fatalf("Mango got %+v", got)
 	}
 
@@ -146,10 +146,10 @@ func TestOriginateEndToEnd(t *testing.T) {
 
 	repeatOnce := func(t *testing.T, when string) {
 		t.Helper()
-		before := fakeMango.requests()
+		before := fakeMango.Requests()
 		code, body, header := sendCommand(t, g, first, nil)
-		if code != http.StatusOK || body != accepted || header.Get("Idempotent-Replayed") != "true" || fakeMango.requests() != before {
-			t.Errorf("%s: %d %s replayed=%q, Mango got %d more", when, code, body, header.Get("Idempotent-Replayed"), fakeMango.requests()-before)
+		if code != http.StatusOK || body != accepted || header.Get("Idempotent-Replayed") != "true" || fakeMango.Requests() != before {
+			t.Errorf("%s: %d %s replayed=%q, Mango got %d more", when, code, body, header.Get("Idempotent-Replayed"), fakeMango.Requests()-before)
 		}
 	}
 	t.Run("a repeated command_id calls once, across a reload and a restart", func(t *testing.T) {
@@ -165,7 +165,7 @@ func TestOriginateEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a burst keeps to Mango's 4/s", func(t *testing.T) {
-		before := len(fakeMango.received())
+		before := len(fakeMango.Received())
 		codes := make([]int, 20)
 		var wg sync.WaitGroup
 		for i := range codes {
@@ -184,15 +184,15 @@ func TestOriginateEndToEnd(t *testing.T) {
 				t.Errorf("answer %d", c)
 			}
 		}
-		fakeMango.checkNoViolations(t)
-		if sent := len(fakeMango.received()) - before; sent != ok || ok < 4 {
+		fakeMango.CheckNoViolations(t)
+		if sent := len(fakeMango.Received()) - before; sent != ok || ok < 4 {
 			t.Errorf("%d accepted, Mango got %d", ok, sent)
 		}
 		t.Logf("burst of 20 through the binary: %d accepted, %d answered 429", ok, 20-ok)
 	})
 
 	t.Run("Mango's lock-out outlives a reload", func(t *testing.T) {
-		fakeMango.play("401")
+		fakeMango.Play("401")
 		code, body, header := sendCommand(t, g, `{"account":"office","from":"101","to":"79001112233"}`, nil)
 		if code != http.StatusServiceUnavailable || header.Get("Retry-After") == "" {
 			t.Fatalf("401 from Mango: %d %s", code, body)
@@ -200,10 +200,10 @@ func TestOriginateEndToEnd(t *testing.T) {
 		if err := g.Reload(config); err != nil {
 			t.Fatal(err)
 		}
-		before := fakeMango.requests()
+		before := fakeMango.Requests()
 		code, body, _ = sendCommand(t, g, `{"account":"office","from":"101","to":"79001112234"}`, nil)
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "locked") || fakeMango.requests() != before {
-			t.Errorf("after a reload during the lock-out: %d %s, Mango got %d more", code, body, fakeMango.requests()-before)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "locked") || fakeMango.Requests() != before {
+			t.Errorf("after a reload during the lock-out: %d %s, Mango got %d more", code, body, fakeMango.Requests()-before)
 		}
 	})
 

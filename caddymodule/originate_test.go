@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,168 +36,6 @@ const (
 	fakeXVBToken   = "xvb-c2c-secret-token"
 	fakeXVBCode    = "10019"
 )
-
-// fakeMangoAPI is Mango's command API as mango.md §9 gives it. A command is a POST to
-// {api_url}/commands/<name> with Content-Type application/x-www-form-urlencoded and exactly the
-// fields vpbx_api_key, sign and json; sign is lowercase hex SHA-256 of key + json + salt over
-// the json as sent, and the json is compact. A request that breaks a rule gets DOC2017's 420
-// with the code Mango would give (3101 not POST, 3102 sign, 3103 missing parameter, 3104
-// format, 3105 key). Authentic commands get the next scripted answer. Five commands within one
-// second break Mango's 4/s (§9.1): the fake answers them 429 and records the violation.
-type fakeMangoAPI struct {
-	*httptest.Server
-
-	mu         sync.Mutex
-	script     []string // next answers: "1000", "3102", "5001", "429", "401", "timeout", "slow"; then "1000"
-	arrivals   []time.Time
-	commands   []sentCommand // authentic, well-formed commands in arrival order
-	refused    []string      // why requests were refused
-	violations []string
-}
-
-type sentCommand struct {
-	Name string         // callback, callback_group, call/hangup
-	JSON string         // as sent
-	Body map[string]any // decoded
-}
-
-func newFakeMangoAPI(t testing.TB) *fakeMangoAPI {
-	f := &fakeMangoAPI{}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.Close)
-	return f
-}
-
-// apiURL is what an account's api_url is set to: Mango's base URL ends in /vpbx.
-func (f *fakeMangoAPI) apiURL() string { return f.URL + "/vpbx" }
-
-func (f *fakeMangoAPI) play(answers ...string) {
-	f.mu.Lock()
-	f.script = append(f.script, answers...)
-	f.mu.Unlock()
-}
-
-func (f *fakeMangoAPI) received() []sentCommand {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]sentCommand(nil), f.commands...)
-}
-
-// requests is how many requests arrived, authentic or not.
-func (f *fakeMangoAPI) requests() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.arrivals)
-}
-
-func (f *fakeMangoAPI) checkNoViolations(t testing.TB) {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, v := range f.violations {
-		t.Error(v)
-	}
-	for _, r := range f.refused {
-		t.Errorf("fake Mango refused a request: %s", r)
-	}
-}
-
-// mandatory are the json fields each command must carry, with their JSON types.
-var mandatory = map[string]map[string]string{
-	"callback":       {"command_id": "string", "from": "object", "to_number": "string"},
-	"callback_group": {"command_id": "string", "from": "string", "to": "string", "line_number": "string"},
-	"call/hangup":    {"command_id": "string", "call_id": "string"},
-}
-
-func (f *fakeMangoAPI) serve(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	f.mu.Lock()
-	f.arrivals = append(f.arrivals, now)
-	if n := len(f.arrivals); n >= 5 && now.Sub(f.arrivals[n-5]) < time.Second {
-		f.violations = append(f.violations, fmt.Sprintf("5 commands within %s (Mango allows 4/s)", now.Sub(f.arrivals[n-5])))
-		f.mu.Unlock()
-		w.WriteHeader(http.StatusTooManyRequests)
-		io.WriteString(w, `{ "name": "Service Unavailable", "message": "Rate limit exceeded.", "code": 0, "status": 429 }`)
-		return
-	}
-	f.mu.Unlock()
-	refuse := func(code int, why string) {
-		f.mu.Lock()
-		f.refused = append(f.refused, why)
-		f.mu.Unlock()
-		w.WriteHeader(420)
-		fmt.Fprintf(w, `{"code":%d}`, code)
-	}
-	name, ok := strings.CutPrefix(r.URL.Path, "/vpbx/commands/")
-	switch {
-	case !ok || mandatory[name] == nil:
-		http.NotFound(w, r)
-		return
-	case r.Method != http.MethodPost:
-		refuse(3101, "method "+r.Method)
-		return
-	case r.Header.Get("Content-Type") != "application/x-www-form-urlencoded":
-		refuse(3104, "content type "+r.Header.Get("Content-Type"))
-		return
-	}
-	raw, _ := io.ReadAll(r.Body)
-	form, err := url.ParseQuery(string(raw))
-	if err != nil || len(form) != 3 || len(form["vpbx_api_key"]) != 1 || len(form["sign"]) != 1 || len(form["json"]) != 1 {
-		refuse(3103, fmt.Sprintf("form %q", raw))
-		return
-	}
-	js := form.Get("json")
-	sum := sha256.Sum256([]byte(form.Get("vpbx_api_key") + js + fakeMangoSalt))
-	switch {
-	case form.Get("vpbx_api_key") != fakeMangoKey:
-		refuse(3105, "vpbx_api_key")
-		return
-	case form.Get("sign") != hex.EncodeToString(sum[:]):
-		refuse(3102, "sign")
-		return
-	}
-	var compact bytes.Buffer
-	var body map[string]any
-	if json.Compact(&compact, []byte(js)) != nil || compact.String() != js || json.Unmarshal([]byte(js), &body) != nil {
-		refuse(3104, "json not compact: "+js)
-		return
-	}
-	for field, typ := range mandatory[name] {
-		v, ok := body[field]
-		if _, isObj := v.(map[string]any); !ok || (typ == "object") != isObj || (typ == "string" && v == "") {
-			refuse(3103, name+" without "+field+": "+js)
-			return
-		}
-	}
-	if name == "callback" && body["from"].(map[string]any)["extension"] == "" {
-		refuse(3103, "callback without from.extension: "+js)
-		return
-	}
-	f.mu.Lock()
-	f.commands = append(f.commands, sentCommand{name, js, body})
-	answer := "1000"
-	if len(f.script) > 0 {
-		answer, f.script = f.script[0], f.script[1:]
-	}
-	f.mu.Unlock()
-	switch answer {
-	case "timeout":
-		<-r.Context().Done() // never answers; the gateway gives up
-	case "slow":
-		time.Sleep(300 * time.Millisecond) // a slow but successful Mango
-		fmt.Fprintf(w, `{"result":1000,"command_id":%q}`, body["command_id"])
-	case "429":
-		w.WriteHeader(http.StatusTooManyRequests)
-		io.WriteString(w, `{ "name": "Service Unavailable", "message": "Rate limit exceeded.", "code": 0, "status": 429 }`)
-	case "401":
-		w.WriteHeader(http.StatusUnauthorized)
-	case "3102":
-		w.WriteHeader(420)
-		io.WriteString(w, `{"code":3102}`)
-	default:
-		fmt.Fprintf(w, `{"result":%s,"command_id":%q}`, answer, body["command_id"])
-	}
-}
 
 // fakeXVBAPI is XVB's CommonCRM click-to-call (xvb.md §4.5): a form POST to
 // /commoncrm/<access code> with cmd=makeCall, token, from and to. The answer is not documented;
@@ -256,14 +92,14 @@ func (f *fakeXVBAPI) received() []url.Values {
 type originateFixture struct {
 	url   string
 	h     *Originate
-	mango *fakeMangoAPI
+	mango *gatewaytest.MangoAPI
 	xvb   *fakeXVBAPI
 	logs  *observer.ObservedLogs
 }
 
 func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture {
 	t.Helper()
-	fx := &originateFixture{mango: newFakeMangoAPI(t), xvb: newFakeXVBAPI(t)}
+	fx := &originateFixture{mango: gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), xvb: newFakeXVBAPI(t)}
 	eng, err := delivery.Open(delivery.Config{DataDir: t.TempDir()}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +110,7 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 		t.Fatal(err)
 	}
 	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]*account{
-		"office": {pbx: "mango", name: "office", apiKey: fakeMangoKey, apiSalt: fakeMangoSalt, apiURL: fx.mango.apiURL(),
+		"office": {pbx: "mango", name: "office", apiKey: fakeMangoKey, apiSalt: fakeMangoSalt, apiURL: fx.mango.APIURL(),
 			source: translators.Source{PBX: "mango", Account: "office", Region: "RU"}},
 		"main": {pbx: "xvb", name: "main", token: fakeXVBToken, apiURL: fx.xvb.apiURL(),
 			source: translators.Source{PBX: "xvb", Account: "main", Region: "RU"}},
@@ -286,7 +122,6 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 	if err := fx.h.provision(app, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fx.h.Cleanup() })
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = fx.h.ServeHTTP(w, r, nil) }))
 	t.Cleanup(srv.Close)
 	fx.url = srv.URL + "/calls"
@@ -343,12 +178,12 @@ func TestOriginateToken(t *testing.T) {
 		{"query token", "token=" + originateToken, nil, http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			before := fx.mango.requests()
+			before := fx.mango.Requests()
 			r := fx.do(t, http.MethodPost, tt.query, "application/json", body, tt.header...)
 			if r.status != tt.want {
 				t.Fatalf("%d %s, want %d", r.status, r.raw, tt.want)
 			}
-			sent := fx.mango.requests() - before
+			sent := fx.mango.Requests() - before
 			if tt.want == http.StatusUnauthorized {
 				if sent != 0 || r.header.Get("WWW-Authenticate") == "" || r.body["error"] == "" {
 					t.Errorf("sent %d, WWW-Authenticate %q, body %s", sent, r.header.Get("WWW-Authenticate"), r.raw)
@@ -363,7 +198,7 @@ func TestOriginateToken(t *testing.T) {
 			t.Errorf("a secret in the log: %s", line)
 		}
 	}
-	fx.mango.checkNoViolations(t)
+	fx.mango.CheckNoViolations(t)
 }
 
 func TestOriginateBadRequests(t *testing.T) {
@@ -411,7 +246,7 @@ func TestOriginateBadRequests(t *testing.T) {
 			}
 		})
 	}
-	if n := fx.mango.requests(); n != 0 {
+	if n := fx.mango.Requests(); n != 0 {
 		t.Errorf("Mango got %d requests for bad ones", n)
 	}
 	if n := len(fx.xvb.received()); n != 0 {
@@ -457,7 +292,7 @@ func TestOriginateMangoCommands(t *testing.T) {
 		}, "h-1", "call/hangup", `{"command_id":"%s","call_id":"MToxMDA4NjI3Nzo1MDI6NjQ0MjQzNTM5"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(fx.mango.received())
+			before := len(fx.mango.Received())
 			r := tt.send()
 			if r.status != http.StatusOK || r.body["status"] != "accepted" || len(r.body) != 2 {
 				t.Fatalf("%d %s", r.status, r.raw)
@@ -466,7 +301,7 @@ func TestOriginateMangoCommands(t *testing.T) {
 			if tt.id != "" && id != tt.id || tt.id == "" && !generatedID.MatchString(id) {
 				t.Errorf("command_id %q", id)
 			}
-			got := fx.mango.received()
+			got := fx.mango.Received()
 			if len(got) != before+1 {
 				t.Fatalf("Mango got %d commands", len(got)-before)
 			}
@@ -478,7 +313,7 @@ func TestOriginateMangoCommands(t *testing.T) {
 	if n := commandsCounted("office", "callback", "accepted") - acceptedBefore; n != 4 {
 		t.Errorf("pbxbridge_commands_total{command=callback,outcome=accepted} grew by %v, want 4", n)
 	}
-	fx.mango.checkNoViolations(t)
+	fx.mango.CheckNoViolations(t)
 }
 
 // Mango's answers, mapped; answers that say "later" are not kept, so a retry sends again.
@@ -489,22 +324,22 @@ func TestOriginateMangoAnswers(t *testing.T) {
 	}
 
 	t.Run("3102 refused, kept", func(t *testing.T) {
-		fx.mango.play("3102")
+		fx.mango.Play("3102")
 		r := call("sign-1")
 		if r.status != http.StatusBadGateway || r.body["status"] != "refused" || r.body["code"] != 3102.0 ||
 			r.body["meaning"] != "signature mismatch (check api_key and api_salt)" || r.body["command_id"] != "sign-1" {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
-		before := fx.mango.requests()
+		before := fx.mango.Requests()
 		if again := call("sign-1"); again.raw != r.raw || again.status != r.status || again.header.Get("Idempotent-Replayed") != "true" {
 			t.Errorf("repetition: %d %s", again.status, again.raw)
 		}
-		if fx.mango.requests() != before {
+		if fx.mango.Requests() != before {
 			t.Error("a repeated command_id reached Mango")
 		}
 	})
 	t.Run("timeout, kept", func(t *testing.T) {
-		fx.mango.play("timeout")
+		fx.mango.Play("timeout")
 		start := time.Now()
 		r := call("slow-1")
 		if r.status != http.StatusGatewayTimeout || r.body["status"] != "error" || !strings.Contains(r.body["error"].(string), "may or may not") {
@@ -513,63 +348,54 @@ func TestOriginateMangoAnswers(t *testing.T) {
 		if took := time.Since(start); took > 2*time.Second {
 			t.Errorf("answered after %s with a 400ms timeout", took)
 		}
-		before := fx.mango.requests()
-		if again := call("slow-1"); again.status != http.StatusGatewayTimeout || fx.mango.requests() != before {
-			t.Errorf("repeating a command whose outcome is unknown: %d, Mango got %d more", again.status, fx.mango.requests()-before)
+		before := fx.mango.Requests()
+		if again := call("slow-1"); again.status != http.StatusGatewayTimeout || fx.mango.Requests() != before {
+			t.Errorf("repeating a command whose outcome is unknown: %d, Mango got %d more", again.status, fx.mango.Requests()-before)
 		}
 	})
 	t.Run("429 passed on, not kept", func(t *testing.T) {
-		fx.mango.play("429")
+		fx.mango.Play("429")
 		r := call("busy-1")
 		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "1" || r.body["status"] != "refused" {
 			t.Fatalf("%d %s %v", r.status, r.raw, r.header)
 		}
 		// Mango said "too many": the account pauses, and the pause is answered here.
-		before := fx.mango.requests()
-		if again := call("busy-2"); again.status != http.StatusTooManyRequests || fx.mango.requests() != before {
-			t.Errorf("during the pause: %d, Mango got %d more", again.status, fx.mango.requests()-before)
+		before := fx.mango.Requests()
+		if again := call("busy-2"); again.status != http.StatusTooManyRequests || fx.mango.Requests() != before {
+			t.Errorf("during the pause: %d, Mango got %d more", again.status, fx.mango.Requests()-before)
 		}
 		time.Sleep(pbxBusyPause) // the pause is a duration; nothing signals its end
-		if again := call("busy-1"); again.status != http.StatusOK || fx.mango.requests() != before+1 {
-			t.Errorf("retry after the pause: %d %s, Mango got %d more", again.status, again.raw, fx.mango.requests()-before)
+		if again := call("busy-1"); again.status != http.StatusOK || fx.mango.Requests() != before+1 {
+			t.Errorf("retry after the pause: %d %s, Mango got %d more", again.status, again.raw, fx.mango.Requests()-before)
 		}
 	})
 	t.Run("5001 overloaded, not kept", func(t *testing.T) {
-		fx.mango.play("5001")
+		fx.mango.Play("5001")
 		if r := call("over-1"); r.status != http.StatusServiceUnavailable || r.body["code"] != 5001.0 || r.header.Get("Retry-After") == "" {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 	})
 	t.Run("401 locks the account out", func(t *testing.T) {
 		time.Sleep(pbxBusyPause) // the 5001's pause
-		fx.mango.play("401")
+		fx.mango.Play("401")
 		r := call("lock-1")
 		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "120" || !strings.Contains(r.body["error"].(string), "locked") {
 			t.Fatalf("%d %s %v", r.status, r.raw, r.header)
 		}
-		limits := fx.h.limits["office"]
-		limits.mu.Lock()
-		until := limits.pausedUntil
-		limits.mu.Unlock()
-		before := fx.mango.requests()
+		before := fx.mango.Requests()
 		again := call("lock-2")
-		if again.status != http.StatusServiceUnavailable || again.body["command_id"] != "lock-2" || fx.mango.requests() != before {
-			t.Errorf("during the lock-out: %d %s, Mango got %d more", again.status, again.raw, fx.mango.requests()-before)
+		if again.status != http.StatusServiceUnavailable || again.body["command_id"] != "lock-2" || fx.mango.Requests() != before {
+			t.Errorf("during the lock-out: %d %s, Mango got %d more", again.status, again.raw, fx.mango.Requests()-before)
 		}
 		if ra := again.header.Get("Retry-After"); ra != "120" && ra != "119" {
 			t.Errorf("Retry-After %q", ra)
 		}
-		limits.mu.Lock()
-		if !limits.pausedUntil.Equal(until) {
-			t.Errorf("answering during the lock-out moved its end by %s", limits.pausedUntil.Sub(until))
-		}
-		limits.mu.Unlock()
 		// Another account is not paused.
 		if r := fx.postJSON(t, `{"account":"main","from":"101","to":"79001234567"}`); r.status != http.StatusOK {
 			t.Errorf("xvb during Mango's lock-out: %d %s", r.status, r.raw)
 		}
 	})
-	fx.mango.checkNoViolations(t)
+	fx.mango.CheckNoViolations(t)
 }
 
 // A CRM that repeats a command, at once or later, calls the agent once.
@@ -577,7 +403,7 @@ func TestOriginateIdempotency(t *testing.T) {
 	fx := newOriginateFixture(t, 2*time.Second)
 	body := `{"account":"office","from":"101","to":"79001234567","command_id":"retry-1"}`
 
-	fx.mango.play("slow")
+	fx.mango.Play("slow")
 	replies := make([]commandReply, 6)
 	var wg sync.WaitGroup
 	for i := range replies {
@@ -594,16 +420,16 @@ func TestOriginateIdempotency(t *testing.T) {
 			replays++
 		}
 	}
-	if n := len(fx.mango.received()); n != 1 || replays != len(replies)-1 {
+	if n := len(fx.mango.Received()); n != 1 || replays != len(replies)-1 {
 		t.Errorf("6 concurrent identical requests: Mango got %d, %d replays", n, replays)
 	}
 	// The same request written differently is the same request.
-	if r := fx.postJSON(t, `{"account":"office","from":101,"to":"+7 900 123-45-67","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.mango.received()) != 1 {
-		t.Errorf("later repetition: %d %s, Mango got %d", r.status, r.raw, len(fx.mango.received()))
+	if r := fx.postJSON(t, `{"account":"office","from":101,"to":"+7 900 123-45-67","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.mango.Received()) != 1 {
+		t.Errorf("later repetition: %d %s, Mango got %d", r.status, r.raw, len(fx.mango.Received()))
 	}
 	// Another request under the same id is refused, not answered with the first answer.
 	r := fx.postJSON(t, `{"account":"office","from":"101","to":"79001234500","command_id":"retry-1"}`)
-	if r.status != http.StatusConflict || len(fx.mango.received()) != 1 {
+	if r.status != http.StatusConflict || len(fx.mango.Received()) != 1 {
 		t.Errorf("another request, same id: %d %s", r.status, r.raw)
 	}
 	// Ids are per account.
@@ -639,8 +465,8 @@ func TestOriginateRateLimit(t *testing.T) {
 			t.Errorf("%d %s", r.status, r.raw)
 		}
 	}
-	fx.mango.checkNoViolations(t)
-	if got := len(fx.mango.received()); got != accepted || accepted < 4 || accepted+limited != 20 {
+	fx.mango.CheckNoViolations(t)
+	if got := len(fx.mango.Received()); got != accepted || accepted < 4 || accepted+limited != 20 {
 		t.Errorf("accepted %d, rate limited %d, Mango got %d", accepted, limited, got)
 	}
 	t.Logf("burst of 20: %d accepted, %d answered 429, in %s", accepted, limited, took)

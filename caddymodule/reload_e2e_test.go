@@ -17,8 +17,8 @@ import (
 // answers 503; nothing accepted is lost or delivered twice.
 func TestReloadsUnderLoadEveryHandlerAnswers(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	fakeMango := newFakeMangoAPI(t)
-	config := originateGateway(crm.URL+"/events", fakeMango.apiURL(), "http://127.0.0.1:9/xvb")
+	fakeMango := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt)
+	config := originateGateway(crm.URL+"/events", fakeMango.APIURL(), "http://127.0.0.1:9/xvb")
 	configs := []string{config, strings.Replace(config, "timeout 2s", "timeout 3s", 1)}
 	g := gatewaytest.Start(t, config,
 		"TEST_MANGO_SALT="+fakeMangoSalt, "TEST_XVB_TOKEN="+fakeXVBToken, "CRM_COMMAND_TOKEN="+originateToken)
@@ -58,6 +58,7 @@ func TestReloadsUnderLoadEveryHandlerAnswers(t *testing.T) {
 	close(stop)
 	commandWG.Wait()
 
+	fakeMango.CheckNoViolations(t)
 	r := gatewaytest.CheckDeliveries(t, crm, acc, time.Minute)
 	if r.Duplicates > 0 || acc.Refused[http.StatusServiceUnavailable] > 0 {
 		t.Errorf("%d delivered twice, %d webhooks answered 503", r.Duplicates, acc.Refused[http.StatusServiceUnavailable])

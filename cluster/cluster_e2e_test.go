@@ -163,23 +163,12 @@ func TestScaleOut(t *testing.T) {
 	t.Parallel() // mostly waiting for handovers
 	nats := startNATSCluster(t, 3)
 	var rejectDead atomic.Bool
-	var rndMu sync.Mutex
-	rnd := rand.New(rand.NewPCG(3, 4))
-	crm := gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
-		if rejectDead.Load() && strings.HasPrefix(ev.Data.CallID, "dead-") {
-			return http.StatusUnprocessableEntity
-		}
-		rndMu.Lock()
-		defer rndMu.Unlock()
-		if rnd.IntN(5) == 0 { // some events always in backoff, held in their lanes
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
+	crm := flakyCRM(t, 3, func(ev translators.Event) bool {
+		return rejectDead.Load() && strings.HasPrefix(ev.Data.CallID, "dead-")
 	})
-	natsBlock := "replicas 3\n\t\t\tprefix " + prefix
 	gws := map[string]*gatewaytest.Gateway{
-		"g1": startGateway(t, "g1", nats.URLs(), natsBlock, crm.URL+"/events"),
-		"g2": startGateway(t, "g2", nats.URLs(), natsBlock, crm.URL+"/events"),
+		"g1": startGateway(t, "g1", nats.URLs(), replicatedNATS, crm.URL+"/events"),
+		"g2": startGateway(t, "g2", nats.URLs(), replicatedNATS, crm.URL+"/events"),
 	}
 	lb := newBalancer(t, 15*time.Millisecond, gws, "g1", "g2")
 	fl := &fleet{gws: gws, since: map[string]int{}}
@@ -262,6 +251,28 @@ func TestScaleOut(t *testing.T) {
 	checkDeadLettersFromAnyGateway(t, crm, &rejectDead, gws["g1"], gws["g2"])
 }
 
+// replicatedNATS is the gateways' nats block on the 3-node cluster.
+const replicatedNATS = "replicas 3\n\t\t\tprefix " + prefix
+
+// flakyCRM is a CRM stand-in that answers one request in five with 503 (a seeded sequence), so
+// that some events are always in backoff, held in their lanes, and 422 to the events reject
+// picks (nil: none).
+func flakyCRM(t *testing.T, seed uint64, reject func(translators.Event) bool) *gatewaytest.CRM {
+	var mu sync.Mutex
+	rnd := rand.New(rand.NewPCG(seed, seed+1))
+	return gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
+		if reject != nil && reject(ev) {
+			return http.StatusUnprocessableEntity
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if rnd.IntN(5) == 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+}
+
 // What a gateway logs when it gets a target's pin, when it starts delivering after holding
 // back what it fetched, and when it loses the pin.
 const (
@@ -309,7 +320,13 @@ func (f *fleet) kill(name string) {
 	f.since[name] = len(f.gws[name].Logs())
 }
 
-// restart starts a killed gateway again.
+// stop stops a gateway gracefully; what it logged no longer says who delivers.
+func (f *fleet) stop(name string) {
+	f.gws[name].Stop()
+	f.since[name] = len(f.gws[name].Logs())
+}
+
+// restart starts a killed or stopped gateway again.
 func (f *fleet) restart(name string) {
 	f.gws[name].Restart()
 	f.gws[name].WaitReady()

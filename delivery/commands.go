@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -17,6 +18,7 @@ const CommandTTL = 10 * time.Minute
 // Commands is the bucket of recent commands (a JetStream key-value store with CommandTTL),
 // shared by every gateway on the store: the first request for a command id claims it, and
 // the answer it stores is what a repetition gets, across reloads, restarts and instances.
+// It also keeps each account's command pace and pause (TakeTurn, Pause).
 type Commands struct{ kv jetstream.KeyValue }
 
 // Commands returns the command bucket, or nil before Apply has created it.
@@ -92,6 +94,97 @@ func (c *Commands) Await(ctx context.Context, key string, settled func([]byte) b
 			default:
 				seen = true
 			}
+		}
+	}
+}
+
+// Turn is the answer to TakeTurn.
+type Turn struct {
+	// Wait is how long until the command may be sent: the turn is taken.
+	Wait time.Duration
+	// Later, when positive, says no turn was taken, and when to ask again: the account is
+	// paused (Paused is what Pause stored), or its queue is longer than the caller waits.
+	Later  time.Duration
+	Paused []byte
+}
+
+// pace is an account's command limits as the bucket keeps them: when the next command may be
+// sent, and until when nothing is sent (Unix nanoseconds of the gateways' clocks).
+type pace struct {
+	Next        int64  `json:"next,omitempty"`
+	PausedUntil int64  `json:"paused_until,omitempty"`
+	Pause       []byte `json:"pause,omitempty"`
+}
+
+// paceKey is the bucket key of an account's limits; no CommandKey ends in ".pace".
+func paceKey(account string) string { return account + ".pace" }
+
+// TakeTurn reserves the account's next turn to send a command, one per interval, unless it is
+// further away than maxWait or the account is paused. The pace is in the bucket, so every
+// gateway on the store keeps to it together and it outlives reloads and restarts.
+func (c *Commands) TakeTurn(ctx context.Context, account string, interval, maxWait time.Duration) (Turn, error) {
+	var turn Turn
+	err := c.updatePace(ctx, account, func(p *pace, now time.Time) bool {
+		if until := time.Unix(0, p.PausedUntil); now.Before(until) {
+			turn = Turn{Later: until.Sub(now), Paused: p.Pause}
+			return false
+		}
+		at := now
+		if next := time.Unix(0, p.Next); next.After(now) {
+			at = next
+		}
+		if wait := at.Sub(now); wait > maxWait {
+			turn = Turn{Later: wait}
+			return false
+		}
+		turn = Turn{Wait: at.Sub(now)}
+		p.Next = at.Add(interval).UnixNano()
+		return true
+	})
+	return turn, err
+}
+
+// Pause stops the account's commands for d on every gateway (the PBX locked the account out,
+// or said it is busy); TakeTurn hands answer back meanwhile. A longer pause already set stays.
+func (c *Commands) Pause(ctx context.Context, account string, d time.Duration, answer []byte) error {
+	return c.updatePace(ctx, account, func(p *pace, now time.Time) bool {
+		until := now.Add(d).UnixNano()
+		if until <= p.PausedUntil {
+			return false
+		}
+		p.PausedUntil, p.Pause = until, answer
+		return true
+	})
+}
+
+// updatePace applies change to the account's limits with compare-and-set, again if another
+// gateway changed them in between. change reports whether it changed anything.
+func (c *Commands) updatePace(ctx context.Context, account string, change func(*pace, time.Time) bool) error {
+	key := paceKey(account)
+	for {
+		var p pace
+		var rev uint64
+		entry, err := c.kv.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = entry.Revision()
+			if json.Unmarshal(entry.Value(), &p) != nil {
+				p = pace{} // unreadable: nothing to keep to
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return err
+		}
+		if !change(&p, time.Now()) {
+			return nil
+		}
+		value, _ := json.Marshal(p)
+		if rev == 0 {
+			_, err = c.kv.Create(ctx, key, value)
+		} else {
+			_, err = c.kv.Update(ctx, key, value, rev)
+		}
+		if err == nil || !(errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+			return err
 		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 func openCommands(t *testing.T) *Commands {
@@ -121,5 +124,84 @@ func TestCommandsAwait(t *testing.T) {
 	}
 	if v, err := c.Await(ctx, CommandKey("office", "nobody"), settled); v != nil || err != nil {
 		t.Errorf("Await of a free id = %q, %v", v, err)
+	}
+}
+
+// Two gateways on one NATS keep to one account's pace together: of a burst sent through both,
+// no more commands get a turn than one gateway alone would give, and a pause one of them sets
+// (Mango's lock-out) holds on the other, unshortened by a shorter one and unmoved by asking.
+func TestCommandPaceSharedByGateways(t *testing.T) {
+	srv := startNATS(t)
+	var gateways []*Commands
+	for range 2 {
+		e := openEngine(t, Config{NATS: &NATSConfig{URLs: []string{srv.ClientURL()}}})
+		applyTargets(t, e, testTarget("http://127.0.0.1:1"))
+		gateways = append(gateways, e.Commands())
+	}
+	ctx := context.Background()
+	const interval, maxWait, burst = time.Second, 3 * time.Second, 24
+	var taken, refused atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			turn, err := gateways[i%2].TakeTurn(ctx, "office", interval, maxWait)
+			switch {
+			case err != nil:
+				t.Error(err)
+			case turn.Later > 0:
+				refused.Add(1)
+			case turn.Wait > maxWait:
+				t.Errorf("a turn %s away, past the %s the caller waits", turn.Wait, maxWait)
+			default:
+				taken.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	// One turn now and one per interval up to maxWait; time passing meanwhile frees more.
+	if most := 1 + int64((maxWait+time.Since(start))/interval); taken.Load() > most || taken.Load()+refused.Load() != burst {
+		t.Errorf("%d turns taken and %d refused of %d through two gateways; one alone gives at most %d", taken.Load(), refused.Load(), burst, most)
+	}
+
+	if err := gateways[0].Pause(ctx, "office", time.Minute, []byte("locked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateways[1].Pause(ctx, "office", time.Second, []byte("busy")); err != nil {
+		t.Fatal(err)
+	}
+	var lasts []time.Duration
+	for range 2 {
+		turn, err := gateways[1].TakeTurn(ctx, "office", interval, maxWait)
+		if err != nil || string(turn.Paused) != "locked" || turn.Later <= 50*time.Second {
+			t.Fatalf("during the other gateway's lock-out: %+v %v", turn, err)
+		}
+		lasts = append(lasts, turn.Later)
+	}
+	if lasts[1] > lasts[0] {
+		t.Errorf("asking during the pause moved its end: %s, then %s", lasts[0], lasts[1])
+	}
+	if turn, err := gateways[0].TakeTurn(ctx, "other", interval, maxWait); err != nil || turn.Paused != nil || turn.Later != 0 || turn.Wait != 0 {
+		t.Errorf("another account during the lock-out: %+v %v", turn, err)
+	}
+}
+
+// The pace costs a store round trip per command; with the embedded store it stays in process.
+func BenchmarkCommandTurn(b *testing.B) {
+	e, err := Open(Config{DataDir: b.TempDir()}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	if err := e.Apply(context.Background(), Config{}, []Target{testTarget("http://127.0.0.1:1")}); err != nil {
+		b.Fatal(err)
+	}
+	c, ctx := e.Commands(), context.Background()
+	for b.Loop() {
+		if _, err := c.TakeTurn(ctx, "office", 0, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

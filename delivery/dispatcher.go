@@ -54,16 +54,25 @@ type dispatcher struct {
 	abortAttempts context.CancelFunc
 	wg            sync.WaitGroup
 
-	mu       sync.Mutex
-	cond     *sync.Cond // capacity, slots, pause, circuit, release or stop changed
-	target   Target
-	cons     jetstream.Consumer
-	lanes    map[string]*lane
-	held     int // events taken from JetStream and not yet settled
-	inflight int // attempts in progress
-	paused   bool
-	stopping bool
-	circuit  circuit
+	mu     sync.Mutex
+	cond   *sync.Cond // capacity, slots, pause, circuit, release or stop changed
+	target Target
+	cons   jetstream.Consumer
+	lanes  map[string]*lane
+	held   int // events taken from JetStream and not yet settled
+	// holding are the stream sequences of the held events, settled those of the last ones
+	// settled (oldest first in settledOrder). JetStream hands an event out again when its ack
+	// deadline passes un-renewed (the keep-alive starved of CPU, the server slow to apply it),
+	// and a copy may be on its way when the ack arrives. A copy of an event held here is
+	// dropped, one of an event settled here is acked and dropped: delivering either would
+	// send the event twice while nothing failed. Acking either copy settles the event.
+	holding      map[uint64]bool
+	settled      map[uint64]bool
+	settledOrder []uint64
+	inflight     int // attempts in progress
+	paused       bool
+	stopping     bool
+	circuit      circuit
 	// pin is the pin id under which this instance delivers the target's events; "" while it
 	// does not hold the pin.
 	pin string
@@ -71,6 +80,8 @@ type dispatcher struct {
 	// fetched meanwhile wait in arrived (see take).
 	settling bool
 	arrived  []jetstream.Msg
+	// stopped are the events fetched while stopping, which a handover gives back.
+	stopped []jetstream.Msg
 }
 
 type lane struct {
@@ -94,6 +105,8 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		target:        t,
 		cons:          cons,
 		lanes:         map[string]*lane{},
+		holding:       map[uint64]bool{},
+		settled:       map[uint64]bool{},
 		// A redirect is the CRM's answer, not something to follow with a signed body.
 		client: outbound.Configured(t.Concurrency),
 	}
@@ -121,7 +134,8 @@ func (d *dispatcher) reconfigure(t Target) {
 }
 
 // stop ends fetching and waits for in-flight attempts until ctx is done, then cuts them short.
-// Held events stay un-acked and are redelivered later.
+// Held events stay un-acked and are redelivered later; on a cluster they are handed over to
+// the other instances at once (see handOver).
 func (d *dispatcher) stop(ctx context.Context) {
 	d.mu.Lock()
 	d.stopping = true
@@ -137,6 +151,9 @@ func (d *dispatcher) stop(ctx context.Context) {
 	}
 	d.abortAttempts()
 	d.client.CloseIdleConnections()
+	if d.e.srv == nil { // a cluster: the pull in progress has ended, what it brought is held too
+		d.handOver(ctx)
+	}
 }
 
 // fetchLoop keeps a pull request outstanding at all times, also while paused or holding
@@ -172,7 +189,7 @@ func (d *dispatcher) fetchLoop() {
 			n := d.releaseLocked()
 			d.mu.Unlock()
 			d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
-		case err != nil && d.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages):
+		case err != nil && d.ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages):
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
 		}
@@ -204,33 +221,38 @@ func (d *dispatcher) fetchLoop() {
 // may hold copies of events also handed here (ones that expired while it was cut off from
 // NATS, or that a new consumer leader handed out again) and ack them before it notices, and
 // the new holder would count them as its own. The consumer's very first delivery needs no
-// wait: nobody held anything before it. With the embedded store there is one process: the
+// wait: nobody held anything before it; nor does the first after a graceful stop of the
+// previous holder, which let go of everything (see handOver). With the embedded store there is one process: the
 // previous run's events are the only others, nobody acks them, and the count alone decides,
 // so a fresh start with nothing pending settles within settleEvery. In both cases the consumer
 // must show no ack-pending event besides those held back (MaxAckPending bounds how long new
 // deliveries can keep that from being true).
 func (d *dispatcher) take(msg jetstream.Msg) {
 	pin := msg.Headers().Get(pinHeader)
+	seq := streamSeq(msg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
-		return // not acked: redelivered after restart
+		d.stopped = append(d.stopped, msg) // not acked: handed over, or redelivered after restart
+		return
+	}
+	if d.dropCopyLocked(msg, pin, seq) {
+		return
 	}
 	if pin != d.pin {
 		// Normally nothing is held here now (a new pin follows a start or a release); if
 		// something is, it belongs to the pin that ended.
 		d.releaseLocked()
 		d.pin, d.settling = pin, true
-		var wait time.Duration
-		if meta, err := msg.Metadata(); d.e.srv == nil && (err != nil || meta.Sequence.Consumer > 1) {
-			wait = handover // on a cluster, unless this is the consumer's very first delivery
+		var first uint64
+		if meta, err := msg.Metadata(); err == nil {
+			first = meta.Sequence.Consumer
 		}
-		d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
-			zap.Duration("at_least", wait))
 		d.wg.Add(1)
-		go d.settle(pin, wait)
+		go d.settle(pin, first)
 	}
 	d.held++
+	d.holding[seq] = true
 	if d.settling {
 		d.arrived = append(d.arrived, msg)
 		return
@@ -238,12 +260,53 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 	d.admitLocked(msg)
 }
 
+// dropCopyLocked reports whether msg is a copy of an event held or settled here (see
+// holding), and acks it in the second case.
+func (d *dispatcher) dropCopyLocked(msg jetstream.Msg, pin string, seq uint64) bool {
+	if meta, err := msg.Metadata(); err != nil || meta.NumDelivered < 2 {
+		return false
+	}
+	switch {
+	case pin == d.pin && d.holding[seq]:
+		d.log.Warn("JetStream handed out again an event held here (its keep-alive came late); the copy is dropped, the event stays in its lane",
+			zap.Uint64("stream_seq", seq))
+	case d.settled[seq]:
+		if err := msg.Ack(); err != nil {
+			d.log.Debug("acknowledging a copy of a settled event", zapErr(err))
+		}
+		d.log.Warn("JetStream handed out again an event settled here (the copy left before the ack arrived); the copy is acknowledged and dropped",
+			zap.Uint64("stream_seq", seq))
+	default:
+		return false
+	}
+	return true
+}
+
+// settledKept bounds how many settled events a dispatcher remembers (see holding): copies
+// come within moments of the ack.
+const settledKept = 4 * maxHeld
+
+// settledLocked moves a settled event from holding to settled.
+func (d *dispatcher) settledLocked(seq uint64) {
+	delete(d.holding, seq)
+	d.settled[seq] = true
+	d.settledOrder = append(d.settledOrder, seq)
+	if len(d.settledOrder) > settledKept {
+		delete(d.settled, d.settledOrder[0])
+		d.settledOrder = d.settledOrder[1:]
+	}
+}
+
 // settle admits the events held back since this instance got the pin once no other instance
-// holds any (see take): not before wait, and at the latest after settleMax.
-func (d *dispatcher) settle(pin string, wait time.Duration) {
+// holds any (see take): not before handoverWait, and at the latest after settleMax. first is
+// the consumer sequence of the first event under pin.
+func (d *dispatcher) settle(pin string, first uint64) {
 	defer d.wg.Done()
 	start := time.Now()
-	if !d.sleep(wait) {
+	wait := d.handoverWait(first)
+	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
+		zap.Duration("at_least", wait), zap.Uint64("first_delivery", first))
+	if !d.sleep(wait - time.Since(start)) {
 		return
 	}
 	tick := time.NewTicker(settleEvery)
@@ -321,7 +384,7 @@ func (d *dispatcher) releaseLocked() int {
 		l.released = true
 		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
 	}
-	d.lanes = map[string]*lane{}
+	d.lanes, d.holding = map[string]*lane{}, map[uint64]bool{}
 	d.arrived, d.settling, d.pin, d.held = nil, false, "", 0
 	d.cond.Broadcast()
 	return n
@@ -374,6 +437,7 @@ func (d *dispatcher) runLane(l *lane) {
 		}
 		l.queue = l.queue[1:]
 		d.held--
+		d.settledLocked(streamSeq(msg))
 		d.cond.Broadcast()
 		if len(l.queue) == 0 {
 			delete(d.lanes, l.key)

@@ -328,9 +328,11 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	for ; k < 30; k++ {
 		produce(k)
 	}
-	// Close the port when everything so far is delivered, so the refused connections counted
-	// below are the circuit's doing alone.
+	// Close the port when everything so far is delivered and its answers are in, so the
+	// refused connections counted below are the circuit's doing alone. (Closing it once the
+	// CRM has only seen them cuts an answer off now and then: that event is rightly sent again.)
 	c.WaitDelivered(t, k, deliverWithin)
+	gatewaytest.Eventually(t, deliverWithin, "every delivered event settled", func() bool { return targetStatus(t, e, tg.Name).Held == 0 })
 	srv.Close()
 	closedAt := time.Now()
 	stop := make(chan struct{})
@@ -408,6 +410,65 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	t.Logf("port closed %s: %d connection attempts (bound %d; with the defaults 1s..10m the schedule allows %d), %d events (%d during the outage, %d of them at once) all delivered %s after the port returned, %d connections after",
 		outage, refused, bound, 1+probesWithin(Target{BackoffMin: defaultBackoffMin, BackoffMax: defaultBackoffMax}, outage),
 		total, total-30, len(burst), recovery.Round(time.Millisecond), accepted.Load()-before)
+}
+
+// A keep-alive that comes too late (the process starved of CPU for longer than the ack
+// deadline) makes JetStream hand held events out again while their call's first event is
+// still at the CRM. The copies are the same events: each is delivered once, in call order.
+// The lapse is forced by shrinking the consumer's ack deadline far below the keep-alive
+// period; without the check in dispatcher.take the copies queue in the lane behind the
+// originals and reach the CRM twice.
+func TestLateKeepAliveDeliversNothingTwice(t *testing.T) {
+	evs := callEvents("late", 4)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+		if ev.ID == evs[0].ID && attempt == 1 {
+			close(entered)
+			<-release
+		}
+		return http.StatusOK
+	})
+	e, logs := openEngineLogs(t, Config{})
+	tg := testTarget(c.URL)
+	tg.Name, tg.Timeout = "late-keepalive", time.Minute
+	applyTargets(t, e, tg)
+	ctx := context.Background()
+	if _, err := e.Enqueue(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	gatewaytest.Eventually(t, deliverWithin, "all four events held", func() bool { return targetStatus(t, e, tg.Name).Held == len(evs) })
+
+	cons, err := e.js.Consumer(ctx, e.names.events, consumerName(tg.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.AckWait = 100 * time.Millisecond
+	if _, err := e.js.UpdateConsumer(ctx, e.names.events, cfg); err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.Eventually(t, deliverWithin, "JetStream handing the held events out again", func() bool {
+		return logs.FilterMessageSnippet("handed out again").Len() >= len(evs) || targetStatus(t, e, tg.Name).Held > len(evs)
+	})
+	cfg.AckWait = ackWait
+	if _, err := e.js.UpdateConsumer(ctx, e.names.events, cfg); err != nil {
+		t.Fatal(err)
+	}
+	once.Do(func() { close(release) })
+
+	c.WaitDelivered(t, len(evs), deliverWithin)
+	gatewaytest.Eventually(t, deliverWithin, "every event settled", func() bool { return targetStatus(t, e, tg.Name).Held == 0 })
+	position := map[string]int{}
+	for i, ev := range evs {
+		position[ev.ID] = i
+	}
+	gatewaytest.CheckCallOrder(t, c.Delivered(), position)
+	if n := len(c.Delivered()); n != len(evs) {
+		t.Errorf("the CRM got %d deliveries of %d events", n, len(evs))
+	}
 }
 
 // Fan-out to two targets; then one hangs (answers nothing until its timeout): the live
@@ -831,7 +892,7 @@ func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 		t.Fatalf("instance b made %d requests while a held the pin", n)
 	}
 
-	// a stops: b takes over once the pin's TTL has run out.
+	// a stops gracefully: it hands the target over to b at once, not after the pin's TTL.
 	if err := closeA(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -839,6 +900,6 @@ func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 	add(enqueueCalls(t, b, "c-failover", 5, 1, 1))
 	got := c.WaitDelivered(t, len(position), 2*ackWait+fetchWait+deliverWithin)
 	gatewaytest.CheckCallOrder(t, got, position)
-	t.Logf("%d requests from a alone; after a stopped, b made %d within %s (pin TTL %s)",
-		deliveredBy("instance-a"), deliveredBy("instance-b"), time.Since(stopped).Round(time.Millisecond), 2*ackWait)
+	t.Logf("%d requests from a alone; after a stopped, b made %d within %s (without the handover: pin TTL %s, then %s)",
+		deliveredBy("instance-a"), deliveredBy("instance-b"), time.Since(stopped).Round(time.Millisecond), 2*ackWait, handover)
 }

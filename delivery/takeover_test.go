@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,4 +105,59 @@ func startNATS(t *testing.T) *server.Server {
 	}
 	t.Cleanup(srv.Shutdown)
 	return srv
+}
+
+// A graceful stop of the instance that delivers, holding a call's events in backoff, hands
+// them over at once: the other instance delivers them, in order, long before the pin's TTL
+// and the ack deadlines would have let it (a rolling deploy, not a crash).
+func TestGracefulStopHandsOverAtOnce(t *testing.T) {
+	srv := startNATS(t)
+	c := gatewaytest.NewCRM(t, nil)
+	x := callEvents("H", 5)
+	var refusedByA atomic.Int64
+	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("User-Agent") == "a" { // the CRM refuses instance a: its events stay held
+			refusedByA.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		c.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(crm.Close)
+	instance := func(name string) (*Engine, func(context.Context) error) {
+		e, closeE := openEngineToClose(t, Config{NATS: &NATSConfig{URLs: []string{srv.ClientURL()}}})
+		target := testTarget(crm.URL)
+		target.Name, target.UserAgent = "handover", name
+		applyTargets(t, e, target)
+		return e, closeE
+	}
+	ctx := context.Background()
+	a, closeA := instance("a")
+	if _, err := a.Enqueue(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.Eventually(t, deliverWithin, "instance a holding the call", func() bool {
+		return targetStatus(t, a, "handover").Held == len(x) && refusedByA.Load() > 0
+	})
+	b, _ := instance("b")
+
+	stopped := time.Now()
+	grace, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := closeA(grace); err != nil {
+		t.Fatal(err)
+	}
+	got := c.WaitDelivered(t, len(x), deliverWithin)
+	took := time.Since(stopped)
+	position := map[string]int{}
+	for i, ev := range x {
+		position[ev.ID] = i
+	}
+	gatewaytest.CheckCallOrder(t, got, position)
+	// Without the handover b gets the pin after its TTL (2×ackWait), and waits handover more.
+	if took >= handover {
+		t.Errorf("the other instance delivered the call %s after the graceful stop; a handover takes less than %s", took, handover)
+	}
+	gatewaytest.Eventually(t, deliverWithin, "instance b settling the call", func() bool { return targetStatus(t, b, "handover").Held == 0 })
+	t.Logf("graceful stop to the call delivered by the other instance: %s", took.Round(time.Millisecond))
 }
