@@ -365,8 +365,11 @@ func TestXVBContactLookupFailures(t *testing.T) {
 	if answer != "{}" {
 		t.Errorf("hanging CRM: answer %s, want {}", answer)
 	}
-	if took < lookupTimeout || took > lookupTimeout+50*time.Millisecond {
-		t.Errorf("hanging CRM: answered after %s, want the timeout %s (+50ms at most)", took, lookupTimeout)
+	// The bound only tells "the lookup's timeout" from "something longer" (the webhook's 2 s
+	// store budget, the CRM's hang): on a loaded machine scheduling alone adds tens of ms, and
+	// the overhead itself is measured by BenchmarkXVB.
+	if took < lookupTimeout || took > lookupTimeout+time.Second {
+		t.Errorf("hanging CRM: answered after %s, want the timeout %s (+1s at most)", took, lookupTimeout)
 	}
 	for _, tt := range []struct{ name, phone string }{
 		{"404", "79200000002"},
