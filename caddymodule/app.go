@@ -169,7 +169,7 @@ type MangoAccount struct {
 	Forward []string `json:"forward"`
 	APIURL  string   `json:"api_url,omitempty"`
 	// StaleAfter, when set, refuses a message whose timestamp is older than this (a replay
-	// past dedupe_window would otherwise be a new event). Off by default: see README "Replays".
+	// past dedupe_window would otherwise be a new event). Off by default: see docs/security.md, Replays.
 	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
 }
 

@@ -19,7 +19,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the Caddyfile adapt golden files")
 
 // TestCaddyfileAdapt adapts every testdata/caddyfile/*.caddyfile and compares the JSON with
-// its golden file: every option of DESIGN.md's Caddyfile is in them.
+// its golden file: every option of docs/configuration.md is in them.
 func TestCaddyfileAdapt(t *testing.T) {
 	files, err := filepath.Glob("../testdata/caddyfile/*.caddyfile")
 	if err != nil || len(files) == 0 {

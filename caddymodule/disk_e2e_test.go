@@ -16,7 +16,7 @@ import (
 const diskCommandToken = "disk-test-command-token"
 
 // smallDiskGateway is mangoGateway with its store on dir, the default max_store, the write
-// timeout the README recommends and pbx_originate at /calls.
+// timeout docs/originate.md recommends and pbx_originate at /calls.
 func smallDiskGateway(crmURL, dir string) string {
 	config := mangoGateway(crmURL, "127.0.0.1", "servers {\n\t\ttimeouts {\n\t\t\twrite 15s\n\t\t}\n\t}")
 	config = strings.Replace(config, "data_dir {DATA}", "data_dir "+filepath.Join(dir, "store"), 1)

@@ -21,7 +21,7 @@ const (
 )
 
 // TestTargetFormatsAndSignatures runs three targets on one account: CloudEvents binary mode
-// signed with two secrets, the README's flat jq mapping, and a jq program that fails at run
+// signed with two secrets, the flat jq mapping of docs/events.md, and a jq program that fails at run
 // time for one type.
 func TestTargetFormatsAndSignatures(t *testing.T) {
 	binary := gatewaytest.NewCRM(t, nil)

@@ -113,8 +113,8 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return nil
 }
 
-// handle runs the inbound steps of DESIGN.md in order. It returns the queue's result, or a
-// rejection, or neither when it has answered itself.
+// handle runs the inbound steps of docs/delivery.md (Ingest) in order. It returns the queue's
+// result, or a rejection, or neither when it has answered itself.
 func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, now time.Time) (*delivery.Result, *rejection) {
 	ip := clientIP(r)
 	if !acc.allows(ip) {

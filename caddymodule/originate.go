@@ -42,14 +42,14 @@ func init() {
 const (
 	defaultCommandTimeout = 10 * time.Second
 	// commandInterval paces each account's commands, over all gateways of a cluster together.
-	// Mango allows 4 callbacks or hangups a second per account (mango.md §9.1); a little
+	// Mango allows 4 callbacks or hangups a second per account (docs/mango.md, Commands); a little
 	// slower, so that network jitter never shows Mango five within one second.
 	commandInterval = 275 * time.Millisecond
 	// commandQueueWait is how long a command may wait for its turn before it is answered 429.
 	commandQueueWait = time.Second
 	// commandStoreWait bounds each wait on the command store (the queue starting, claiming a
 	// command_id, taking the account's turn, storing a pause): with the PBX's timeout and the
-	// queue wait it keeps the answer within the write timeout the README recommends (15s),
+	// queue wait it keeps the answer within the write timeout docs/originate.md recommends (15s),
 	// whatever the store does.
 	commandStoreWait = time.Second
 	// mangoLockout is how long Mango refuses everything after repeated bad requests; sending
@@ -502,9 +502,9 @@ func extension(ext string) error {
 	return nil
 }
 
-// dialNumber is a number as the PBXs take it: a phone number as the digits of E.164 without
-// '+' (+7 (900) 123-45-67 → 79001234567, mango.md §9), a short number (extension, group) as
-// its digits.
+// dialNumber is a number as the PBXs take it: a phone number as the digits of E.164 without '+' (+7
+// (900) 123-45-67 → 79001234567, docs/mango.md, Commands), a short number (extension, group) as its
+// digits.
 func dialNumber(name, raw, region string) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("%s is required", name)

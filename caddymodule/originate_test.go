@@ -37,8 +37,8 @@ const (
 	fakeXVBCode    = "10019"
 )
 
-// fakeXVBAPI is XVB's CommonCRM click-to-call (xvb.md §4.5): a form POST to
-// /commoncrm/<access code> with cmd=makeCall, token, from and to. The answer is not documented;
+// fakeXVBAPI is XVB's CommonCRM click-to-call (docs/xvb.md, Click-to-call: makeCall): a form POST
+// to /commoncrm/<access code> with cmd=makeCall, token, from and to. The answer is not documented;
 // this one answers 200 {"status":"ok"}, 403 to a wrong token, or what the test sets.
 type fakeXVBAPI struct {
 	*httptest.Server

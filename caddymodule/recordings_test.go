@@ -30,10 +30,10 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// fakeMangoRecordings is Mango's recording download as mango.md §9.5 describes it: a signed
-// POST to {api_url}/queries/recording/post, answered with a 302 to a one-shot URL on a separate
-// file server that serves audio/mp3 once and knows nothing of Range. A recording it does not
-// know gets 404; one stored but not yet downloadable gets {"result":3320}; a bad sign gets
+// fakeMangoRecordings is Mango's recording download as docs/mango.md (Recordings) describes it: a
+// signed POST to {api_url}/queries/recording/post, answered with a 302 to a one-shot URL on a
+// separate file server that serves audio/mp3 once and knows nothing of Range. A recording it does
+// not know gets 404; one stored but not yet downloadable gets {"result":3320}; a bad sign gets
 // DOC2017's 420 {"code":3102}.
 type fakeMangoRecordings struct {
 	api, files *httptest.Server

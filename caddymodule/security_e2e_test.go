@@ -15,7 +15,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators/mango"
 )
 
-// The probes of README's Security section, through the built binary. Each fails on a
+// The probes of docs/security.md, through the built binary. Each fails on a
 // gateway without the check it names.
 
 // The lookup follows no redirect: a CRM lookup endpoint answering 307 to another port of

@@ -22,10 +22,10 @@ func mangoRawForm(json string) string {
 }
 
 // Authentic messages that are garbage inside — nesting past encoding/json's depth limit, huge
-// numbers, invalid UTF-8, NUL bytes, duplicate keys, not an object, unknown kinds — are
-// accepted, as DESIGN.md wants of anything authentic, and reach both CRMs as valid events
-// (pbx.unmapped with the reason where they do not map): strict UTF-8 JSON that the schema
-// accepts. Nothing panics, nothing is dropped.
+// numbers, invalid UTF-8, NUL bytes, duplicate keys, not an object, unknown kinds — are accepted,
+// as docs/delivery.md (Ingest) wants of anything authentic, and reach both CRMs as valid events
+// (pbx.unmapped with the reason where they do not map): strict UTF-8 JSON that the schema accepts.
+// Nothing panics, nothing is dropped.
 func TestChaosAuthenticGarbage(t *testing.T) {
 	h := start(t, baseConfig)
 	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }

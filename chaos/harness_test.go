@@ -1,7 +1,8 @@
-// Package chaos proves DESIGN.md's reliability rules together, through the built binary: mixed
-// Mango and XVB load against several targets while the gateway is killed and reloaded, the CRMs
-// go down, come back slow and recover, and the store fills up; hostile input of every shape;
-// and, after each test, a scan of everything the gateway exposes for every configured secret.
+// Package chaos proves the reliability rules of docs/delivery.md together, through the built
+// binary: mixed Mango and XVB load against several targets while the gateway is killed and
+// reloaded, the CRMs go down, come back slow and recover, and the store fills up; hostile input of
+// every shape; and, after each test, a scan of everything the gateway exposes for every configured
+// secret.
 //
 // `go test ./chaos` runs the short form (under two minutes); `-chaos.long` or
 // PBXBRIDGE_CHAOS_LONG=1 runs the long form (10+ minutes, many more calls and faults).

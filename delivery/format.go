@@ -37,7 +37,7 @@ const (
 )
 
 // FlatJQExample maps the canonical event to the flat shape many CRM integrations already
-// expect. The README quotes it; keep the two in step. It is meant for targets with
+// expect. docs/events.md quotes it; keep the two in step. It is meant for targets with
 // `events call.ringing call.answered call.completed`: any other type is a mapping error,
 // so a missing filter shows up as dead letters instead of silently wrong rows. direction is
 // "in" or "out"; internal and unknown calls keep the canonical word rather than a guess.

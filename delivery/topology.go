@@ -38,7 +38,7 @@ type Target struct {
 // Source is a PBX account: its events are stored under <prefix>.<PBX>.<Account>.<type>.
 type Source struct{ PBX, Account string }
 
-// Defaults of DESIGN.md.
+// Defaults of docs/configuration.md.
 var DefaultDeadStatus = []int{400, 413, 415, 422}
 
 const (

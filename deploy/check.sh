@@ -29,7 +29,7 @@ python3 -m json.tool deploy/grafana/pbxbridge.json >/dev/null
 echo "deploy/grafana/pbxbridge.json: valid JSON"
 
 # Every dashboard query must parse as PromQL and, like the alert rules, name only metrics that
-# pbxbridge exports (DESIGN.md "Metrics", plus pbxbridge_lanes_parked). The queries are written
+# pbxbridge exports (docs/metrics.md). The queries are written
 # into a throw-away rule file (Grafana variables replaced by plain values) for promtool to parse.
 echo "--- dashboard queries and metric names"
 tmp=$(mktemp -d)

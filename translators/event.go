@@ -12,7 +12,7 @@ import (
 // DataSchema names the schema of Event.Data; schema/call-event.v1.json describes the whole event.
 const DataSchema = "urn:pbxbridge:call-event:v1"
 
-// Event types of DESIGN.md.
+// Event types of docs/events.md.
 const (
 	TypeRinging        = "call.ringing"
 	TypeAnswered       = "call.answered"

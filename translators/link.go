@@ -7,7 +7,7 @@ import (
 )
 
 // CheckLink is the rule for every URL a PBX hands over for the CRM (a recording link):
-// README tells CRMs to put recording_url into <audio src> or a link, so only an absolute
+// docs/recordings.md tells CRMs to put recording_url into <audio src> or a link, so only an absolute
 // http:// or https:// URL with a host passes; javascript:, data:, file: and relative or
 // malformed links do not. The error says why, for the event's error field; it quotes at most
 // the scheme, never the link.

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// designExample is the event of DESIGN.md, "The canonical event".
+// designExample is a call.answered event as docs/events.md describes it.
 const designExample = `{
   "specversion": "1.0",
   "id": "5f0c9a7e1b3d4c2a8e6f0b1d3c5a7e9f",

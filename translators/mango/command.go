@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// MaxIDBytes bounds command_id, call_id and the other ids Mango keeps (mango.md §6.1).
+// MaxIDBytes bounds command_id, call_id and the other ids Mango keeps (docs/mango.md, Identifiers
+// and event ids).
 const MaxIDBytes = 128
 
-// Command is a command to send to Mango (mango.md §9): Name is its path under
+// Command is a command to send to Mango (docs/mango.md, Commands): Name is its path under
 // {api_url}/commands/ and the suffix of its later /result/<Name>; JSON is the compact body the
 // sign covers, byte for byte.
 type Command struct {
@@ -197,7 +198,7 @@ var statuses = map[int64]int{
 	5008: http.StatusServiceUnavailable, // service unavailable: back off
 }
 
-// meanings are result codes in words (mango.md §8), read by class like reasons.
+// meanings are result codes in words (docs/mango.md, Result codes), read by class like reasons.
 var meanings = map[int64]string{
 	1000: "accepted",
 	1001: "accepted with remarks",

@@ -10,8 +10,8 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// The builders reproduce Mango's official PHP examples byte for byte (mango.md §3.2), so the
-// form they produce carries the verified sign.
+// The builders reproduce Mango's official PHP examples byte for byte (docs/mango.md, Signature), so
+// the form they produce carries the verified sign.
 func TestCommandsMatchOfficialExamples(t *testing.T) {
 	callback, err := Callback("your-command-id", "<extension>", "<to_number>", "")
 	if err != nil {

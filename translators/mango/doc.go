@@ -1,15 +1,15 @@
 // Package mango reads Mango Office VPBX webhooks: it parses and verifies the signed form
 // (ParseForm, Verify), routes on the URL suffix Mango appends to the configured base URL
 // (Route), and translates the `json` payload into canonical events (Translate). Protocol facts
-// are in protocols/mango.md; the canonical event is in DESIGN.md.
+// are in docs/mango.md; the canonical event is in docs/events.md.
 //
 // Every authentic message yields exactly one event, except a ping, which yields none. What does
 // not map (record/tagged, sms, result/stat(s), a recording that was not kept, an unknown
 // suffix or call_state, invalid JSON, a field of an unexpected type, a missing key field) is a
 // pbx.unmapped event whose error says why; Translate never fails, so nothing authentic is lost.
 //
-// Event ids are deterministic (translators.EventID) over the idempotency keys of mango.md §5.4,
-// so a re-send is deduplicated by the queue:
+// Event ids are deterministic (translators.EventID) over the idempotency keys of docs/mango.md
+// (Identifiers and event ids), so a re-send is deduplicated by the queue:
 //
 //	/events/call            call_id + seq (the type stands for call_state)
 //	/events/summary         entry_id

@@ -11,11 +11,11 @@ import (
 // maxUnix is 9999-12-31T23:59:59Z: a later time cannot be written in RFC 3339.
 const maxUnix = 253402300799
 
-// fields reads one JSON object of a payload as leniently as Mango needs (mango.md §10):
-// integers may come quoted, strings as bare numbers, booleans as strings, an empty object as
-// PHP's `[]`. Anything else of the wrong type is an error naming the field. The first error
-// sticks and is shared with nested objects, so a translator reads every field it needs and
-// checks err() once.
+// fields reads one JSON object of a payload as leniently as Mango needs (docs/mango.md, Lenient
+// fields): integers may come quoted, strings as bare numbers, booleans as strings, an empty object
+// as PHP's `[]`. Anything else of the wrong type is an error naming the field. The first error
+// sticks and is shared with nested objects, so a translator reads every field it needs and checks
+// err() once.
 type fields struct {
 	m    map[string]json.RawMessage
 	path string // prefix of nested field names in errors, e.g. "to."

@@ -35,7 +35,7 @@ func ParseForm(body []byte) (Form, error) {
 }
 
 // Sign is Mango's signature: lowercase hex SHA-256 of key, json and salt concatenated (plain
-// SHA-256, not HMAC; mango.md §3).
+// SHA-256, not HMAC; docs/mango.md, Signature).
 func Sign(apiKey, json, apiSalt string) string {
 	sum := sha256.Sum256([]byte(apiKey + json + apiSalt))
 	return hex.EncodeToString(sum[:])

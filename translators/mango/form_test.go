@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// The four verified vectors of mango.md §3.2 (PHP examples; key and salt are literal strings).
+// The four verified vectors of docs/mango.md, Signature (PHP examples; key and salt are literal
+// strings).
 var signVectors = []struct{ json, sign string }{
 	{`{"command_id":"your-command-id","from":{"extension":"<extension>","number":""},"to_number":"<to_number>"}`,
 		"afdeb462cd5e0e422a9c9220390124608df06a4472cb1add6ebd6e24184bd15a"},

@@ -6,9 +6,9 @@ import (
 	"github.com/pbxbridge/pbxbridge/translators"
 )
 
-// reasons maps Mango result and disconnect codes (mango.md §8) to the canonical vocabulary.
-// A code not listed is read as its class (ofClass: 1193 → 1190 → 1100 → 1000). A code of no
-// known class (6xxx fax, nonsense) is "unknown": its meaning is not known, not a failure.
+// reasons maps Mango result and disconnect codes (docs/mango.md, Result codes) to the canonical
+// vocabulary. A code not listed is read as its class (ofClass: 1193 → 1190 → 1100 → 1000). A code
+// of no known class (6xxx fax, nonsense) is "unknown": its meaning is not known, not a failure.
 var reasons = map[int64]string{
 	1000: translators.ReasonCompleted, // success (also leg 1 of a click-to-call)
 	1100: translators.ReasonCompleted,
@@ -88,7 +88,7 @@ var initiators = map[string]string{
 }
 
 // lookalikes folds the Cyrillic letters that look Latin: Mango's own documents write "СС"
-// and "MissGroupСallCallback" with Cyrillic С (mango.md §10.4).
+// and "MissGroupСallCallback" with Cyrillic С (docs/mango.md, Lenient fields).
 var lookalikes = strings.NewReplacer(
 	"А", "A", "В", "B", "С", "C", "Е", "E", "Н", "H", "К", "K", "М", "M", "О", "O", "Р", "P",
 	"Т", "T", "Х", "X", "а", "a", "е", "e", "о", "o", "р", "p", "с", "c", "у", "y", "х", "x",

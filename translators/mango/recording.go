@@ -5,8 +5,9 @@ import (
 	"net/http"
 )
 
-// RecordingQueryPath is Mango's recording download query, relative to api_url (mango.md §9.5).
-// Mango answers it with a 302 to a one-shot URL of the file; anything else is an Answer.
+// RecordingQueryPath is Mango's recording download query, relative to api_url (docs/mango.md,
+// Recordings). Mango answers it with a 302 to a one-shot URL of the file; anything else is an
+// Answer.
 const RecordingQueryPath = "queries/recording/post"
 
 // RecordingQuery is the signed form body of a RecordingQueryPath request that asks to download

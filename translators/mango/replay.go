@@ -20,11 +20,12 @@ import (
 //     Newer timestamps, including ones in the future (Mango documents its epoch seconds as
 //     "UTC+3"), pass; a summary, which has no timestamp, is not checked. It is off by
 //     default: Mango documents no retry schedule, and a gateway that refused an old but
-//     genuine message would lose it (README "Replays").
+//     genuine message would lose it (docs/security.md, Replays).
 //
-// kindMarks are tested in order; the first member present decides. Each is carried by one
-// kind only (mango.md §7): a recording event also has recording_id, so recording_state comes
-// first, and a summary's times before recording_id in case Mango ever adds one to it.
+// kindMarks are tested in order; the first member present decides. Each is carried by one kind only
+// (docs/mango.md, Identifiers and event ids): a recording event also has recording_id, so
+// recording_state comes first, and a summary's times before recording_id in case Mango ever adds
+// one to it.
 var kindMarks = []struct{ member, family string }{
 	{"call_state", "events/call"},
 	{"recording_state", "events/recording"},
@@ -57,8 +58,8 @@ func family(suffix string) string {
 var ErrReplay = fmt.Errorf("not a message Mango would post here")
 
 // Check reports why an authentic payload posted to suffix cannot be a genuine Mango message
-// received at now, or nil; staleAfter > 0 refuses timestamps older than that. A payload that is not a JSON object
-// passes: Translate makes it pbx.unmapped.
+// received at now, or nil; staleAfter > 0 refuses timestamps older than that. A payload that is not
+// a JSON object passes: Translate makes it pbx.unmapped.
 func Check(suffix string, payload []byte, now time.Time, staleAfter time.Duration) error {
 	f, err := decodeObject(payload)
 	if err != nil {

@@ -2,7 +2,7 @@ package mango
 
 import "strings"
 
-// eventKinds are the /events/* suffixes Mango sends (mango.md §2.3).
+// eventKinds are the /events/* suffixes Mango sends (docs/mango.md, Webhooks).
 var eventKinds = []string{
 	"events/call", "events/summary", "events/recording", "events/record/added",
 	"events/record/tagged", "events/dtmf", "events/sms",

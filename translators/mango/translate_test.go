@@ -57,7 +57,7 @@ func TestReason(t *testing.T) {
 		{0, ""},
 		{1000, translators.ReasonCompleted},
 		{1001, translators.ReasonCompleted},
-		{1090, translators.ReasonCompleted}, // mango.md §8's own example
+		{1090, translators.ReasonCompleted}, // docs/mango.md, Result codes
 		{1100, translators.ReasonCompleted},
 		{1110, translators.ReasonCallerHangup},
 		{1111, translators.ReasonNoAnswer},
@@ -91,7 +91,7 @@ func TestReason(t *testing.T) {
 		{1312, translators.ReasonAnsweringMachine},
 		{1450, translators.ReasonCompleted}, // unknown 1xxx: read as 1000
 		{2110, translators.ReasonBilling},
-		{2219, translators.ReasonBilling}, // mango.md §8's own example
+		{2219, translators.ReasonBilling}, // docs/mango.md, Result codes
 		{2240, translators.ReasonBilling},
 		{3102, translators.ReasonFailed},
 		{3200, translators.ReasonWrongNumber},
@@ -312,7 +312,7 @@ func TestCallStates(t *testing.T) {
 	}
 }
 
-// Each quirk of mango.md §10 on /events/call, with what it must come out as.
+// Each quirk of docs/mango.md (Lenient fields) on /events/call, with what it must come out as.
 func TestCallQuirks(t *testing.T) {
 	for _, tt := range []struct {
 		name  string

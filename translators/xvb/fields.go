@@ -1,5 +1,5 @@
-// Package xvb translates XVB PBX "CommonCRM" webhooks (protocols/xvb.md) into canonical events
-// and builds the messages the gateway sends back: the contact-lookup answer and makeCall.
+// Package xvb translates XVB PBX "CommonCRM" webhooks (docs/xvb.md, The protocol) into canonical
+// events and builds the messages the gateway sends back: the contact-lookup answer and makeCall.
 package xvb
 
 import (

@@ -10,9 +10,9 @@ import (
 // maxErrorText bounds the XVB error text passed on to the CRM and the log.
 const maxErrorText = 200
 
-// CallAnswer is XVB's answer to makeCall. Its body and error codes are not documented
-// (xvb.md §4.5): a 2xx is taken as accepted unless the body is a JSON object with an "error";
-// anything else is passed on with XVB's status and the text it sent.
+// CallAnswer is XVB's answer to makeCall. Its body and error codes are not documented (docs/xvb.md,
+// Click-to-call: makeCall): a 2xx is taken as accepted unless the body is a JSON object with an
+// "error"; anything else is passed on with XVB's status and the text it sent.
 type CallAnswer struct {
 	HTTPStatus int
 	// Error is XVB's error text: a JSON "error" (or "message"), else the start of the body.

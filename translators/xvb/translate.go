@@ -168,7 +168,7 @@ func parseDuration(s string) (int64, bool) {
 	return n, err == nil && n >= 0 && n <= maxDurationS
 }
 
-// statuses maps XVB's status values (xvb.md §15.5), lower-cased, to a reason; the result
+// statuses maps XVB's status values (docs/xvb.md, Messages), lower-cased, to a reason; the result
 // follows from it by translators.CallResult, the rule every PBX shares.
 var statuses = map[string]string{
 	"success":      translators.ReasonCompleted,
@@ -182,7 +182,7 @@ var statuses = map[string]string{
 }
 
 // outcome maps status case-insensitively. Success is answered unless its duration is 0 s:
-// then nobody talked (the rule DESIGN.md sets for Mango's talk_time 0), whether duration is
+// then nobody talked (the rule docs/events.md sets for Mango's talk_time 0), whether duration is
 // total or talk time. An unknown status has the reason unknown, an absent one none, and both
 // are missed: never claim a conversation we cannot vouch for, and "missed" makes the CRM
 // follow the caller up, the cheap mistake. raw keeps the status.
