@@ -558,9 +558,20 @@ func (d *dispatcher) watchPaused() {
 		return
 	}
 	defer w.Stop()
-	for entry := range w.Updates() { // closed when d.ctx ends
-		if entry != nil {
-			d.setPaused(entry.Operation() == jetstream.KeyValuePut)
+	// The updates channel closes only when nats.go gets round to the unsubscription that
+	// d.ctx starts, on the connection's callback goroutine; stop must not wait for that
+	// (a test's Engine.Close once waited ten minutes).
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case entry, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if entry != nil {
+				d.setPaused(entry.Operation() == jetstream.KeyValuePut)
+			}
 		}
 	}
 }
