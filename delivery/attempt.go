@@ -47,7 +47,8 @@ const bodyExcerpt = 512
 func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 	var ev translators.Event
 	accepted := time.Now()
-	if meta, err := msg.Metadata(); err == nil {
+	meta, err := msg.Metadata()
+	if err == nil {
 		accepted = meta.Timestamp
 	}
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
@@ -62,7 +63,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		out := d.attempt(t, &ev, start)
 		elapsed := time.Since(start)
 		open := d.release(l.key, out, probe)
-		d.logAttempt(&ev, attempt, out, elapsed)
+		d.logAttempt(&ev, meta, attempt, out, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
 		switch out.class {
@@ -198,7 +199,10 @@ func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
 	return true
 }
 
-func (d *dispatcher) logAttempt(ev *translators.Event, attempt int, out outcome, elapsed time.Duration) {
+// logAttempt logs one attempt; meta (nil when unreadable) adds where the event stands in the
+// stream and how often JetStream handed it out, which tells a redelivery from a re-send when a
+// call's order is in question.
+func (d *dispatcher) logAttempt(ev *translators.Event, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
 	result := "success"
 	switch out.class {
 	case classRetry:
@@ -214,6 +218,9 @@ func (d *dispatcher) logAttempt(ev *translators.Event, attempt int, out outcome,
 		zap.Duration("duration", elapsed),
 		zap.Int("attempt", attempt),
 		zap.String("result", result),
+	}
+	if meta != nil {
+		fields = append(fields, zap.Uint64("stream_seq", meta.Sequence.Stream), zap.Uint64("handed_out", meta.NumDelivered))
 	}
 	if out.class == classSuccess {
 		d.log.Info("delivery attempt", fields...)
