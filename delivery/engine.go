@@ -217,10 +217,7 @@ func (e *Engine) startEmbedded() error {
 	e.eventsSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.events)
 	e.deadSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.dead)
 	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))
-	if err != nil {
-		return err
-	}
-	return nil
+	return err
 }
 
 func (e *Engine) connectCluster() error {

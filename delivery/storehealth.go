@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
 )
@@ -124,7 +125,7 @@ func (h *storeHealth) diskFull() error {
 	if h.free >= h.reserve {
 		return nil
 	}
-	return fmt.Errorf("%w: %s free on %s, pbxbridge keeps %s free", ErrDiskFull, friendlyBytes(h.free), h.dir, friendlyBytes(h.reserve))
+	return fmt.Errorf("%w: %s free on %s, pbxbridge keeps %s free", ErrDiskFull, humanize.IBytes(uint64(h.free)), h.dir, humanize.IBytes(uint64(h.reserve)))
 }
 
 // failedSignal is closed when a write error is reported, until the store heals.
@@ -313,8 +314,8 @@ func (e *Engine) checkDiskRoom() {
 	e.log.Warn(fmt.Sprintf("max_store %s asks for up to %s on the file system of data_dir %s (the events and a quarter more for dead letters), "+
 		"which has %s free besides the %s the store holds: set max_store to at most %s, or free disk space; "+
 		"until then webhooks are refused (503, /healthz \"disk full\") whenever less than %s is free",
-		friendlyBytes(maxStore), friendlyBytes(asks), h.dir, friendlyBytes(free), friendlyBytes(held),
-		friendlyBytes(max(room, 0)*4/5), friendlyBytes(h.reserve)))
+		humanize.IBytes(uint64(maxStore)), humanize.IBytes(uint64(asks)), h.dir, humanize.IBytes(uint64(free)), humanize.IBytes(uint64(held)),
+		humanize.IBytes(uint64(max(room, 0)*4/5)), humanize.IBytes(uint64(h.reserve))))
 }
 
 // dirBytes is the size of the files under dir.
@@ -329,21 +330,4 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// friendlyBytes writes n as max_store is written: 24MiB, 1.5GiB.
-func friendlyBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 3; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	s := fmt.Sprintf("%.1f", v)
-	s = strings.TrimSuffix(s, ".0")
-	return s + string("KMGT"[exp]) + "iB"
 }

@@ -179,14 +179,6 @@ func TestDefaultMaxStoreFitsATinyDisk(t *testing.T) {
 	crm.WaitDelivered(t, 1, 30*time.Second)
 }
 
-func TestFriendlyBytes(t *testing.T) {
-	for n, want := range map[int64]string{512: "512B", 16 << 20: "16MiB", 10 << 30: "10GiB", 3<<29 + 1: "1.5GiB", 12800 << 10: "12.5MiB"} {
-		if got := friendlyBytes(n); got != want {
-			t.Errorf("friendlyBytes(%d) = %s, want %s", n, got, want)
-		}
-	}
-}
-
 func TestWriteErrorCause(t *testing.T) {
 	for line, want := range map[string]string{
 		"Filestore [PBX_EVENTS] Critical write error: write /d/jetstream/jetstream/$G/streams/PBX_EVENTS/msgs/1.blk: no space left on device": "no space left on device",

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -13,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // cpuStats is what a measured process spent on a phase: CPU from /proc/<pid>/stat, allocations
@@ -119,9 +121,8 @@ func auxvValue(auxv []byte, key uint64) (uint64, bool) {
 	return 0, false
 }
 
-// scrapeCounter reads an unlabelled sample of the Prometheus text format at url. A line scan
-// is enough for the one counter read, and keeps the gateway's go.mod free of a parser only the
-// bench would use.
+// scrapeCounter reads an unlabelled counter (or untyped sample) of the Prometheus text format
+// at url.
 func scrapeCounter(ctx context.Context, url, name string) (float64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -137,16 +138,17 @@ func scrapeCounter(ctx context.Context, url, name string) (float64, bool) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, false
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), name+" ")
-		if !ok {
-			continue
-		}
-		value, _, _ := strings.Cut(strings.TrimSpace(v), " ") // a timestamp may follow
-		f, err := strconv.ParseFloat(value, 64)
-		return f, err == nil
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
+		return 0, false
+	}
+	m := families[name].GetMetric()[0]
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
 	}
 	return 0, false
 }
