@@ -11,8 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // mangoWebhookSources are the addresses Mango Office documents as the senders of its
@@ -29,7 +29,7 @@ const (
 type account struct {
 	pbx     string // "mango" or "xvb"
 	name    string
-	source  translators.Source
+	source  event.Source
 	sources []netip.Prefix // nil: any address
 	forward []string
 

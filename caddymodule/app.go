@@ -26,8 +26,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 func init() {
@@ -231,7 +231,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "pbxbridge")
 	}
 	if a.Region == "" {
-		a.Region = translators.DefaultRegion
+		a.Region = event.DefaultRegion
 	}
 	var err error
 	if a.NATS != nil && a.NATS.TLS != nil {
@@ -300,7 +300,7 @@ func (a *App) provisionTargets(repl *caddy.Replacer) error {
 		}
 		for _, ev := range t.Events {
 			if !validEventGlob(ev) {
-				return fmt.Errorf("target %s: events %q matches no event type (types: %s)", name, ev, strings.Join(translators.Types, ", "))
+				return fmt.Errorf("target %s: events %q matches no event type (types: %s)", name, ev, strings.Join(event.Types, ", "))
 			}
 		}
 		a.targets = append(a.targets, dt)
@@ -317,7 +317,7 @@ func validEventGlob(glob string) bool {
 	if len(g) != 2 {
 		return false
 	}
-	for _, typ := range translators.Types {
+	for _, typ := range event.Types {
 		t := strings.Split(typ, ".")
 		if (g[0] == "*" || g[0] == t[0]) && (g[1] == "*" || g[1] == t[1]) {
 			return true
@@ -349,7 +349,7 @@ func (a *App) provisionAccounts(repl *caddy.Replacer) error {
 		if !namePattern.MatchString(name) {
 			return fmt.Errorf("%s %q: names are letters, digits, - and _", acc.pbx, name)
 		}
-		acc.source = translators.Source{PBX: acc.pbx, Account: name, Region: a.Region}
+		acc.source = event.Source{PBX: acc.pbx, Account: name, Region: a.Region}
 		if len(acc.forward) == 0 {
 			return fmt.Errorf("%s %s: forward names no target: its events would have nowhere to go", acc.pbx, name)
 		}

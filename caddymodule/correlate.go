@@ -7,8 +7,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 // correlate finds the call of an XVB message and what its earlier messages said. XVB's
@@ -17,8 +17,8 @@ import (
 // stable id derived from the message, and takes type and ext from the call it closes (and the
 // agent from noteAnswer). INCOMING writes the call's number, type and ext.
 func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xvb.Correlation, error) {
-	event, id := f.Event(), f.CallID()
-	if f.Command() != "event" || (event != "INCOMING" && event != "COMPLETED") || (event == "INCOMING" && id == "") {
+	name, id := f.Event(), f.CallID()
+	if f.Command() != "event" || (name != "INCOMING" && name != "COMPLETED") || (name == "INCOMING" && id == "") {
 		return xvb.Correlation{}, nil
 	}
 	eng := h.app.readyEngine(ctx)
@@ -29,8 +29,8 @@ func (h *Webhook) correlate(ctx context.Context, acc *account, f xvb.Fields) (xv
 		return xvb.Correlation{}, err
 	}
 	calls := eng.Calls()
-	phone := translators.Number(f.Phone(), acc.source.Region)
-	if event == "INCOMING" {
+	phone := event.Number(f.Phone(), acc.source.Region)
+	if name == "INCOMING" {
 		if phone == "" {
 			return xvb.Correlation{}, nil
 		}

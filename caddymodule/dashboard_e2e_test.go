@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // TestDashboardAndAlertsNameExportedMetrics scrapes a running gateway that has seen some
@@ -19,7 +19,7 @@ import (
 // exported.
 func TestDashboardAndAlertsNameExportedMetrics(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	lookup := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusNotFound })
+	lookup := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusNotFound })
 	config := fmt.Sprintf(`{
 	admin {ADMIN}
 	pbx {

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // postMango posts one Mango message and checks the answer.
@@ -87,8 +87,8 @@ func rejected(t *testing.T, crm *gatewaytest.CRM, callID, typ string) gatewaytes
 func TestDeadLettersAPI(t *testing.T) {
 	const good, bad = "E-dl-good", "E-dl-bad"
 	var fixed atomic.Bool
-	crm := gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
-		if ev.Data.CallID == bad && ev.Type == translators.TypeAnswered && !fixed.Load() {
+	crm := gatewaytest.NewCRM(t, func(ev event.Event, _ int) int {
+		if ev.Data.CallID == bad && ev.Type == event.TypeAnswered && !fixed.Load() {
 			return http.StatusUnprocessableEntity
 		}
 		return http.StatusOK
@@ -98,20 +98,20 @@ func TestDeadLettersAPI(t *testing.T) {
 	postCall(t, g, good)
 	postCall(t, g, bad)
 	crm.WaitDelivered(t, 7, 30*time.Second)
-	refused := rejected(t, crm, bad, translators.TypeAnswered)
+	refused := rejected(t, crm, bad, event.TypeAnswered)
 	eventID := refused.Event.ID
 
 	dls := waitDeadLetters(t, g, 1)
 	dl := dls[0]
 	wantErr := fmt.Sprintf(`HTTP 422: {"error":"crm stand-in answers 422 for call %s"}`, bad)
-	if dl.ID != "crm/"+eventID || dl.Target != "crm" || dl.Type != translators.TypeAnswered || dl.CallID != bad ||
+	if dl.ID != "crm/"+eventID || dl.Target != "crm" || dl.Type != event.TypeAnswered || dl.CallID != bad ||
 		dl.Attempts != 1 || dl.Status != 422 || dl.Reason != "http_4xx" || dl.LastError != wantErr {
 		t.Errorf("dead letter = %+v\nwant id crm/%s, call.answered of %s, 1 attempt, 422, last_error %s", dl, eventID, bad, wantErr)
 	}
 	if age := time.Since(dl.DeadAt); age < 0 || age > time.Minute {
 		t.Errorf("dead_at %s is not just now", dl.DeadAt)
 	}
-	var stored translators.Event
+	var stored event.Event
 	if err := json.Unmarshal(dl.Event, &stored); err != nil || stored.ID != eventID || stored.Data.CallID != bad {
 		t.Errorf("dead letter event = %s (%v), want event %s", dl.Event, err, eventID)
 	}
@@ -187,7 +187,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		}
 		if d.Header.Get("webhook-id") == eventID {
 			order = append(order, "replayed")
-			if d.Event.ID != eventID || d.Event.Type != translators.TypeAnswered {
+			if d.Event.ID != eventID || d.Event.Type != event.TypeAnswered {
 				t.Errorf("the replayed delivery carries event %s %s, want %s", d.Event.ID, d.Event.Type, eventID)
 			}
 		}
@@ -241,7 +241,7 @@ func cliStatus(t *testing.T, g *gatewaytest.Gateway, want int, args ...string) {
 func TestDeadLettersCLI(t *testing.T) {
 	const c1, c2, c3 = "E-cli-1", "E-cli-2", "E-cli-3"
 	var fixed atomic.Bool
-	crm := gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
+	crm := gatewaytest.NewCRM(t, func(ev event.Event, _ int) int {
 		if !fixed.Load() {
 			return http.StatusUnprocessableEntity
 		}
@@ -386,7 +386,7 @@ func regexpMatch(pattern, s string) bool {
 // A target removed from the config keeps its dead letters: they can be listed and purged,
 // but a replay, which nothing would deliver, is refused rather than losing the event.
 func TestDeadLettersOfRemovedTarget(t *testing.T) {
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusUnprocessableEntity })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusUnprocessableEntity })
 	g := startMango(t, crm, "127.0.0.1", "")
 	postMango(t, g, mango.SampleCall("E-removed", "L", time.Now())[0], http.StatusOK)
 	dl := waitDeadLetters(t, g, 1)[0]

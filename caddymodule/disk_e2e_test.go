@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 const diskCommandToken = "disk-test-command-token"
@@ -61,7 +61,7 @@ func (w *webhooks) acceptAll(prefix string, n int) {
 func TestFullDiskHealsWithoutRestart(t *testing.T) {
 	const diskSize = 48 << 20
 	disk := gatewaytest.SmallDisk(t, diskSize)
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
 	g := gatewaytest.Start(t, smallDiskGateway(crm.URL+"/events", disk), "TEST_MANGO_SALT="+testSalt)
 	g.WaitReady()
 	hooks := &webhooks{t: t, g: g}

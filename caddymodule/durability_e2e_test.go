@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // flakyCRM answers 503 to about one attempt in ten, so some events are always in backoff.
 func flakyCRM(t *testing.T) *gatewaytest.CRM {
 	var mu sync.Mutex
 	rnd := rand.New(rand.NewPCG(1, 2))
-	return gatewaytest.NewCRM(t, func(translators.Event, int) int {
+	return gatewaytest.NewCRM(t, func(event.Event, int) int {
 		mu.Lock()
 		defer mu.Unlock()
 		if rnd.IntN(10) == 0 {
@@ -59,7 +59,7 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 }
 
 func TestFullStoreAnswers503ThenRecovers(t *testing.T) {
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
 	config := strings.Replace(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "data_dir {DATA}", "data_dir {DATA}\n\t\tmax_store 48KiB", 1)
 	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt)
 	g.WaitReady()

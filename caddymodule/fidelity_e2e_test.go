@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // XVB's own COMPLETED carries neither type nor ext, often no callid: through the built binary,
@@ -35,23 +35,23 @@ func TestXVBCompletedTakesTheOpenCall(t *testing.T) {
 	acceptXVB(t, g, "cancel COMPLETED", formType, xvbForm("cmd", "event", "event", "COMPLETED", "status", "Cancel", "duration", "5", "phone", "79201119623"))
 
 	ds := crm.WaitDelivered(t, 9, 30*time.Second)
-	employee := func(ext string) translators.Party { return translators.Party{Extension: ext} }
-	customer := func(n string) translators.Party { return translators.Party{Number: n} }
+	employee := func(ext string) event.Party { return event.Party{Extension: ext} }
+	customer := func(n string) event.Party { return event.Party{Number: n} }
 	for _, tt := range []struct {
 		call, correlation string
 		direction         string
-		from, to          translators.Party
+		from, to          event.Party
 		agent, result     string
 		answered          bool // an ANSWERED came between INCOMING and COMPLETED
 	}{
-		{"OUTwithoutCallid", "weak", translators.DirectionOutbound, employee("104"), customer("+79201119620"), "104", translators.ResultAnswered, false},
-		{"OUTwithCallid", "", translators.DirectionOutbound, employee("105"), customer("+79201119621"), "105", translators.ResultBusy, false},
-		{"INanswered", "weak", translators.DirectionInbound, customer("+79201119622"), employee("102"), "102", translators.ResultAnswered, true},
-		{"INcancelled", "weak", translators.DirectionInbound, customer("+79201119623"), translators.Party{}, "", translators.ResultMissed, false},
+		{"OUTwithoutCallid", "weak", event.DirectionOutbound, employee("104"), customer("+79201119620"), "104", event.ResultAnswered, false},
+		{"OUTwithCallid", "", event.DirectionOutbound, employee("105"), customer("+79201119621"), "105", event.ResultBusy, false},
+		{"INanswered", "weak", event.DirectionInbound, customer("+79201119622"), employee("102"), "102", event.ResultAnswered, true},
+		{"INcancelled", "weak", event.DirectionInbound, customer("+79201119623"), event.Party{}, "", event.ResultMissed, false},
 	} {
-		types := []string{translators.TypeRinging, translators.TypeCompleted}
+		types := []string{event.TypeRinging, event.TypeCompleted}
 		if tt.answered {
-			types = []string{translators.TypeRinging, translators.TypeAnswered, translators.TypeCompleted}
+			types = []string{event.TypeRinging, event.TypeAnswered, event.TypeCompleted}
 		}
 		got := checkCall(t, ds, tt.call, tt.correlation, types...)
 		d := got[len(got)-1].Event.Data
@@ -90,9 +90,9 @@ func TestMangoRoutedLegStaysInbound(t *testing.T) {
 
 	ds := crm.WaitDelivered(t, 5, 30*time.Second)
 	for _, d := range ds {
-		want := translators.DirectionInbound
+		want := event.DirectionInbound
 		if d.Event.Data.CallID == "Q2xpY2tUb0NhbGwx" {
-			want = translators.DirectionOutbound
+			want = event.DirectionOutbound
 		}
 		if d.Event.Data.Direction != want || !strings.Contains(string(d.Body), `"direction":"`+want+`"`) {
 			t.Errorf("%s of leg %s (command_id %q): direction %q, want %q", d.Event.Type, d.Event.Data.LegID, d.Event.Data.CommandID, d.Event.Data.Direction, want)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // Two secrets while rotating: the old one and the new one.
@@ -73,7 +73,7 @@ func TestTargetFormatsAndSignatures(t *testing.T) {
 	t.Run("cloudevents-binary, signed with both secrets", func(t *testing.T) {
 		got := binary.WaitDelivered(t, 4, 30*time.Second)
 		for _, d := range got {
-			var data translators.Data
+			var data event.Data
 			if err := json.Unmarshal(d.Body, &data); err != nil || data.CallID != "звонок-1" {
 				t.Errorf("body is not the event's data: %s", d.Body)
 			}
@@ -127,7 +127,7 @@ func TestTargetFormatsAndSignatures(t *testing.T) {
 			_, body := g.Admin(http.MethodGet, "/pbx/dead-letters?target=failing")
 			return json.Unmarshal(body, &dls) == nil && len(dls) == 1
 		})
-		if dls[0].Type != translators.TypeAnswered || dls[0].Reason != "mapping" || !strings.Contains(dls[0].LastError, "no answers here") {
+		if dls[0].Type != event.TypeAnswered || dls[0].Reason != "mapping" || !strings.Contains(dls[0].LastError, "no answers here") {
 			t.Errorf("dead letter %+v", dls[0])
 		}
 		if n := len(failing.Requests()); n != 3 {

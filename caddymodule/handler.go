@@ -18,9 +18,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 func init() {
@@ -144,7 +144,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 	// The store's part (call correlation, the durable write) has one budget: the PBX waits.
 	ctx, cancel := context.WithTimeout(r.Context(), durableWithin)
 	defer cancel()
-	var events []translators.Event
+	var events []event.Event
 	switch acc.pbx {
 	case "mango":
 		var rej *rejection
@@ -172,7 +172,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 	if res.Accepted > 0 {
 		for _, ev := range events {
 			metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
-			if ev.Type == translators.TypeUnmapped {
+			if ev.Type == event.TypeUnmapped {
 				h.logger.Warn("authentic message did not map; forwarded as pbx.unmapped",
 					zap.String("account", acc.name), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
 			}
@@ -182,7 +182,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, n
 }
 
 // mango verifies and translates a Mango webhook.
-func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Time) ([]translators.Event, *rejection) {
+func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Time) ([]event.Event, *rejection) {
 	suffix, known := mango.Route(r.URL.Path)
 	form, err := mango.ParseForm(body)
 	if err != nil {
@@ -202,7 +202,7 @@ func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Tim
 
 // xvb authenticates an XVB message; a contact lookup is answered here (answered = true). ctx
 // bounds the call correlation; noted waits for what noteAnswer writes.
-func (h *Webhook) xvb(ctx context.Context, w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) (events []translators.Event, noted func(), answered bool, rej *rejection) {
+func (h *Webhook) xvb(ctx context.Context, w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) (events []event.Event, noted func(), answered bool, rej *rejection) {
 	fields, recoded, err := xvb.Parse(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return nil, nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
@@ -231,7 +231,7 @@ func (h *Webhook) contact(w http.ResponseWriter, r *http.Request, acc *account, 
 	start := time.Now()
 	answer, outcome := []byte("{}"), "disabled"
 	if acc.lookup != nil {
-		answer, outcome = acc.lookup.answer(r.Context(), acc.name, translators.Number(fields.Phone(), acc.source.Region))
+		answer, outcome = acc.lookup.answer(r.Context(), acc.name, event.Number(fields.Phone(), acc.source.Region))
 	}
 	metrics.lookups.WithLabelValues(acc.name, outcome).Inc()
 	metrics.lookupDuration.WithLabelValues(acc.name).Observe(time.Since(start).Seconds())

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 type healthAnswer struct {
@@ -72,7 +72,7 @@ func waitHealth(t *testing.T, g *gatewaytest.Gateway, code int, reason string) h
 // takes the backlog it is 200 again and nothing accepted was lost.
 func TestHealthStoreFull(t *testing.T) {
 	var up atomic.Bool
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int {
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int {
 		if !up.Load() {
 			return http.StatusServiceUnavailable
 		}

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 const (

@@ -27,10 +27,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 func init() {
@@ -509,7 +509,7 @@ func dialNumber(name, raw, region string) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("%s is required", name)
 	}
-	if n := translators.Number(raw, region); strings.HasPrefix(n, "+") {
+	if n := event.Number(raw, region); strings.HasPrefix(n, "+") {
 		return n[1:], nil
 	}
 	digits := strings.Map(func(r rune) rune {

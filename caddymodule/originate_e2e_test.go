@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // originateGateway has a Mango and an XVB account whose APIs are the fakes, Mango's webhooks,
@@ -132,14 +132,14 @@ func TestOriginateEndToEnd(t *testing.T) {
 				t.Fatalf("%s: %d %s", m.suffix, code, body)
 			}
 		}
-		types := map[string]translators.Data{}
+		types := map[string]event.Data{}
 		for _, d := range crm.WaitDelivered(t, 2, 30*time.Second) {
 			types[d.Event.Type] = d.Event.Data
 		}
-		if r := types[translators.TypeCommandResult]; r.CommandID != "crm-42" || r.Command != "callback" || r.Reason != translators.ReasonCompleted {
+		if r := types[event.TypeCommandResult]; r.CommandID != "crm-42" || r.Command != "callback" || r.Reason != event.ReasonCompleted {
 			t.Errorf("command.result: %+v", r)
 		}
-		if leg := types[translators.TypeRinging]; leg.CommandID != "crm-42" || leg.Agent != "101" {
+		if leg := types[event.TypeRinging]; leg.CommandID != "crm-42" || leg.Agent != "101" {
 			t.Errorf("call.ringing: %+v", leg)
 		}
 	})

@@ -25,8 +25,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 const (
@@ -111,10 +111,10 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 	}
 	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]*account{
 		"office": {pbx: "mango", name: "office", apiKey: fakeMangoKey, apiSalt: fakeMangoSalt, apiURL: fx.mango.APIURL(),
-			source: translators.Source{PBX: "mango", Account: "office", Region: "RU"}},
+			source: event.Source{PBX: "mango", Account: "office", Region: "RU"}},
 		"main": {pbx: "xvb", name: "main", token: fakeXVBToken, apiURL: fx.xvb.apiURL(),
-			source: translators.Source{PBX: "xvb", Account: "main", Region: "RU"}},
-		"bare": {pbx: "xvb", name: "bare", source: translators.Source{PBX: "xvb", Account: "bare", Region: "RU"}},
+			source: event.Source{PBX: "xvb", Account: "main", Region: "RU"}},
+		"bare": {pbx: "xvb", name: "bare", source: event.Source{PBX: "xvb", Account: "bare", Region: "RU"}},
 	}}
 	app.engine.Store(eng)
 	core, logs := observer.New(zapcore.DebugLevel)

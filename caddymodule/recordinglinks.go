@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // recordingLinks makes and checks the signed, expiring links to recordings that
@@ -86,14 +86,14 @@ func (a *App) setRecordingLinks(l *recordingLinks) error {
 // linkRecordings gives Mango recording.ready and call.completed events that name a recording
 // but have no URL a signed link to it, valid from now. XVB sends its own record_link, kept
 // as given.
-func (a *App) linkRecordings(events []translators.Event, now time.Time) {
+func (a *App) linkRecordings(events []event.Event, now time.Time) {
 	if a.recordingLinks == nil {
 		return
 	}
 	for i := range events {
 		d := &events[i].Data
 		typ := events[i].Type
-		if d.PBX == "mango" && (typ == translators.TypeRecordingReady || typ == translators.TypeCompleted) &&
+		if d.PBX == "mango" && (typ == event.TypeRecordingReady || typ == event.TypeCompleted) &&
 			d.RecordingID != "" && d.RecordingURL == "" {
 			d.RecordingURL = a.recordingLinks.link(d.Account, d.RecordingID, now)
 		}

@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 func init() {

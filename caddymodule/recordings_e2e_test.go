@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // recordingsGateway has a Mango account whose API is the fake, an XVB account, and
@@ -78,13 +78,13 @@ func recordAdded(t *testing.T, g *gatewaytest.Gateway, crm *gatewaytest.CRM, id 
 		mango.FormBody("e2e-key", "e2e-salt", js)); code != http.StatusOK {
 		t.Fatalf("record/added: %d %s", code, body)
 	}
-	ev := waitRecordingEvent(t, crm, func(ev translators.Event) bool {
-		return ev.Type == translators.TypeRecordingReady && ev.Data.RecordingID == id
+	ev := waitRecordingEvent(t, crm, func(ev event.Event) bool {
+		return ev.Type == event.TypeRecordingReady && ev.Data.RecordingID == id
 	})
 	return ev.Data.RecordingURL
 }
 
-func waitRecordingEvent(t *testing.T, crm *gatewaytest.CRM, match func(translators.Event) bool) translators.Event {
+func waitRecordingEvent(t *testing.T, crm *gatewaytest.CRM, match func(event.Event) bool) event.Event {
 	t.Helper()
 	for n := 1; ; n++ {
 		for _, d := range crm.WaitDelivered(t, n, 30*time.Second) {
@@ -155,8 +155,8 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		if code, body := g.Post("/hooks/xvb", "application/x-www-form-urlencoded", string(form)); code != http.StatusOK {
 			t.Fatalf("xvb: %d %s", code, body)
 		}
-		ev := waitRecordingEvent(t, crm, func(ev translators.Event) bool {
-			return ev.Data.PBX == "xvb" && ev.Type == translators.TypeRecordingReady
+		ev := waitRecordingEvent(t, crm, func(ev event.Event) bool {
+			return ev.Data.PBX == "xvb" && ev.Type == event.TypeRecordingReady
 		})
 		if want := "https://vpbx18-dev/ui/msg_download/120/10019/f92H16GAUDE7R10EMOLYYw.q722"; ev.Data.RecordingURL != want {
 			t.Errorf("xvb recording_url %q, want %q", ev.Data.RecordingURL, want)

@@ -26,8 +26,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // fakeMangoRecordings is Mango's recording download as docs/mango.md (Recordings) describes it: a
@@ -526,20 +526,20 @@ func TestRecordingLinks(t *testing.T) {
 
 func TestLinkRecordings(t *testing.T) {
 	now := time.Now()
-	mango := translators.Source{PBX: "mango", Account: "office"}
-	xvbSrc := translators.Source{PBX: "xvb", Account: "main"}
-	ready := mango.New(translators.TypeRecordingReady, "r1", "call1", now)
+	mango := event.Source{PBX: "mango", Account: "office"}
+	xvbSrc := event.Source{PBX: "xvb", Account: "main"}
+	ready := mango.New(event.TypeRecordingReady, "r1", "call1", now)
 	ready.Data.RecordingID = "rec/1"
-	completed := mango.New(translators.TypeCompleted, "c1", "call1", now)
+	completed := mango.New(event.TypeCompleted, "c1", "call1", now)
 	completed.Data.RecordingID = "rec/2"
-	plain := mango.New(translators.TypeCompleted, "c2", "call2", now)
-	given := mango.New(translators.TypeRecordingReady, "r3", "call3", now)
+	plain := mango.New(event.TypeCompleted, "c2", "call2", now)
+	given := mango.New(event.TypeRecordingReady, "r3", "call3", now)
 	given.Data.RecordingID, given.Data.RecordingURL = "rec/3", "https://elsewhere/rec3"
-	answered := mango.New(translators.TypeAnswered, "a1", "call1", now)
+	answered := mango.New(event.TypeAnswered, "a1", "call1", now)
 	answered.Data.RecordingID = "rec/4" // not a type that carries recordings
-	xvbReady := xvbSrc.New(translators.TypeRecordingReady, "x1", "call4", now)
+	xvbReady := xvbSrc.New(event.TypeRecordingReady, "x1", "call4", now)
 	xvbReady.Data.RecordingURL = "https://pbx.example.net/ui/msg_download/1"
-	events := []translators.Event{ready, completed, plain, given, answered, xvbReady}
+	events := []event.Event{ready, completed, plain, given, answered, xvbReady}
 
 	var app App
 	app.linkRecordings(events, now) // no handler with a public_url: nothing to link to

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // The probes of docs/security.md, through the built binary. Each fails on a
@@ -61,10 +61,10 @@ func TestUnsafeRecordLinkNeverReachesTheCRM(t *testing.T) {
 		t.Fatalf("%g recording.ready events queued", v)
 	}
 	for _, d := range crm.WaitDelivered(t, len(links), 30*time.Second) {
-		if d.Event.Type != translators.TypeCompleted || d.Event.Data.RecordingURL != "" || !strings.Contains(d.Event.Data.Error, "record_link dropped") {
+		if d.Event.Type != event.TypeCompleted || d.Event.Data.RecordingURL != "" || !strings.Contains(d.Event.Data.Error, "record_link dropped") {
 			t.Errorf("%s: recording_url %q, error %q", d.Event.Type, d.Event.Data.RecordingURL, d.Event.Data.Error)
 		}
-		if err := translators.ValidateEvent(d.Body); err != nil {
+		if err := event.ValidateEvent(d.Body); err != nil {
 			t.Errorf("%s does not validate: %v", d.Event.Type, err)
 		}
 	}
@@ -197,7 +197,7 @@ func TestMangoReplaysUnderOtherSuffixes(t *testing.T) {
 		t.Errorf("replays counted %g, want 5", v)
 	}
 	got := crm.WaitDelivered(t, 2, 30*time.Second)
-	if len(got) != 2 || got[0].Event.Type != translators.TypeRinging || got[1].Event.Type != translators.TypeUnmapped {
+	if len(got) != 2 || got[0].Event.Type != event.TypeRinging || got[1].Event.Type != event.TypeUnmapped {
 		t.Fatalf("CRM got %d events, want call.ringing and one pbx.unmapped", len(got))
 	}
 }

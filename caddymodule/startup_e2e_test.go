@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // TestStartupErrors: each configuration mistake an operator makes stops `pbxbridge run` with

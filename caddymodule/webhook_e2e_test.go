@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 const (
@@ -86,7 +86,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 	var types []string
 	for _, d := range got {
 		types = append(types, d.Event.Type)
-		if err := translators.ValidateEvent(d.Body); err != nil {
+		if err := event.ValidateEvent(d.Body); err != nil {
 			t.Errorf("%s does not validate: %v", d.Event.Type, err)
 		}
 		if d.Header.Get("webhook-id") != d.Event.ID || d.Header.Get("webhook-timestamp") == "" {
@@ -99,12 +99,12 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 			t.Errorf("Content-Type %q", ct)
 		}
 	}
-	want := []string{translators.TypeRinging, translators.TypeAnswered, translators.TypeLegEnded, translators.TypeCompleted}
+	want := []string{event.TypeRinging, event.TypeAnswered, event.TypeLegEnded, event.TypeCompleted}
 	if strings.Join(types, " ") != strings.Join(want, " ") {
 		t.Fatalf("types %v, want %v", types, want)
 	}
 	ringing := got[0].Event
-	if ringing.Source != "/pbx/mango/office" || ringing.Subject != "MTYxNzM5NjY0OTE=" || ringing.DataSchema != translators.DataSchema {
+	if ringing.Source != "/pbx/mango/office" || ringing.Subject != "MTYxNzM5NjY0OTE=" || ringing.DataSchema != event.DataSchema {
 		t.Errorf("envelope %+v", ringing)
 	}
 	d := ringing.Data
@@ -116,7 +116,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 		t.Errorf("raw sent to a target without `raw on`: %s", d.Raw)
 	}
 	completed := got[3].Event.Data
-	if completed.Result != translators.ResultAnswered || completed.DurationS == nil || *completed.DurationS != 4 || completed.TalkS == nil || *completed.TalkS != 2 {
+	if completed.Result != event.ResultAnswered || completed.DurationS == nil || *completed.DurationS != 4 || completed.TalkS == nil || *completed.TalkS != 2 {
 		t.Errorf("completed data %+v", completed)
 	}
 }
@@ -260,7 +260,7 @@ func postForwarded(t *testing.T, g *gatewaytest.Gateway, body string, xff ...str
 }
 
 func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
-	crm := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	crm := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		switch {
 		case ev.Data.CallID == "E-503" && attempt <= 2:
 			return http.StatusServiceUnavailable
@@ -307,7 +307,7 @@ func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
 }
 
 func TestAcknowledgedSurvivesKill9WhileCRMDown(t *testing.T) {
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
 	g := startMango(t, crm, "127.0.0.1", "")
 	postCall(t, g, "E-kill")
 	gatewaytest.Eventually(t, 30*time.Second, "a failed attempt", func() bool { return len(crm.Requests()) > 0 })
@@ -316,7 +316,7 @@ func TestAcknowledgedSurvivesKill9WhileCRMDown(t *testing.T) {
 	g.Restart()
 	got := crm.WaitDelivered(t, 4, 60*time.Second)
 	// The sample call's events were accepted in this order.
-	order := map[string]int{translators.TypeRinging: 0, translators.TypeAnswered: 1, translators.TypeLegEnded: 2, translators.TypeCompleted: 3}
+	order := map[string]int{event.TypeRinging: 0, event.TypeAnswered: 1, event.TypeLegEnded: 2, event.TypeCompleted: 3}
 	position := map[string]int{}
 	for _, d := range got {
 		position[d.Event.ID] = order[d.Event.Type]

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 const (
@@ -222,14 +222,14 @@ func checkCall(t *testing.T, ds []gatewaytest.Delivery, call, correlation string
 	var gotTypes []string
 	for _, d := range got {
 		gotTypes = append(gotTypes, d.Event.Type)
-		if err := translators.ValidateEvent(d.Body); err != nil {
+		if err := event.ValidateEvent(d.Body); err != nil {
 			t.Errorf("call %s: %s does not validate: %v", call, d.Event.Type, err)
 		}
 		if d.Event.Source != "/pbx/xvb/main" || d.Event.Subject != call {
 			t.Errorf("call %s: %s envelope %+v", call, d.Event.Type, d.Event)
 		}
 		want := ""
-		if d.Event.Type == translators.TypeCompleted || d.Event.Type == translators.TypeRecordingReady {
+		if d.Event.Type == event.TypeCompleted || d.Event.Type == event.TypeRecordingReady {
 			want = correlation
 		}
 		if d.Event.Data.Correlation != want {
@@ -315,22 +315,22 @@ func TestXVBCallEndToEnd(t *testing.T) {
 
 	ds := crm.WaitDelivered(t, 8, 30*time.Second)
 	first := checkCall(t, ds, call, "weak",
-		translators.TypeRinging, translators.TypeAnswered, translators.TypeCompleted, translators.TypeRecordingReady)
+		event.TypeRinging, event.TypeAnswered, event.TypeCompleted, event.TypeRecordingReady)
 	ringing, answered, completed := first[0].Event.Data, first[1].Event.Data, first[2].Event.Data
-	if ringing.From.Number != xvbKnownPhone || ringing.Direction != translators.DirectionInbound {
+	if ringing.From.Number != xvbKnownPhone || ringing.Direction != event.DirectionInbound {
 		t.Errorf("ringing %+v", ringing)
 	}
 	if answered.Agent != "100" || answered.To.Extension != "100" {
 		t.Errorf("answered %+v", answered)
 	}
-	if completed.Result != translators.ResultAnswered || completed.DurationS == nil || *completed.DurationS != 16 ||
+	if completed.Result != event.ResultAnswered || completed.DurationS == nil || *completed.DurationS != 16 ||
 		completed.RecordingURL != recording || completed.From.Number != xvbKnownPhone {
 		t.Errorf("completed %+v", completed)
 	}
 	if rec := first[3].Event.Data; rec.RecordingURL != recording {
 		t.Errorf("recording.ready %+v", rec)
 	}
-	second := checkCall(t, ds, jsonCall, "weak", translators.TypeRinging, translators.TypeAnswered, translators.TypeCompleted)
+	second := checkCall(t, ds, jsonCall, "weak", event.TypeRinging, event.TypeAnswered, event.TypeCompleted)
 	if d := second[0].Event.Data; d.From.Number != "+79201119614" {
 		t.Errorf("JSON ringing %+v", d)
 	}
@@ -343,12 +343,12 @@ func TestXVBCallEndToEnd(t *testing.T) {
 	if len(orphan) == 0 {
 		t.Fatalf("no derived call for the COMPLETED without INCOMING")
 	}
-	checkCall(t, ds, orphan[0].Event.Data.CallID, "derived", translators.TypeCompleted)
-	if d := orphan[0].Event.Data; d.Result != translators.ResultMissed {
+	checkCall(t, ds, orphan[0].Event.Data.CallID, "derived", event.TypeCompleted)
+	if d := orphan[0].Event.Data; d.Result != event.ResultMissed {
 		t.Errorf("orphan completed %+v", d)
 	}
 	for _, d := range crm.Requests() {
-		if d.Event.Type == translators.TypeUnmapped {
+		if d.Event.Type == event.TypeUnmapped {
 			t.Errorf("CRM got %s: %s", d.Event.Type, d.Body)
 		}
 	}
@@ -445,7 +445,7 @@ func TestXVBRejections(t *testing.T) {
 	acceptXVB(t, g, "unknown cmd", formType, xvbForm("cmd", "rating", "callid", "R1", "rating", "5", "phone", "79201119613"))
 	ds := crm.WaitDelivered(t, 2, 30*time.Second)
 	got := callEvents(ds, "R1")
-	if len(got) != 2 || got[0].Event.Type != translators.TypeRinging || got[1].Event.Type != translators.TypeUnmapped {
+	if len(got) != 2 || got[0].Event.Type != event.TypeRinging || got[1].Event.Type != event.TypeUnmapped {
 		t.Fatalf("delivered %+v", got)
 	}
 	unmapped := got[1].Event.Data
@@ -499,7 +499,7 @@ func TestXVBSimulate(t *testing.T) {
 	ds := crm.WaitDelivered(t, 4, 30*time.Second)
 	call := ds[0].Event.Data.CallID
 	checkCall(t, ds, call, "weak",
-		translators.TypeRinging, translators.TypeAnswered, translators.TypeCompleted, translators.TypeRecordingReady)
+		event.TypeRinging, event.TypeAnswered, event.TypeCompleted, event.TypeRecordingReady)
 	if n := len(lookup.received(xvbKnownPhone)); n != 1 {
 		t.Errorf("CRM got %d lookups, want 1", n)
 	}

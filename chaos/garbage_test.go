@@ -10,9 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // mangoRawForm is a signed Mango form whose json value is sent unescaped, as a sloppy client
@@ -73,10 +73,10 @@ func TestChaosAuthenticGarbage(t *testing.T) {
 			if !utf8.Valid(d.Body) || !json.Valid(d.Body) {
 				t.Errorf("delivered body is not UTF-8 JSON: %q", d.Body)
 			}
-			if err := translators.ValidateEvent(d.Body); err != nil {
+			if err := event.ValidateEvent(d.Body); err != nil {
 				t.Errorf("%s does not validate: %v\n%s", d.Event.Type, err, d.Body)
 			}
-			if d.Event.Type == translators.TypeUnmapped && d.Event.Data.Error == "" {
+			if d.Event.Type == event.TypeUnmapped && d.Event.Data.Error == "" {
 				t.Errorf("pbx.unmapped without a reason: %s", d.Body)
 			}
 		}

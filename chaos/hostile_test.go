@@ -17,7 +17,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // rawRequest is an HTTP/1.1 request to host as bytes: request line, headers as given (so they

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // Every secret at work with debug logging on: commands by bearer token and by ?token=, with
@@ -61,7 +61,7 @@ func TestChaosSecrets(t *testing.T) {
 	var link string
 	for n := 1; link == ""; n++ {
 		for _, d := range h.crm.crm.WaitDelivered(t, n, 30*time.Second) {
-			if d.Event.Type == translators.TypeRecordingReady {
+			if d.Event.Type == event.TypeRecordingReady {
 				link = d.Event.Data.RecordingURL
 			}
 		}

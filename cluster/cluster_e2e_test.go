@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 const (
@@ -163,7 +163,7 @@ func TestScaleOut(t *testing.T) {
 	t.Parallel() // mostly waiting for handovers
 	nats := startNATSCluster(t, 3)
 	var rejectDead atomic.Bool
-	crm := flakyCRM(t, 3, func(ev translators.Event) bool {
+	crm := flakyCRM(t, 3, func(ev event.Event) bool {
 		return rejectDead.Load() && strings.HasPrefix(ev.Data.CallID, "dead-")
 	})
 	gws := map[string]*gatewaytest.Gateway{
@@ -257,10 +257,10 @@ const replicatedNATS = "replicas 3\n\t\t\tprefix " + prefix
 // flakyCRM is a CRM stand-in that answers one request in five with 503 (a seeded sequence), so
 // that some events are always in backoff, held in their lanes, and 422 to the events reject
 // picks (nil: none).
-func flakyCRM(t *testing.T, seed uint64, reject func(translators.Event) bool) *gatewaytest.CRM {
+func flakyCRM(t *testing.T, seed uint64, reject func(event.Event) bool) *gatewaytest.CRM {
 	var mu sync.Mutex
 	rnd := rand.New(rand.NewPCG(seed, seed+1))
-	return gatewaytest.NewCRM(t, func(ev translators.Event, _ int) int {
+	return gatewaytest.NewCRM(t, func(ev event.Event, _ int) int {
 		if reject != nil && reject(ev) {
 			return http.StatusUnprocessableEntity
 		}
@@ -352,7 +352,7 @@ func checkDedupeAcrossGateways(t *testing.T, crm *gatewaytest.CRM, g1, g2 *gatew
 			if code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(mangoKey, mangoSalt, m.JSON)); code != http.StatusOK {
 				t.Fatalf("%s: %d %s", m.Name, code, body)
 			}
-			for _, ev := range mango.Translate(translators.Source{PBX: "mango", Account: "office"}, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now()) {
+			for _, ev := range mango.Translate(event.Source{PBX: "mango", Account: "office"}, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now()) {
 				ids[ev.ID] = true
 			}
 		}

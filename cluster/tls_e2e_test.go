@@ -21,7 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // testCA issues certificates for one test and writes them as PEM files.

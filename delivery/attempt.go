@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 type class int
@@ -45,7 +45,7 @@ const bodyExcerpt = 512
 // deliver settles one event of lane l: delivered, or dead-lettered. It returns false, leaving
 // the event un-acked for redelivery, only when the dispatcher stops or l is released.
 func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
-	var ev translators.Event
+	var ev event.Event
 	accepted := time.Now()
 	meta, err := msg.Metadata()
 	if err == nil {
@@ -101,7 +101,7 @@ func backoff(t Target, attempt int, retryAfter time.Duration) time.Duration {
 	return min(max(delay, retryAfter), t.BackoffMax)
 }
 
-func (d *dispatcher) attempt(t Target, ev *translators.Event, now time.Time) outcome {
+func (d *dispatcher) attempt(t Target, ev *event.Event, now time.Time) outcome {
 	body, header, err := t.Format.Encode(ev)
 	if err != nil {
 		return outcome{class: classDead, reason: "mapping", err: err.Error()}
@@ -202,7 +202,7 @@ func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
 // logAttempt logs one attempt; meta (nil when unreadable) adds where the event stands in the
 // stream and how often JetStream handed it out, which tells a redelivery from a re-send when a
 // call's order is in question.
-func (d *dispatcher) logAttempt(ev *translators.Event, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
+func (d *dispatcher) logAttempt(ev *event.Event, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
 	result := "success"
 	switch out.class {
 	case classRetry:

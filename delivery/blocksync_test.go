@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // The block the group commit syncs is the one the embedded server wrote the event to, and a
@@ -18,13 +18,13 @@ import (
 // expects.
 func TestBlockSyncerSyncsWhatWasStored(t *testing.T) {
 	ctx := context.Background()
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return 422 })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return 422 })
 	e := openEngine(t, Config{})
 	if err := e.Apply(ctx, Config{}, []Target{testTarget(crm.URL)}); err != nil {
 		t.Fatal(err)
 	}
-	ev := callEvent(translators.TypeRinging, "synced-call", 0)
-	if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+	ev := callEvent(event.TypeRinging, "synced-call", 0)
+	if _, err := e.Enqueue(ctx, []event.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
 	holds := func(s *blockSyncer, what string) {

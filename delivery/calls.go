@@ -19,7 +19,7 @@ const callTTL = 6 * time.Hour
 // message without a call id (XVB's COMPLETED) to the call that the same phone number opened on
 // the same account, and remembers what the call's earlier messages said that its last one may
 // not say again (XVB's COMPLETED may come without type or ext). It lives before the queue so
-// translators stay pure.
+// the PBX packages stay pure.
 type Calls struct{ kv jetstream.KeyValue }
 
 // OpenCall is what the bucket knows of a call: what its opening message said (XVB INCOMING's

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 const (
@@ -75,7 +75,7 @@ func (c *committer) close() {
 // Enqueue stores events durably. It returns only after they are synced to disk (the group
 // commit's fsync, or a cluster's acknowledgement), or with ErrNotReady, ErrFull, ErrDiskFull,
 // ErrStoreFailed or ErrNotDurable (ctx done first).
-func (e *Engine) Enqueue(ctx context.Context, events []translators.Event) (Result, error) {
+func (e *Engine) Enqueue(ctx context.Context, events []event.Event) (Result, error) {
 	if !e.Ready() {
 		return Result{}, ErrNotReady
 	}

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // benchEngine is an engine on a fresh store with a target nobody delivers to quickly (its URL
@@ -35,8 +35,8 @@ func benchEngine(b *testing.B) *Engine {
 
 // benchEnqueue runs b.N enqueues of one event each from `workers` goroutines and reports
 // msg/s and the p50 and p99 latency of one enqueue. publish is the enqueue under test.
-func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, ev translators.Event) error) {
-	src := translators.Source{PBX: "mango", Account: "office"}
+func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, ev event.Event) error) {
+	src := event.Source{PBX: "mango", Account: "office"}
 	latencies := make([]time.Duration, b.N)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -52,7 +52,7 @@ func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, e
 					return
 				}
 				call := fmt.Sprintf("call-%d", i/5)
-				ev := src.New(translators.TypeRinging, fmt.Sprintf("bench-%d-%d", b.N, i), call, time.Now())
+				ev := src.New(event.TypeRinging, fmt.Sprintf("bench-%d-%d", b.N, i), call, time.Now())
 				sent := time.Now()
 				if err := publish(context.Background(), ev); err != nil {
 					b.Error(err)
@@ -73,8 +73,8 @@ func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, e
 // PBX sees when traffic is light (small batches).
 func BenchmarkEnqueueGroupCommit4(b *testing.B) {
 	e := benchEngine(b)
-	benchEnqueue(b, 4, func(ctx context.Context, ev translators.Event) error {
-		_, err := e.Enqueue(ctx, []translators.Event{ev})
+	benchEnqueue(b, 4, func(ctx context.Context, ev event.Event) error {
+		_, err := e.Enqueue(ctx, []event.Event{ev})
 		return err
 	})
 }
@@ -83,8 +83,8 @@ func BenchmarkEnqueueGroupCommit4(b *testing.B) {
 // ≥ 8k msg/s, every one synced before it is answered).
 func BenchmarkEnqueueGroupCommit64(b *testing.B) {
 	e := benchEngine(b)
-	benchEnqueue(b, 64, func(ctx context.Context, ev translators.Event) error {
-		_, err := e.Enqueue(ctx, []translators.Event{ev})
+	benchEnqueue(b, 64, func(ctx context.Context, ev event.Event) error {
+		_, err := e.Enqueue(ctx, []event.Event{ev})
 		return err
 	})
 }
@@ -93,7 +93,7 @@ func BenchmarkEnqueueGroupCommit64(b *testing.B) {
 // the same messages, one fsync each (what the server's SyncAlways does).
 func BenchmarkEnqueueSinglePublish64(b *testing.B) {
 	e := benchEngine(b)
-	benchEnqueue(b, 64, func(ctx context.Context, ev translators.Event) error {
+	benchEnqueue(b, 64, func(ctx context.Context, ev event.Event) error {
 		m := pending{subject: e.names.subject("mango", "office", ev.Type), id: ev.ID, key: ev.OrderingKey(), data: []byte(`{}`)}
 		if _, err := e.js.PublishMsg(ctx, m.msg()); err != nil {
 			return err

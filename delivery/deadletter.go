@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // DeadLetter is an event a target would not take, kept with why.
@@ -39,7 +39,7 @@ var ErrNoTarget = errors.New("not a target of the running config; its dead lette
 // deadLetter stores the event in the dead-letter stream and then acks it. If the dead-letter
 // stream cannot take it, the event stays held and dead-lettering is retried: nothing is lost.
 // A released lane l leaves both to the instance that took over.
-func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *translators.Event, attempts int, out outcome) bool {
+func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *event.Event, attempts int, out outcome) bool {
 	eventID := ev.ID
 	if eventID == "" {
 		eventID = msg.Headers().Get(jetstream.MsgIDHeader)
@@ -177,7 +177,7 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, target, eventID string) e
 	if e.dispatcher(target) == nil {
 		return fmt.Errorf("target %s: %w", target, ErrNoTarget)
 	}
-	var ev translators.Event
+	var ev event.Event
 	if err := json.Unmarshal(dl.Event, &ev); err != nil {
 		return fmt.Errorf("dead letter %s does not hold an event: %w", dl.ID, err)
 	}

@@ -20,8 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // The dispatcher's metrics are process-wide and labelled by target, so every test here has a
@@ -50,7 +50,7 @@ func enqueueCalls(t *testing.T, e *Engine, prefix string, calls, perCall, worker
 		wg.Go(func() {
 			for call := range next {
 				for i, ev := range callEvents(fmt.Sprintf("%s-%d", prefix, call), perCall) {
-					if _, err := e.Enqueue(context.Background(), []translators.Event{ev}); err != nil {
+					if _, err := e.Enqueue(context.Background(), []event.Event{ev}); err != nil {
 						t.Errorf("enqueue %s: %v", ev.ID, err)
 						continue
 					}
@@ -124,7 +124,7 @@ func TestLanesKeepCallOrderUnderFlakyCRM(t *testing.T) {
 	var mu sync.Mutex
 	inflight, maxInflight, sameCall, refused := 0, 0, 0, 0
 	callInflight := map[string]int{}
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		call := ev.Data.CallID
 		fail := rand.IntN(10) == 0
 		mu.Lock()
@@ -187,7 +187,7 @@ func TestPoisonedCallDoesNotHoldOthers(t *testing.T) {
 	const poison = "poison"
 	var poisoned atomic.Bool
 	poisoned.Store(true)
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if ev.Data.CallID == poison && poisoned.Load() {
 			return http.StatusInternalServerError
 		}
@@ -201,7 +201,7 @@ func TestPoisonedCallDoesNotHoldOthers(t *testing.T) {
 
 	position := map[string]int{}
 	for i, ev := range callEvents(poison, 5) {
-		if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+		if _, err := e.Enqueue(ctx, []event.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 		position[ev.ID] = i
@@ -315,8 +315,8 @@ func TestOutageOpensCircuitProbesAndLosesNothing(t *testing.T) {
 	position := map[string]int{}
 	produce := func(k int) {
 		call := fmt.Sprintf("out-%d", k/15*3+k%3)
-		ev := callEvent(translators.TypeRinging, call, k/3%5)
-		if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+		ev := callEvent(event.TypeRinging, call, k/3%5)
+		if _, err := e.Enqueue(ctx, []event.Event{ev}); err != nil {
 			t.Errorf("enqueue %s: %v", ev.ID, err)
 			return
 		}
@@ -423,7 +423,7 @@ func TestLateKeepAliveDeliversNothingTwice(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if ev.ID == evs[0].ID && attempt == 1 {
 			close(entered)
 			<-release
@@ -477,7 +477,7 @@ func TestTwoTargetsOneDownLeavesTheOtherUnaffected(t *testing.T) {
 	live := gatewaytest.NewCRM(t, nil)
 	var hang atomic.Bool
 	heal := make(chan struct{})
-	down := gatewaytest.NewCRM(t, func(translators.Event, int) int {
+	down := gatewaytest.NewCRM(t, func(event.Event, int) int {
 		if hang.Load() {
 			<-heal
 		}
@@ -532,7 +532,7 @@ func TestPauseQueuesResumeDelivers(t *testing.T) {
 	const name = "paused"
 	var firstHeld atomic.Bool
 	inFirst, releaseFirst := make(chan struct{}), make(chan struct{})
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if ev.Data.CallID == "held" && ev.Data.Seq == 1 && firstHeld.CompareAndSwap(false, true) {
 			close(inFirst)
 			<-releaseFirst
@@ -580,7 +580,7 @@ func TestPauseQueuesResumeDelivers(t *testing.T) {
 	// Pausing while a call's first event is at the CRM: that attempt completes, the call's
 	// parked events wait.
 	for i, ev := range callEvents("held", 3) {
-		if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+		if _, err := e.Enqueue(ctx, []event.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 		position[ev.ID] = i
@@ -627,7 +627,7 @@ func openEngineToClose(t *testing.T, cfg Config) (*Engine, func(context.Context)
 func TestStopLetsInFlightAttemptsFinish(t *testing.T) {
 	const name = "graceful"
 	entered, release := make(chan struct{}), make(chan struct{})
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if attempt == 1 {
 			close(entered)
 			<-release
@@ -689,7 +689,7 @@ func TestOutageLongerThanMaxAgeDeadLettersNothing(t *testing.T) {
 	applyTargets(t, e, tg)
 	position := map[string]int{}
 	for i, ev := range callEvents("long", 3) {
-		if _, err := e.Enqueue(context.Background(), []translators.Event{ev}); err != nil {
+		if _, err := e.Enqueue(context.Background(), []event.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 		position[ev.ID] = i
@@ -719,11 +719,11 @@ func TestEventFiltersAndReloadedConsumers(t *testing.T) {
 	applyTargets(t, e, ct, rt, at)
 	ctx := context.Background()
 
-	types := []string{translators.TypeRinging, translators.TypeAnswered, translators.TypeCompleted, translators.TypeRecordingReady, translators.TypeUnmapped}
+	types := []string{event.TypeRinging, event.TypeAnswered, event.TypeCompleted, event.TypeRecordingReady, event.TypeUnmapped}
 	enqueue := func(call string) {
 		t.Helper()
 		for i, typ := range types {
-			if _, err := e.Enqueue(ctx, []translators.Event{callEvent(typ, call, i)}); err != nil {
+			if _, err := e.Enqueue(ctx, []event.Event{callEvent(typ, call, i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -789,7 +789,7 @@ func TestEventFiltersAndReloadedConsumers(t *testing.T) {
 func TestRetryAfterHonouredAndCapped(t *testing.T) {
 	var mu sync.Mutex
 	at := map[string][]time.Time{}
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		mu.Lock()
 		at[ev.Data.CallID] = append(at[ev.Data.CallID], time.Now())
 		mu.Unlock()
@@ -798,7 +798,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	short, long := callEvent(translators.TypeRinging, "ra-1s", 0), callEvent(translators.TypeRinging, "ra-1h", 0)
+	short, long := callEvent(event.TypeRinging, "ra-1s", 0), callEvent(event.TypeRinging, "ra-1h", 0)
 	retryAfter := map[string]string{short.ID: "1", long.ID: "3600"}
 	withRetryAfter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfter[r.Header.Get("webhook-id")])
@@ -809,7 +809,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 	tg := testTarget(withRetryAfter.URL)
 	tg.Name, tg.BackoffMin, tg.BackoffMax = "retry-after", 20*time.Millisecond, 2*time.Second
 	applyTargets(t, e, tg)
-	if _, err := e.Enqueue(context.Background(), []translators.Event{short, long}); err != nil {
+	if _, err := e.Enqueue(context.Background(), []event.Event{short, long}); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitDelivered(t, 2, deliverWithin)
@@ -836,7 +836,7 @@ func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 	t.Parallel() // mostly waiting
 	srv := startNATS(t)
 	var down atomic.Bool
-	c := gatewaytest.NewCRM(t, func(translators.Event, int) int {
+	c := gatewaytest.NewCRM(t, func(event.Event, int) int {
 		if down.Load() {
 			return http.StatusServiceUnavailable
 		}

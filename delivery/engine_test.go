@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 func openEngine(t *testing.T, cfg Config) *Engine {
@@ -45,24 +45,24 @@ func testTarget(url string) Target {
 	}
 }
 
-func callEvents(call string, n int) []translators.Event {
-	var evs []translators.Event
+func callEvents(call string, n int) []event.Event {
+	var evs []event.Event
 	for i := range n {
-		evs = append(evs, callEvent(translators.TypeRinging, call, i))
+		evs = append(evs, callEvent(event.TypeRinging, call, i))
 	}
 	return evs
 }
 
 // callEvent is the i-th event (0-based) of a call of mango office.
-func callEvent(typ, call string, i int) translators.Event {
-	src := translators.Source{PBX: "mango", Account: "office"}
+func callEvent(typ, call string, i int) event.Event {
+	src := event.Source{PBX: "mango", Account: "office"}
 	ev := src.New(typ, fmt.Sprintf("%s/%d", call, i), call, time.Unix(1700000000, 0))
 	ev.Data.Seq = int64(i + 1)
 	return ev
 }
 
 func TestDeliversInCallOrderWithRetries(t *testing.T) {
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if ev.Data.Seq == 2 && attempt <= 2 {
 			return http.StatusServiceUnavailable
 		}
@@ -76,7 +76,7 @@ func TestDeliversInCallOrderWithRetries(t *testing.T) {
 	position := map[string]int{}
 	for _, call := range []string{"A", "B", "C"} {
 		for i, ev := range callEvents(call, 4) {
-			if _, err := e.Enqueue(ctx, []translators.Event{ev}); err != nil {
+			if _, err := e.Enqueue(ctx, []event.Event{ev}); err != nil {
 				t.Fatal(err)
 			}
 			position[ev.ID] = i
@@ -154,7 +154,7 @@ func TestDuplicateInBatch(t *testing.T) {
 func TestDeadLetterAndReplay(t *testing.T) {
 	var mu sync.Mutex
 	reject := true
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		mu.Lock()
 		defer mu.Unlock()
 		if reject {

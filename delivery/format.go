@@ -12,7 +12,7 @@ import (
 
 	"github.com/itchyny/gojq"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // Format turns a canonical event into an HTTP request body and headers for one target.
@@ -20,7 +20,7 @@ import (
 // far above what a mapping needs). Errors of a jq program wrap ErrMapping; any other error
 // means the event itself cannot be encoded as JSON.
 type Format interface {
-	Encode(ev *translators.Event) (body []byte, header http.Header, err error)
+	Encode(ev *event.Event) (body []byte, header http.Header, err error)
 }
 
 // ErrMapping wraps errors from a jq program at run time (the dispatcher dead-letters such
@@ -79,8 +79,8 @@ func NewFormat(kind, jqExpr string, raw bool) (Format, error) {
 // formatView is the event as a target sees it. A pbx.unmapped event keeps data.raw whatever
 // the target says: the payload is all it has to tell, and the schema requires it. It copies
 // rather than clears Raw in place: the caller's event is shared by every target and attempt.
-func formatView(ev *translators.Event, raw bool) *translators.Event {
-	if raw || ev.Data.Raw == nil || ev.Type == translators.TypeUnmapped {
+func formatView(ev *event.Event, raw bool) *event.Event {
+	if raw || ev.Data.Raw == nil || ev.Type == event.TypeUnmapped {
 		return ev
 	}
 	stripped := *ev
@@ -103,7 +103,7 @@ func formatJSON(v any) ([]byte, error) {
 // formatStructured is the CloudEvents structured mode: the whole event is the body.
 type formatStructured struct{ raw bool }
 
-func (f formatStructured) Encode(ev *translators.Event) ([]byte, http.Header, error) {
+func (f formatStructured) Encode(ev *event.Event) ([]byte, http.Header, error) {
 	body, err := formatJSON(formatView(ev, f.raw))
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +115,7 @@ func (f formatStructured) Encode(ev *translators.Event) ([]byte, http.Header, er
 // ce-* headers.
 type formatBinary struct{ raw bool }
 
-func (f formatBinary) Encode(ev *translators.Event) ([]byte, http.Header, error) {
+func (f formatBinary) Encode(ev *event.Event) ([]byte, http.Header, error) {
 	body, err := formatJSON(formatView(ev, f.raw).Data)
 	if err != nil {
 		return nil, nil, err
@@ -198,7 +198,7 @@ func newFormatJQ(expr string, raw bool) (Format, error) {
 	return formatJQ{code: code, raw: raw}, nil
 }
 
-func (f formatJQ) Encode(ev *translators.Event) (body []byte, header http.Header, err error) {
+func (f formatJQ) Encode(ev *event.Event) (body []byte, header http.Header, err error) {
 	// gojq is well tested, but a panic here would crash the server and the event would be
 	// redelivered after the restart, crashing it again; a dead letter is the better outcome.
 	defer func() {

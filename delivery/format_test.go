@@ -12,21 +12,21 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
-// formatTestEvent is a realistic canonical event of the given type, built the way translators
+// formatTestEvent is a realistic canonical event of the given type, built the way the PBX packages
 // build them, with the PBX payload in data.raw; edit adjusts it per test case.
-func formatTestEvent(source translators.Source, typ, at string, edit func(*translators.Event)) *translators.Event {
+func formatTestEvent(source event.Source, typ, at string, edit func(*event.Event)) *event.Event {
 	occurred, err := time.Parse(time.RFC3339, at)
 	if err != nil {
 		panic(err)
 	}
 	ev := source.New(typ, "msg-"+at, "MTYxNzM5NjY0OTE=", occurred)
 	ev.Data.LegID = "MToxMDA4NjI3Nzo1MDI6NjQ0MjQzNTM5"
-	ev.Data.Direction = translators.DirectionInbound
-	ev.Data.From = translators.Party{Number: "+79123456789"}
-	ev.Data.To = translators.Party{Number: "+79987654321", Extension: "101", Group: "303"}
+	ev.Data.Direction = event.DirectionInbound
+	ev.Data.From = event.Party{Number: "+79123456789"}
+	ev.Data.To = event.Party{Number: "+79987654321", Extension: "101", Group: "303"}
 	ev.Data.Raw = json.RawMessage(`{"entry_id":"MTYxNzM5NjY0OTE=","call_state":"Appeared"}`)
 	if edit != nil {
 		edit(&ev)
@@ -34,13 +34,13 @@ func formatTestEvent(source translators.Source, typ, at string, edit func(*trans
 	return &ev
 }
 
-var formatTestMango = translators.Source{PBX: "mango", Account: "office"}
+var formatTestMango = event.Source{PBX: "mango", Account: "office"}
 
 func formatTestInt(n int64) *int64 { return &n }
 
 func TestFormatCloudEventsStructured(t *testing.T) {
 	for _, raw := range []bool{false, true} {
-		ev := formatTestEvent(formatTestMango, translators.TypeAnswered, "2026-11-25T10:15:05Z", nil)
+		ev := formatTestEvent(formatTestMango, event.TypeAnswered, "2026-11-25T10:15:05Z", nil)
 		f, err := NewFormat("", "", raw)
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +52,7 @@ func TestFormatCloudEventsStructured(t *testing.T) {
 		if got := h.Get("Content-Type"); got != "application/cloudevents+json; charset=utf-8" {
 			t.Errorf("raw=%v: Content-Type %q", raw, got)
 		}
-		var got translators.Event
+		var got event.Event
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("raw=%v: body is not an event: %v", raw, err)
 		}
@@ -65,7 +65,7 @@ func TestFormatCloudEventsStructured(t *testing.T) {
 		if !bytes.Equal(gotJSON, wantJSON) {
 			t.Errorf("raw=%v: body\n%s\nwant\n%s", raw, gotJSON, wantJSON)
 		}
-		if err := translators.ValidateEvent(body); err != nil {
+		if err := event.ValidateEvent(body); err != nil {
 			t.Errorf("raw=%v: body does not match the event schema: %v", raw, err)
 		}
 		if ev.Data.Raw == nil {
@@ -77,7 +77,7 @@ func TestFormatCloudEventsStructured(t *testing.T) {
 // TestFormatUnmappedKeepsRaw: a pbx.unmapped event is its PBX payload; without it the CRM
 // would get an error text and nothing to act on (and the schema requires raw).
 func TestFormatUnmappedKeepsRaw(t *testing.T) {
-	ev := formatTestEvent(formatTestMango, translators.TypeUnmapped, "2026-11-25T10:15:00Z", func(ev *translators.Event) {
+	ev := formatTestEvent(formatTestMango, event.TypeUnmapped, "2026-11-25T10:15:00Z", func(ev *event.Event) {
 		ev.Data.Error = "unknown event /events/sms"
 	})
 	for _, kind := range []string{"cloudevents", "cloudevents-binary"} {
@@ -93,7 +93,7 @@ func TestFormatUnmappedKeepsRaw(t *testing.T) {
 			t.Errorf("%s: raw stripped from pbx.unmapped: %s", kind, body)
 		}
 		if kind == "cloudevents" {
-			if err := translators.ValidateEvent(body); err != nil {
+			if err := event.ValidateEvent(body); err != nil {
 				t.Errorf("body does not match the event schema: %v", err)
 			}
 		}
@@ -101,7 +101,7 @@ func TestFormatUnmappedKeepsRaw(t *testing.T) {
 }
 
 func TestFormatCloudEventsStructuredKeepsURLsReadable(t *testing.T) {
-	ev := formatTestEvent(formatTestMango, translators.TypeRecordingReady, "2026-11-25T10:16:10Z", func(ev *translators.Event) {
+	ev := formatTestEvent(formatTestMango, event.TypeRecordingReady, "2026-11-25T10:16:10Z", func(ev *event.Event) {
 		ev.Data.RecordingURL = "https://pbx.example.com/recordings/office/r1?exp=1&sig=ab"
 	})
 	f, _ := NewFormat("cloudevents", "", false)
@@ -117,8 +117,8 @@ func TestFormatCloudEventsStructuredKeepsURLsReadable(t *testing.T) {
 func TestFormatCloudEventsBinary(t *testing.T) {
 	// Cyrillic account name in source, and a subject with every printable character the
 	// binding singles out (space, double quote, percent) next to Cyrillic.
-	source := translators.Source{PBX: "mango", Account: "офис"}
-	ev := formatTestEvent(source, translators.TypeRinging, "2026-11-25T10:15:00Z", func(ev *translators.Event) {
+	source := event.Source{PBX: "mango", Account: "офис"}
+	ev := formatTestEvent(source, event.TypeRinging, "2026-11-25T10:15:00Z", func(ev *event.Event) {
 		ev.Subject = `звонок "A" 100%`
 	})
 	wantHeaders := map[string]string{
@@ -177,7 +177,7 @@ func TestFormatCloudEventsBinary(t *testing.T) {
 }
 
 func TestFormatCloudEventsBinaryOmitsEmptyAttributes(t *testing.T) {
-	ev := formatTestEvent(formatTestMango, translators.TypeUnmapped, "2026-11-25T10:15:00Z", func(ev *translators.Event) {
+	ev := formatTestEvent(formatTestMango, event.TypeUnmapped, "2026-11-25T10:15:00Z", func(ev *event.Event) {
 		ev.Subject, ev.DataSchema, ev.DataContentType = "", "", ""
 	})
 	f, _ := NewFormat("cloudevents-binary", "", false)
@@ -234,7 +234,7 @@ func TestFormatNewErrors(t *testing.T) {
 }
 
 func TestFormatJQRuntimeErrors(t *testing.T) {
-	ev := formatTestEvent(formatTestMango, translators.TypeAnswered, "2026-11-25T10:15:05Z", nil)
+	ev := formatTestEvent(formatTestMango, event.TypeAnswered, "2026-11-25T10:15:05Z", nil)
 	for _, tc := range []struct {
 		name, expr string
 		want       string // substring of the error
@@ -274,7 +274,7 @@ func TestFormatJQRuntimeErrors(t *testing.T) {
 
 func TestFormatJQInput(t *testing.T) {
 	t.Setenv("PBXBRIDGE_FORMAT_TEST_SECRET", "s3cr3t")
-	ev := formatTestEvent(formatTestMango, translators.TypeAnswered, "2026-11-25T10:15:05Z", nil)
+	ev := formatTestEvent(formatTestMango, event.TypeAnswered, "2026-11-25T10:15:05Z", nil)
 	for _, tc := range []struct {
 		expr string
 		raw  bool
@@ -301,28 +301,28 @@ func TestFormatJQInput(t *testing.T) {
 }
 
 func TestFormatFlatJQExample(t *testing.T) {
-	xvb := translators.Source{PBX: "xvb", Account: "main"}
+	xvb := event.Source{PBX: "xvb", Account: "main"}
 	for _, tc := range []struct {
 		name string
-		ev   *translators.Event
+		ev   *event.Event
 		want string
 	}{
 		{
 			"inbound ringing",
-			formatTestEvent(formatTestMango, translators.TypeRinging, "2026-11-25T10:15:00Z", nil),
+			formatTestEvent(formatTestMango, event.TypeRinging, "2026-11-25T10:15:00Z", nil),
 			`{"call_id":"MTYxNzM5NjY0OTE=","direction":"in","disconnect_reason":"","duration":0,"from":"+79123456789","record_url":"","status":"start","timestamp":1795601700,"to":"+79987654321"}`,
 		},
 		{
 			"inbound answered",
-			formatTestEvent(formatTestMango, translators.TypeAnswered, "2026-11-25T10:15:05Z", func(ev *translators.Event) {
+			formatTestEvent(formatTestMango, event.TypeAnswered, "2026-11-25T10:15:05Z", func(ev *event.Event) {
 				ev.Data.Agent = "101"
 			}),
 			`{"call_id":"MTYxNzM5NjY0OTE=","direction":"in","disconnect_reason":"","duration":0,"from":"+79123456789","record_url":"","status":"answer","timestamp":1795601705,"to":"+79987654321"}`,
 		},
 		{
 			"completed with recording",
-			formatTestEvent(formatTestMango, translators.TypeCompleted, "2026-11-25T10:16:10Z", func(ev *translators.Event) {
-				ev.Data.Result = translators.ResultAnswered
+			formatTestEvent(formatTestMango, event.TypeCompleted, "2026-11-25T10:16:10Z", func(ev *event.Event) {
+				ev.Data.Result = event.ResultAnswered
 				ev.Data.Reason = "caller_hangup"
 				ev.Data.ReasonCode = 1110
 				ev.Data.DurationS = formatTestInt(70)
@@ -333,20 +333,20 @@ func TestFormatFlatJQExample(t *testing.T) {
 		},
 		{
 			"outbound from an extension",
-			formatTestEvent(xvb, translators.TypeRinging, "2026-11-25T11:00:00Z", func(ev *translators.Event) {
-				ev.Data.Direction = translators.DirectionOutbound
-				ev.Data.From = translators.Party{Extension: "101"}
-				ev.Data.To = translators.Party{Number: "+79001234567"}
+			formatTestEvent(xvb, event.TypeRinging, "2026-11-25T11:00:00Z", func(ev *event.Event) {
+				ev.Data.Direction = event.DirectionOutbound
+				ev.Data.From = event.Party{Extension: "101"}
+				ev.Data.To = event.Party{Number: "+79001234567"}
 			}),
 			`{"call_id":"MTYxNzM5NjY0OTE=","direction":"out","disconnect_reason":"","duration":0,"from":"101","record_url":"","status":"start","timestamp":1795604400,"to":"+79001234567"}`,
 		},
 		{
 			"internal keeps its word",
-			formatTestEvent(xvb, translators.TypeCompleted, "2026-11-25T11:00:00Z", func(ev *translators.Event) {
-				ev.Data.Direction = translators.DirectionInternal
-				ev.Data.From = translators.Party{Extension: "101"}
-				ev.Data.To = translators.Party{Extension: "102"}
-				ev.Data.Result = translators.ResultMissed
+			formatTestEvent(xvb, event.TypeCompleted, "2026-11-25T11:00:00Z", func(ev *event.Event) {
+				ev.Data.Direction = event.DirectionInternal
+				ev.Data.From = event.Party{Extension: "101"}
+				ev.Data.To = event.Party{Extension: "102"}
+				ev.Data.Result = event.ResultMissed
 				ev.Data.Reason = "no_answer"
 			}),
 			`{"call_id":"MTYxNzM5NjY0OTE=","direction":"internal","disconnect_reason":"no_answer","duration":0,"from":"101","record_url":"","status":"end","timestamp":1795604400,"to":"102"}`,
@@ -371,7 +371,7 @@ func TestFormatFlatJQExample(t *testing.T) {
 
 	t.Run("other types are mapping errors", func(t *testing.T) {
 		f, _ := NewFormat("jq", FlatJQExample, false)
-		_, _, err := f.Encode(formatTestEvent(formatTestMango, translators.TypeHeld, "2026-11-25T10:15:30Z", nil))
+		_, _, err := f.Encode(formatTestEvent(formatTestMango, event.TypeHeld, "2026-11-25T10:15:30Z", nil))
 		if !errors.Is(err, ErrMapping) || !strings.Contains(err.Error(), "no flat status for event type call.held") {
 			t.Errorf("call.held: %v", err)
 		}
@@ -391,7 +391,7 @@ func TestFormatConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := formatTestEvent(formatTestMango, translators.TypeRinging, "2026-11-25T10:15:00Z", nil)
+	ev := formatTestEvent(formatTestMango, event.TypeRinging, "2026-11-25T10:15:00Z", nil)
 	want, _, err := f.Encode(ev)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // nats-server can lose, while recovering from a kill -9 during an atomic batch commit, messages
@@ -18,20 +18,20 @@ func TestResendOfEventLostInCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	crm := gatewaytest.NewCRM(t, nil)
 	dir := t.TempDir()
-	delivered, lost := callEvent(translators.TypeRinging, "A", 0), callEvent(translators.TypeRinging, "B", 0)
+	delivered, lost := callEvent(event.TypeRinging, "A", 0), callEvent(event.TypeRinging, "B", 0)
 
 	first := openEngine(t, Config{DataDir: dir})
 	if err := first.Apply(ctx, Config{}, []Target{testTarget(crm.URL)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.Enqueue(ctx, []translators.Event{delivered}); err != nil {
+	if _, err := first.Enqueue(ctx, []event.Event{delivered}); err != nil {
 		t.Fatal(err)
 	}
 	crm.WaitDelivered(t, 1, 30*time.Second)
 	if err := first.Pause(ctx, "crm"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := first.Enqueue(ctx, []translators.Event{lost}); err != nil || res.Accepted != 1 {
+	if res, err := first.Enqueue(ctx, []event.Event{lost}); err != nil || res.Accepted != 1 {
 		t.Fatalf("enqueue: %+v %v", res, err)
 	}
 	if err := first.Close(ctx); err != nil {
@@ -51,10 +51,10 @@ func TestResendOfEventLostInCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if res, err := e.Enqueue(ctx, []translators.Event{lost}); err != nil || res.Accepted != 1 {
+	if res, err := e.Enqueue(ctx, []event.Event{lost}); err != nil || res.Accepted != 1 {
 		t.Fatalf("re-send of the lost event: %+v %v, want it stored again", res, err)
 	}
-	if res, err := e.Enqueue(ctx, []translators.Event{lost}); err != nil || res.Duplicates != 1 {
+	if res, err := e.Enqueue(ctx, []event.Event{lost}); err != nil || res.Duplicates != 1 {
 		t.Fatalf("second re-send: %+v %v, want a duplicate of the copy", res, err)
 	}
 	if err := e.Resume(ctx, "crm"); err != nil {
@@ -65,7 +65,7 @@ func TestResendOfEventLostInCrashRecovery(t *testing.T) {
 		_, err := stream.GetMsg(ctx, lostSeq+1)
 		return err != nil
 	})
-	if res, err := e.Enqueue(ctx, []translators.Event{lost}); err != nil || res.Duplicates != 1 {
+	if res, err := e.Enqueue(ctx, []event.Event{lost}); err != nil || res.Duplicates != 1 {
 		t.Fatalf("re-send after delivery: %+v %v, want a duplicate of the delivered copy", res, err)
 	}
 	if n := len(crm.Delivered()); n != 2 {

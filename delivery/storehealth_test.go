@@ -14,15 +14,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // enqueueOne stores one event of its own call and returns Enqueue's error.
 func enqueueOne(e *Engine, id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), durableTestWait)
 	defer cancel()
-	_, err := e.Enqueue(ctx, []translators.Event{callEvent(translators.TypeRinging, id, 0)})
+	_, err := e.Enqueue(ctx, []event.Event{callEvent(event.TypeRinging, id, 0)})
 	return err
 }
 
@@ -35,7 +35,7 @@ const durableTestWait = 2 * time.Second
 // JetStream by itself: webhooks are accepted again and every accepted event is delivered once.
 func TestStoreWriteErrorHealsWithoutRestart(t *testing.T) {
 	disk := gatewaytest.SmallDisk(t, 40<<20)
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
 	cfg := Config{DataDir: filepath.Join(disk, "store"), MaxStore: 16 << 20}
 	e := openEngine(t, cfg)
 	applyTargets(t, e, testTarget(crm.URL))
@@ -129,7 +129,7 @@ func TestStoreWriteErrorHealsWithoutRestart(t *testing.T) {
 // refuses webhooks with "disk full", and delivers what it holds.
 func TestRestartOnFullDiskStartsAndDrains(t *testing.T) {
 	disk := gatewaytest.SmallDisk(t, 40<<20)
-	crm := gatewaytest.NewCRM(t, func(translators.Event, int) int { return http.StatusServiceUnavailable })
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
 	cfg := Config{DataDir: filepath.Join(disk, "store")}
 	e, closeEngine := openEngineToClose(t, cfg)
 	applyTargets(t, e, testTarget(crm.URL))

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
-	"github.com/pbxbridge/pbxbridge/translators"
 )
 
 // The pin moves from a live instance that holds a call's events (one at the CRM, four parked
@@ -28,7 +28,7 @@ func TestTakeOverKeepsCallOrder(t *testing.T) {
 	held, unhold := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(unhold) }) })
-	c := gatewaytest.NewCRM(t, func(ev translators.Event, attempt int) int {
+	c := gatewaytest.NewCRM(t, func(ev event.Event, attempt int) int {
 		if ev.ID == x[0].ID && attempt == 1 {
 			close(held)
 			<-unhold
@@ -61,7 +61,7 @@ func TestTakeOverKeepsCallOrder(t *testing.T) {
 	if err := stream.UnpinConsumer(ctx, consumerName("takeover"), pinnedGroup); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Enqueue(ctx, append([]translators.Event{x[5]}, y...)); err != nil {
+	if _, err := b.Enqueue(ctx, append([]event.Event{x[5]}, y...)); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitDelivered(t, 1, 2*ackWait+deliverWithin) // by whoever has the pin now

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 // The peer phases (--peers) have a general stream processor do pbxbridge's Mango job: take

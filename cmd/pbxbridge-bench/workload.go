@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 // Credentials of the benchmark's accounts; the generated Caddyfile carries the same.
@@ -89,19 +89,19 @@ func (w workload) request(n int) request {
 // translated here as the gateway does; ids depend on the message alone.
 func (w workload) eventIDs(n int) []string {
 	r := w.request(n)
-	var evs []translators.Event
+	var evs []event.Event
 	if path, ok := strings.CutPrefix(r.url, w.base+"/hooks/mango/"); ok {
 		form, err := mango.ParseForm([]byte(r.body))
 		if err != nil {
 			panic(err) // the stream is ours: a bug
 		}
-		evs = mango.Translate(translators.Source{PBX: "mango", Account: "office"}, path, []byte(form.JSON), time.Now())
+		evs = mango.Translate(event.Source{PBX: "mango", Account: "office"}, path, []byte(form.JSON), time.Now())
 	} else {
 		fields, _, err := xvb.Parse(formType, []byte(r.body))
 		if err != nil {
 			panic(err)
 		}
-		evs = xvb.Translate(translators.Source{PBX: "xvb", Account: "main"}, fields, xvb.Correlation{}, time.Now())
+		evs = xvb.Translate(event.Source{PBX: "xvb", Account: "main"}, fields, xvb.Correlation{}, time.Now())
 	}
 	ids := make([]string, len(evs))
 	for i, ev := range evs {

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // Delivery is one request a CRM received.
 type Delivery struct {
-	Event  translators.Event
+	Event  event.Event
 	Header http.Header
 	Body   []byte
 	Status int // what the CRM answered
@@ -25,7 +25,7 @@ type Delivery struct {
 type CRM struct {
 	*httptest.Server
 	// Respond decides the status for an event's nth attempt (1-based); nil answers 200.
-	Respond func(ev translators.Event, attempt int) int
+	Respond func(ev event.Event, attempt int) int
 
 	mu        sync.Mutex
 	all       []Delivery      // every request
@@ -36,7 +36,7 @@ type CRM struct {
 }
 
 // NewCRM starts a CRM stand-in for the test.
-func NewCRM(t testing.TB, respond func(ev translators.Event, attempt int) int) *CRM {
+func NewCRM(t testing.TB, respond func(ev event.Event, attempt int) int) *CRM {
 	c := &CRM{Respond: respond, attempts: map[string]int{}, ids: map[string]bool{}, notify: make(chan struct{}, 1)}
 	c.Server = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.Close)
@@ -45,7 +45,7 @@ func NewCRM(t testing.TB, respond func(ev translators.Event, attempt int) int) *
 
 func (c *CRM) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	var ev translators.Event
+	var ev event.Event
 	_ = json.Unmarshal(body, &ev)
 	id := r.Header.Get("webhook-id")
 	c.mu.Lock()
@@ -76,7 +76,7 @@ func (c *CRM) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // SetRespond replaces the response policy.
-func (c *CRM) SetRespond(respond func(ev translators.Event, attempt int) int) {
+func (c *CRM) SetRespond(respond func(ev event.Event, attempt int) int) {
 	c.mu.Lock()
 	c.Respond = respond
 	c.mu.Unlock()

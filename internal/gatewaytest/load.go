@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
-	"github.com/pbxbridge/pbxbridge/translators/mango"
-	"github.com/pbxbridge/pbxbridge/translators/xvb"
+	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 // Accepted records what a gateway acknowledged with 200, as a PBX would see it. The zero
@@ -84,7 +84,7 @@ type webhook struct {
 	name   string
 	url    string
 	body   string
-	events []translators.Event
+	events []event.Event
 }
 
 // play posts `calls` calls from `workers` goroutines, each call's webhooks in order. Like a
@@ -129,7 +129,7 @@ func play(t testing.TB, calls, workers int, deadline time.Time, call func(i int)
 // MangoLoad plays `calls` sample calls of Mango account `office` against the gateway (baseURL
 // is the webhook URL without Mango's suffixes) from `workers` goroutines, as play does.
 func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers int, deadline time.Time) *Accepted {
-	src := translators.Source{PBX: "mango", Account: "office"}
+	src := event.Source{PBX: "mango", Account: "office"}
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		entry := fmt.Sprintf("%s-%d", prefix, i)
 		var hooks []webhook
@@ -146,7 +146,7 @@ func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers i
 // ANSWERED → COMPLETED (with a recording link), each with callid. XVB event ids come from the
 // payload alone, so prefix must make the calls unique across loads.
 func XVBLoad(t testing.TB, hookURL, accessCode, prefix string, calls, workers int, deadline time.Time) *Accepted {
-	src := translators.Source{PBX: "xvb", Account: "main"}
+	src := event.Source{PBX: "xvb", Account: "main"}
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		call := fmt.Sprintf("%s-%d", prefix, i)
 		base := xvb.Fields{"access_code": accessCode, "cmd": "event", "callid": call, "type": "in",

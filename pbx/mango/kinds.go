@@ -6,26 +6,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // callStates maps /events/call call_state, lowercased, to event types.
 var callStates = map[string]string{
-	"appeared":     translators.TypeRinging,
-	"connected":    translators.TypeAnswered,
-	"onhold":       translators.TypeHeld,
-	"disconnected": translators.TypeLegEnded,
+	"appeared":     event.TypeRinging,
+	"connected":    event.TypeAnswered,
+	"onhold":       event.TypeHeld,
+	"disconnected": event.TypeLegEnded,
 }
 
 // callEvent translates /events/call: one leg's state change.
-func callEvent(m *message, f fields) (translators.Event, error) {
+func callEvent(m *message, f fields) (event.Event, error) {
 	leg, state := f.str("call_id"), f.str("call_state")
 	typ, ok := callStates[strings.ToLower(strings.TrimSpace(state))]
 	switch {
 	case leg == "":
-		return translators.Event{}, errors.New("missing call_id")
+		return event.Event{}, errors.New("missing call_id")
 	case !ok:
-		return translators.Event{}, fmt.Errorf("unknown call_state %q", state)
+		return event.Event{}, fmt.Errorf("unknown call_state %q", state)
 	}
 	seq := f.num("seq")
 	ev := m.event(typ, key(leg, seqKey(seq)), f.str("entry_id"), f.time("timestamp"))
@@ -45,27 +45,27 @@ func callEvent(m *message, f fields) (translators.Event, error) {
 	d.Initiator = initiator(f.str("callback_initiator"))
 	d.Direction = legDirection(d)
 	// disconnect_reason is read on Disconnected only: one real Appeared carries it too.
-	if typ == translators.TypeLegEnded {
+	if typ == event.TypeLegEnded {
 		code := f.num("disconnect_reason")
 		d.Reason, d.ReasonCode = reason(code), int(code)
 		if from.flag("was_transferred", "was_transfered") || to.flag("was_transferred", "was_transfered") {
-			d.Reason = translators.ReasonTransferred
+			d.Reason = event.ReasonTransferred
 		}
 	}
 	return ev, nil
 }
 
 // dtmf translates /events/dtmf: a packet of digits collected in the IVR.
-func dtmf(m *message, f fields) (translators.Event, error) {
+func dtmf(m *message, f fields) (event.Event, error) {
 	leg, digits := f.str("call_id"), f.str("dtmf")
 	switch {
 	case leg == "":
-		return translators.Event{}, errors.New("missing call_id")
+		return event.Event{}, errors.New("missing call_id")
 	case digits == "":
-		return translators.Event{}, errors.New("missing dtmf")
+		return event.Event{}, errors.New("missing dtmf")
 	}
 	seq := f.num("seq")
-	ev := m.event(translators.TypeDTMF, key(leg, seqKey(seq)), f.str("entry_id"), f.time("timestamp"))
+	ev := m.event(event.TypeDTMF, key(leg, seqKey(seq)), f.str("entry_id"), f.time("timestamp"))
 	d := &ev.Data
 	d.LegID, d.Seq, d.DTMF = leg, seq, digits
 	// initiator is whoever entered the digits: the caller, unless Mango says otherwise.
@@ -82,26 +82,26 @@ func dtmf(m *message, f fields) (translators.Event, error) {
 
 // summaryDirections maps call_direction.
 var summaryDirections = map[int64]string{
-	0: translators.DirectionInternal,
-	1: translators.DirectionInbound,
-	2: translators.DirectionOutbound,
+	0: event.DirectionInternal,
+	1: event.DirectionInbound,
+	2: event.DirectionOutbound,
 }
 
 // summary translates /events/summary: the closing record of a whole call (entry_id).
-func summary(m *message, f fields) (translators.Event, error) {
+func summary(m *message, f fields) (event.Event, error) {
 	entry := f.str("entry_id")
 	if entry == "" {
-		return translators.Event{}, errors.New("missing entry_id")
+		return event.Event{}, errors.New("missing entry_id")
 	}
 	created, answered, ended := f.time("create_time"), f.time("talk_time"), f.time("end_time")
 	// A summary has no timestamp of its own; the call's end is when it happened.
-	ev := m.event(translators.TypeCompleted, entry, entry, ended)
+	ev := m.event(event.TypeCompleted, entry, entry, ended)
 	d := &ev.Data
 	d.From, d.To = m.party(f.obj("from")), m.party(f.obj("to"))
 	d.Line = m.number(f.str("line_number"))
 	d.Agent = agent(d.From, d.To)
 	m.extras(f, d)
-	d.Direction = translators.DirectionUnknown
+	d.Direction = event.DirectionUnknown
 	if f.has("call_direction") {
 		if dir, ok := summaryDirections[f.num("call_direction")]; ok {
 			d.Direction = dir
@@ -115,33 +115,33 @@ func summary(m *message, f fields) (translators.Event, error) {
 	}
 	code := f.num("disconnect_reason")
 	d.Reason, d.ReasonCode = reason(code), int(code)
-	d.Result = translators.CallResult(!answered.IsZero(), d.Reason, d.Direction)
+	d.Result = event.CallResult(!answered.IsZero(), d.Reason, d.Direction)
 	return ev, nil
 }
 
 // recording translates /events/recording. Only a finished recording that was kept maps:
 // Started and Continued say nothing a CRM can use, and a failed one has no file.
-func recording(m *message, f fields) (translators.Event, error) {
+func recording(m *message, f fields) (event.Event, error) {
 	state := f.str("recording_state")
 	if !strings.EqualFold(strings.TrimSpace(state), "Completed") {
-		return translators.Event{}, fmt.Errorf("recording_state %q: only a completed recording maps", state)
+		return event.Event{}, fmt.Errorf("recording_state %q: only a completed recording maps", state)
 	}
 	// completion_code 1000 (class 10xx) is success; without a code, a recipient means kept.
 	code := f.num("completion_code")
 	if code/100 != 10 && !(code == 0 && f.has("recipient")) {
-		return translators.Event{}, fmt.Errorf("recording not kept: completion_code %d", code)
+		return event.Event{}, fmt.Errorf("recording not kept: completion_code %d", code)
 	}
 	return recordingReady(m, f)
 }
 
 // recordingReady translates /events/record/added and a kept /events/recording alike; keyed on
 // recording_id alone, both get the same event id (see the package comment).
-func recordingReady(m *message, f fields) (translators.Event, error) {
+func recordingReady(m *message, f fields) (event.Event, error) {
 	id := f.str("recording_id")
 	if id == "" {
-		return translators.Event{}, errors.New("missing recording_id")
+		return event.Event{}, errors.New("missing recording_id")
 	}
-	ev := m.event(translators.TypeRecordingReady, id, f.str("entry_id"), f.time("timestamp"))
+	ev := m.event(event.TypeRecordingReady, id, f.str("entry_id"), f.time("timestamp"))
 	d := &ev.Data
 	d.RecordingID = id
 	d.LegID = f.str("call_id")
@@ -151,16 +151,16 @@ func recordingReady(m *message, f fields) (translators.Event, error) {
 }
 
 // commandResult translates /result/<command>: how a command we sent went.
-func commandResult(m *message, f fields) (translators.Event, error) {
+func commandResult(m *message, f fields) (event.Event, error) {
 	id := f.str("command_id")
 	switch {
 	case id == "":
-		return translators.Event{}, errors.New("missing command_id")
+		return event.Event{}, errors.New("missing command_id")
 	case !f.has("result"):
-		return translators.Event{}, errors.New("missing result")
+		return event.Event{}, errors.New("missing result")
 	}
 	// Keyed on command_id alone (one command, one result): the suffix is not signed.
-	ev := m.event(translators.TypeCommandResult, id, "", f.time("timestamp"))
+	ev := m.event(event.TypeCommandResult, id, "", f.time("timestamp"))
 	d := &ev.Data
 	d.Command = strings.TrimPrefix(m.suffix, "result/")
 	d.CommandID = id
@@ -170,8 +170,8 @@ func commandResult(m *message, f fields) (translators.Event, error) {
 }
 
 // party reads a from or to object.
-func (m *message) party(f fields) translators.Party {
-	return translators.Party{
+func (m *message) party(f fields) event.Party {
+	return event.Party{
 		Number:    m.number(f.str("number")),
 		Extension: f.str("extension"),
 		Group:     f.str("acd_group"),
@@ -179,17 +179,17 @@ func (m *message) party(f fields) translators.Party {
 }
 
 // number is a phone number in E.164, or the value as given (SIP URI, user name).
-func (m *message) number(raw string) string { return translators.Number(raw, m.src.Region) }
+func (m *message) number(raw string) string { return event.Number(raw, m.src.Region) }
 
 // extras reads the fields call legs and summaries share.
-func (m *message) extras(f fields, d *translators.Data) {
+func (m *message) extras(f fields, d *event.Data) {
 	d.SIPCallID = f.str("sip_call_id")
 	d.TrackingNumber = m.number(f.obj("dct").str("number"))
 }
 
 // agent is the employee of a leg or call: the called party when it is an employee, else the
 // caller.
-func agent(from, to translators.Party) string {
+func agent(from, to event.Party) string {
 	if to.Extension != "" {
 		return to.Extension
 	}
@@ -197,19 +197,19 @@ func agent(from, to translators.Party) string {
 }
 
 // legDirection is the direction of a leg; the rule is in the package comment.
-func legDirection(d *translators.Data) string {
+func legDirection(d *event.Data) string {
 	switch {
 	case d.Initiator != "", d.CommandID != "" && d.ParentLegID == "" && d.Line == "":
-		return translators.DirectionOutbound
+		return event.DirectionOutbound
 	case d.From.Extension != "" && d.To.Extension != "":
-		return translators.DirectionInternal
+		return event.DirectionInternal
 	case d.From.Extension != "":
-		return translators.DirectionOutbound
+		return event.DirectionOutbound
 	case d.To.Extension != "" || d.To.Group != "" || d.Line != "" ||
 		strings.HasPrefix(d.Location, "ivr") || d.Location == "queue":
-		return translators.DirectionInbound
+		return event.DirectionInbound
 	}
-	return translators.DirectionUnknown
+	return event.DirectionUnknown
 }
 
 // at is a time that may not have happened.

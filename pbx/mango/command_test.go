@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // The builders reproduce Mango's official PHP examples byte for byte (docs/mango.md, Signature), so
@@ -112,20 +112,20 @@ func TestReadAnswer(t *testing.T) {
 		meaning  string
 		reason   string
 	}{
-		{"accepted", 200, `{"result":1000,"command_id":"c1"}`, 1000, true, 200, "accepted", translators.ReasonCompleted},
-		{"accepted, quoted", 200, `{"result":"1000"}`, 1000, true, 200, "accepted", translators.ReasonCompleted},
+		{"accepted", 200, `{"result":1000,"command_id":"c1"}`, 1000, true, 200, "accepted", event.ReasonCompleted},
+		{"accepted, quoted", 200, `{"result":"1000"}`, 1000, true, 200, "accepted", event.ReasonCompleted},
 		{"accepted without a result", 200, `{}`, 0, true, 200, "accepted", ""},
 		{"accepted, empty body", 200, ``, 0, true, 200, "accepted", ""},
-		{"sign mismatch (420)", 420, `{"code":3102}`, 3102, false, 502, "signature mismatch (check api_key and api_salt)", translators.ReasonFailed},
-		{"wrong number in a 200", 200, `{"result":3200}`, 3200, false, 400, "wrong number", translators.ReasonWrongNumber},
-		{"call not found", 420, `{"code":"3310"}`, 3310, false, 404, "call not found", translators.ReasonFailed},
-		{"call already ended", 200, `{"result":4101}`, 4101, false, 409, "call already ended or not found", translators.ReasonFailed},
-		{"unknown billing code by class", 200, `{"result":2219}`, 2219, false, 403, "billing restriction", translators.ReasonBilling},
-		{"overloaded", 200, `{"result":5001}`, 5001, false, 503, "Mango overloaded", translators.ReasonOverload},
+		{"sign mismatch (420)", 420, `{"code":3102}`, 3102, false, 502, "signature mismatch (check api_key and api_salt)", event.ReasonFailed},
+		{"wrong number in a 200", 200, `{"result":3200}`, 3200, false, 400, "wrong number", event.ReasonWrongNumber},
+		{"call not found", 420, `{"code":"3310"}`, 3310, false, 404, "call not found", event.ReasonFailed},
+		{"call already ended", 200, `{"result":4101}`, 4101, false, 409, "call already ended or not found", event.ReasonFailed},
+		{"unknown billing code by class", 200, `{"result":2219}`, 2219, false, 403, "billing restriction", event.ReasonBilling},
+		{"overloaded", 200, `{"result":5001}`, 5001, false, 503, "Mango overloaded", event.ReasonOverload},
 		{"rate limited", 429, `{ "name": "Service Unavailable", "message": "Rate limit exceeded.", "code": 0, "status": 429 }`, 0, false, 429, "rate limit exceeded", ""},
 		{"locked out", 401, `{}`, 0, false, 503, "Mango locked the API out for 2 minutes after repeated bad requests", ""},
 		{"an HTML error page", 502, `<html>bad gateway</html>`, 0, false, 502, "Mango answered HTTP 502", ""},
-		{"a code of no known class", 200, `{"result":6001}`, 6001, false, 502, "unknown code", translators.ReasonUnknown},
+		{"a code of no known class", 200, `{"result":6001}`, 6001, false, 502, "unknown code", event.ReasonUnknown},
 		{"a code of the wrong type", 420, `{"code":{"x":1}}`, 0, false, 502, "Mango answered HTTP 420", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

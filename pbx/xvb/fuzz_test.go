@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // FuzzParse feeds form and JSON bodies. Whatever is accepted must be a well-formed message that
@@ -69,8 +69,8 @@ func FuzzTranslate(f *testing.F) {
 		f.Add(m["cmd"], m["event"], m["type"], m["callid"], m["phone"], m["ext"], m["status"], m["duration"], m["record_link"], m["line_number"], "", "")
 		f.Add(m["cmd"], m["event"], "out", "", m["phone"], "101", "Busy", "0", "", "84951234567", "OPEN1", CorrelationWeak)
 	}
-	f.Fuzz(func(t *testing.T, cmd, event, typ, callID, phone, ext, status, duration, recordLink, lineNumber, corrCallID, corrHow string) {
-		fields := Fields{"access_code": "10019", "cmd": cmd, "event": event, "type": typ, "callid": callID,
+	f.Fuzz(func(t *testing.T, cmd, name, typ, callID, phone, ext, status, duration, recordLink, lineNumber, corrCallID, corrHow string) {
+		fields := Fields{"access_code": "10019", "cmd": cmd, "event": name, "type": typ, "callid": callID,
 			"phone": phone, "ext": ext, "status": status, "duration": duration, "record_link": recordLink,
 			"line_number": lineNumber, "token": "T", "key": "K"}
 		events := Translate(testSource, fields, Correlation{CallID: corrCallID, How: corrHow}, testReceived)
@@ -93,7 +93,7 @@ func FuzzTranslate(f *testing.F) {
 			if _, ok := raw["key"]; ok {
 				t.Fatal("raw holds key")
 			}
-			if ev.Type != translators.TypeUnmapped && ev.Data.CallID == "" {
+			if ev.Type != event.TypeUnmapped && ev.Data.CallID == "" {
 				t.Fatalf("%s without call_id", ev.Type)
 			}
 		}

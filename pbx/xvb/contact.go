@@ -5,18 +5,18 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // ContactQuery is what the gateway POSTs to the CRM's lookup URL. phone goes out in E.164 when it
 // parses in the default region; a handler configured for another region passes
-// translators.Number(phone, region), which this leaves as it is.
+// event.Number(phone, region), which this leaves as it is.
 func ContactQuery(account, phone string) []byte {
 	return marshal(struct {
 		PBX     string `json:"pbx"`
 		Account string `json:"account"`
 		Phone   string `json:"phone"`
-	}{"xvb", account, translators.Number(phone, "")})
+	}{"xvb", account, event.Number(phone, "")})
 }
 
 // contactAnswer is the PBX's answer; {} means "not found" to XVB, so empty fields are left out.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden/mango")
@@ -26,7 +26,7 @@ const (
 )
 
 var (
-	testSrc      = translators.Source{PBX: "mango", Account: "office"}
+	testSrc      = event.Source{PBX: "mango", Account: "office"}
 	testReceived = time.Date(2026, 11, 25, 10, 15, 5, 0, time.UTC)
 )
 
@@ -101,7 +101,7 @@ func TestGolden(t *testing.T) {
 			if len(evs) != 1 {
 				t.Fatalf("got %d events, want 1", len(evs))
 			}
-			if got := evs[0].Type == translators.TypeUnmapped; got != r.unmapped {
+			if got := evs[0].Type == event.TypeUnmapped; got != r.unmapped {
 				t.Errorf("type %s (error %q), want unmapped=%v", evs[0].Type, evs[0].Data.Error, r.unmapped)
 			}
 			checkEvents(t, evs)
@@ -120,7 +120,7 @@ func TestGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("no golden file (run go test ./translators/mango -update): %v", err)
+				t.Fatalf("no golden file (run go test ./pbx/mango -update): %v", err)
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("output differs from %s (run with -update and review the diff):\n%s", golden, got)
@@ -139,14 +139,14 @@ func TestGolden(t *testing.T) {
 }
 
 // checkEvents validates every event against the schema and checks what every event shares.
-func checkEvents(t *testing.T, evs []translators.Event) {
+func checkEvents(t *testing.T, evs []event.Event) {
 	t.Helper()
 	for _, ev := range evs {
 		b, err := json.Marshal(ev)
 		if err != nil {
 			t.Fatalf("marshal %s: %v", ev.Type, err)
 		}
-		if err := translators.ValidateEvent(b); err != nil {
+		if err := event.ValidateEvent(b); err != nil {
 			t.Fatalf("%s is not schema-valid: %v\n%s", ev.Type, err, b)
 		}
 		if ev.Subject != ev.OrderingKey() {

@@ -1,6 +1,7 @@
-// Package translators turns PBX webhooks into canonical call events. It is pure Go: no Caddy,
-// no I/O. Each PBX has a sub-package (mango, xvb) with functions from bytes to events.
-package translators
+// Package event is the canonical call event every PBX's webhooks are translated into (its
+// JSON Schema is schema/call-event.v1.json), with the rules all PBXs share: phone numbers,
+// call results, recording links. Pure Go: no Caddy, no I/O. The PBXs are in pbx/.
+package event
 
 import (
 	"crypto/sha256"

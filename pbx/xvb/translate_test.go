@@ -9,20 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // summary is the part of an event a table case states.
 type summary struct {
 	Type, CallID, Correlation, Direction string
-	From, To                             translators.Party
+	From, To                             event.Party
 	Line, Agent                          string
 	Result                               string
 	DurationS                            int64 // -1: absent
 	RecordingURL, Error                  string
 }
 
-func summarise(events []translators.Event) []summary {
+func summarise(events []event.Event) []summary {
 	out := make([]summary, len(events))
 	for i, ev := range events {
 		d := ev.Data
@@ -35,7 +35,7 @@ func summarise(events []translators.Event) []summary {
 	return out
 }
 
-func translateForm(t testing.TB, body string, corr Correlation) []translators.Event {
+func translateForm(t testing.TB, body string, corr Correlation) []event.Event {
 	t.Helper()
 	events := Translate(testSource, mustParse(t, formType, []byte(body)), corr, testReceived)
 	checkEvents(t, events)
@@ -49,8 +49,8 @@ const (
 )
 
 var (
-	caller = translators.Party{Number: e164}
-	noExt  = translators.Party{}
+	caller = event.Party{Number: e164}
+	noExt  = event.Party{}
 )
 
 func TestTranslate(t *testing.T) {
@@ -71,19 +71,19 @@ func TestTranslate(t *testing.T) {
 		{"unencoded + arrives as a space", incoming + "type=in&phone=+79201119613", Correlation{},
 			[]summary{{"call.ringing", "C1", "", "inbound", caller, noExt, "", "", "", -1, "", ""}}},
 		{"SIP user name stays", incoming + "type=in&phone=igorokunev-mbl", Correlation{},
-			[]summary{{"call.ringing", "C1", "", "inbound", translators.Party{Number: "igorokunev-mbl"}, noExt, "", "", "", -1, "", ""}}},
+			[]summary{{"call.ringing", "C1", "", "inbound", event.Party{Number: "igorokunev-mbl"}, noExt, "", "", "", -1, "", ""}}},
 		{"login@domain stays", incoming + "type=in&phone=user%40example.com", Correlation{},
-			[]summary{{"call.ringing", "C1", "", "inbound", translators.Party{Number: "user@example.com"}, noExt, "", "", "", -1, "", ""}}},
+			[]summary{{"call.ringing", "C1", "", "inbound", event.Party{Number: "user@example.com"}, noExt, "", "", "", -1, "", ""}}},
 		{"line_number to line", incoming + "type=in&phone=79201119613&line_number=84951234567", Correlation{},
 			[]summary{{"call.ringing", "C1", "", "inbound", caller, noExt, "+74951234567", "", "", -1, "", ""}}},
 		{"INCOMING type=out: the employee calls", incoming + "type=out&ext=101&phone=79201119613", Correlation{},
-			[]summary{{"call.ringing", "C1", "", "outbound", translators.Party{Extension: "101"}, caller, "", "101", "", -1, "", ""}}},
+			[]summary{{"call.ringing", "C1", "", "outbound", event.Party{Extension: "101"}, caller, "", "101", "", -1, "", ""}}},
 		{"INCOMING without type", incoming + "phone=79201119613", Correlation{},
 			[]summary{{"call.ringing", "C1", "", "unknown", caller, noExt, "", "", "", -1, "", ""}}},
 		{"ANSWERED: agent is ext", ac + "cmd=event&callid=C1&type=in&event=answered&ext=100&phone=79201119613", Correlation{},
-			[]summary{{"call.answered", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "", ""}}},
+			[]summary{{"call.answered", "C1", "", "inbound", caller, event.Party{Extension: "100"}, "", "100", "", -1, "", ""}}},
 		{"own callid wins over a correlation", ac + "cmd=event&callid=C1&event=ANSWERED&ext=100&phone=79201119613", weak,
-			[]summary{{"call.answered", "C1", "", "unknown", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "", ""}}},
+			[]summary{{"call.answered", "C1", "", "unknown", caller, event.Party{Extension: "100"}, "", "100", "", -1, "", ""}}},
 		{"COMPLETED without callid, weakly joined", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613", weak,
 			[]summary{{"call.completed", "OPEN1", "weak", "unknown", caller, noExt, "", "", "answered", 16, "", ""}}},
 		{"a joined id without How is weak, never PBX-sent", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613", Correlation{CallID: "OPEN1", How: "bogus"},
@@ -95,27 +95,27 @@ func TestTranslate(t *testing.T) {
 			[]summary{{"call.completed", derivedID, "derived", "unknown", caller, noExt, "", "", "answered", 16, "", ""}}},
 		{"COMPLETED with everything and a recording", ac + "cmd=event&callid=C1&type=in&event=COMPLETED&status=Success&duration=16&ext=100&phone=79201119613&record_link=https%3A%2F%2Fh%2Fr.q722%3Fa%3D1%26b%3D2", Correlation{},
 			[]summary{
-				{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "https://h/r.q722?a=1&b=2", ""},
-				{"recording.ready", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "", -1, "https://h/r.q722?a=1&b=2", ""},
+				{"call.completed", "C1", "", "inbound", caller, event.Party{Extension: "100"}, "", "100", "answered", 16, "https://h/r.q722?a=1&b=2", ""},
+				{"recording.ready", "C1", "", "inbound", caller, event.Party{Extension: "100"}, "", "100", "", -1, "https://h/r.q722?a=1&b=2", ""},
 			}},
 		{"COMPLETED with a javascript: record_link: reported, the link dropped", ac + "cmd=event&callid=C1&type=in&event=COMPLETED&status=Success&duration=16&ext=100&phone=79201119613&record_link=javascript%3Aalert(document.cookie)", Correlation{},
-			[]summary{{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "", `record_link dropped: scheme "javascript" is not http or https`}}},
+			[]summary{{"call.completed", "C1", "", "inbound", caller, event.Party{Extension: "100"}, "", "100", "answered", 16, "", `record_link dropped: scheme "javascript" is not http or https`}}},
 		// XVB's own COMPLETED has no type and no ext: the call it closes says them.
 		{"outbound COMPLETED without type, joined by phone", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
 			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "out", Ext: "104"},
-			[]summary{{"call.completed", "OPEN1", "weak", "outbound", translators.Party{Extension: "104"}, caller, "", "104", "answered", 16, "", ""}}},
+			[]summary{{"call.completed", "OPEN1", "weak", "outbound", event.Party{Extension: "104"}, caller, "", "104", "answered", 16, "", ""}}},
 		{"outbound COMPLETED without type, with its callid", ac + "cmd=event&callid=C1&event=COMPLETED&status=Busy&duration=0&phone=79201119613",
 			Correlation{Type: "out", Ext: "104"},
-			[]summary{{"call.completed", "C1", "", "outbound", translators.Party{Extension: "104"}, caller, "", "104", "busy", 0, "", ""}}},
+			[]summary{{"call.completed", "C1", "", "outbound", event.Party{Extension: "104"}, caller, "", "104", "busy", 0, "", ""}}},
 		{"inbound COMPLETED joined by phone names who ANSWERED", ac + "cmd=event&event=COMPLETED&status=Success&duration=16&phone=79201119613",
 			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "in", Agent: "100"},
-			[]summary{{"call.completed", "OPEN1", "weak", "inbound", caller, translators.Party{Extension: "100"}, "", "100", "answered", 16, "", ""}}},
+			[]summary{{"call.completed", "OPEN1", "weak", "inbound", caller, event.Party{Extension: "100"}, "", "100", "answered", 16, "", ""}}},
 		{"inbound Cancel joined by phone is missed", ac + "cmd=event&event=COMPLETED&status=Cancel&duration=7&phone=79201119613",
 			Correlation{CallID: "OPEN1", How: CorrelationWeak, Type: "in"},
 			[]summary{{"call.completed", "OPEN1", "weak", "inbound", caller, noExt, "", "", "missed", 7, "", ""}}},
 		{"the message's own type and ext win", ac + "cmd=event&callid=C1&type=in&event=COMPLETED&status=Success&duration=16&ext=101&phone=79201119613",
 			Correlation{Type: "out", Ext: "104", Agent: "100"},
-			[]summary{{"call.completed", "C1", "", "inbound", caller, translators.Party{Extension: "101"}, "", "101", "answered", 16, "", ""}}},
+			[]summary{{"call.completed", "C1", "", "inbound", caller, event.Party{Extension: "101"}, "", "101", "answered", 16, "", ""}}},
 		{"unknown cmd", ac + "cmd=history&callid=C1", weak,
 			[]summary{{"pbx.unmapped", "C1", "", "unknown", noExt, noExt, "", "", "", -1, "", `unknown cmd "history"`}}},
 		{"unknown event", ac + "cmd=event&event=TRANSFERRED&phone=79201119613", weak,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // Correlation tells Translate which call the message belongs to when it carries no callid,
@@ -37,7 +37,7 @@ const maxDurationS = 30 * 24 * 3600
 // DerivedCallID is a stable call id for a message without callid and without an open call: the
 // same message always gives the same id, so a re-send lands on the same call.
 func DerivedCallID(accessCode string, f Fields) string {
-	return "derived-" + translators.EventID("xvb", accessCode, "call_id", f.key())
+	return "derived-" + event.EventID("xvb", accessCode, "call_id", f.key())
 }
 
 // Translate maps one authenticated XVB message to canonical events:
@@ -59,14 +59,14 @@ func DerivedCallID(accessCode string, f Fields) string {
 // status and duration and no recording (two quick missed calls); their INCOMING events, which
 // carry callids, still reach the CRM. Accepted: nothing else in the payload tells them apart,
 // and adding the receive time would defeat dedupe of XVB's re-sends (minutes to an hour apart).
-func Translate(src translators.Source, f Fields, corr Correlation, received time.Time) []translators.Event {
+func Translate(src event.Source, f Fields, corr Correlation, received time.Time) []event.Event {
 	key := f.key()
 	raw := rawJSON(f)
-	unmapped := func(msg string) []translators.Event {
-		ev := src.New(translators.TypeUnmapped, key, f.CallID(), received)
+	unmapped := func(msg string) []event.Event {
+		ev := src.New(event.TypeUnmapped, key, f.CallID(), received)
 		ev.Data.Error = msg
 		ev.Data.Raw = raw
-		return []translators.Event{ev}
+		return []event.Event{ev}
 	}
 	switch {
 	case f.IsContact():
@@ -77,11 +77,11 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	var typ string
 	switch f.Event() {
 	case "INCOMING":
-		typ = translators.TypeRinging
+		typ = event.TypeRinging
 	case "ANSWERED":
-		typ = translators.TypeAnswered
+		typ = event.TypeAnswered
 	case "COMPLETED":
-		typ = translators.TypeCompleted
+		typ = event.TypeCompleted
 	default:
 		return unmapped(fmt.Sprintf("unknown event %.64q", f["event"]))
 	}
@@ -104,28 +104,28 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	if ext == "" {
 		ext = cmp.Or(corr.Agent, corr.Ext)
 	}
-	newEvent := func(typ string) translators.Event {
+	newEvent := func(typ string) event.Event {
 		ev := src.New(typ, key, callID, received)
 		d := &ev.Data
 		d.Correlation = how
 		d.Direction = direction(callType)
-		external := translators.Party{Number: translators.Number(f.Phone(), src.Region)}
-		employee := translators.Party{Extension: ext}
+		external := event.Party{Number: event.Number(f.Phone(), src.Region)}
+		employee := event.Party{Extension: ext}
 		// Without type the phone is laid out as on inbound: XVB's page calls it the caller, and
 		// the external number has to appear somewhere.
 		d.From, d.To = external, employee
-		if d.Direction == translators.DirectionOutbound {
+		if d.Direction == event.DirectionOutbound {
 			d.From, d.To = employee, external
 		}
-		d.Line = translators.Number(f["line_number"], src.Region)
+		d.Line = event.Number(f["line_number"], src.Region)
 		d.Agent = ext // ext is always the employee on the call (answering agent, caller on out)
 		d.Raw = raw
 		return ev
 	}
 
 	ev := newEvent(typ)
-	if typ != translators.TypeCompleted {
-		return []translators.Event{ev}
+	if typ != event.TypeCompleted {
+		return []event.Event{ev}
 	}
 	d := &ev.Data
 	ended := ev.Time
@@ -138,26 +138,26 @@ func Translate(src translators.Source, f Fields, corr Correlation, received time
 	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0, d.Direction)
 	d.RecordingURL = f["record_link"]
 	if d.RecordingURL == "" {
-		return []translators.Event{ev}
+		return []event.Event{ev}
 	}
-	if err := translators.CheckLink(d.RecordingURL); err != nil {
+	if err := event.CheckLink(d.RecordingURL); err != nil {
 		// The CRM would render it; the call is still reported, without the link.
 		d.RecordingURL, d.Error = "", "record_link dropped: "+err.Error()
-		return []translators.Event{ev}
+		return []event.Event{ev}
 	}
-	rec := newEvent(translators.TypeRecordingReady)
+	rec := newEvent(event.TypeRecordingReady)
 	rec.Data.RecordingURL = d.RecordingURL
-	return []translators.Event{ev, rec}
+	return []event.Event{ev, rec}
 }
 
 func direction(typ string) string {
 	switch strings.ToLower(strings.TrimSpace(typ)) {
 	case "in":
-		return translators.DirectionInbound
+		return event.DirectionInbound
 	case "out":
-		return translators.DirectionOutbound
+		return event.DirectionOutbound
 	}
-	return translators.DirectionUnknown
+	return event.DirectionUnknown
 }
 
 // parseDuration accepts whole non-negative seconds up to maxDurationS. Anything else leaves
@@ -169,16 +169,16 @@ func parseDuration(s string) (int64, bool) {
 }
 
 // statuses maps XVB's status values (docs/xvb.md, Messages), lower-cased, to a reason; the result
-// follows from it by translators.CallResult, the rule every PBX shares.
+// follows from it by event.CallResult, the rule every PBX shares.
 var statuses = map[string]string{
-	"success":      translators.ReasonCompleted,
-	"missed":       translators.ReasonNoAnswer,
-	"cancel":       translators.ReasonCallerHangup,
-	"busy":         translators.ReasonBusy,
-	"notavailable": translators.ReasonUnavailable,
-	"notallowed":   translators.ReasonBlocked,
-	"notfound":     translators.ReasonWrongNumber,
-	"callaerror":   translators.ReasonFailed,
+	"success":      event.ReasonCompleted,
+	"missed":       event.ReasonNoAnswer,
+	"cancel":       event.ReasonCallerHangup,
+	"busy":         event.ReasonBusy,
+	"notavailable": event.ReasonUnavailable,
+	"notallowed":   event.ReasonBlocked,
+	"notfound":     event.ReasonWrongNumber,
+	"callaerror":   event.ReasonFailed,
 }
 
 // outcome maps status case-insensitively. Success is answered unless its duration is 0 s:
@@ -190,10 +190,10 @@ func outcome(status string, zeroDuration bool, direction string) (result, reason
 	status = strings.ToLower(strings.TrimSpace(status))
 	reason, known := statuses[status]
 	if !known && status != "" {
-		reason = translators.ReasonUnknown
+		reason = event.ReasonUnknown
 	}
-	answered := reason == translators.ReasonCompleted && !zeroDuration
-	return translators.CallResult(answered, reason, direction), reason
+	answered := reason == event.ReasonCompleted && !zeroDuration
+	return event.CallResult(answered, reason, direction), reason
 }
 
 // rawJSON is the message for data.raw, without secrets.

@@ -1,4 +1,4 @@
-package translators
+package event
 
 // Reasons say why a leg or call ended (or how a command went), in words a CRM can act on
 // without knowing the PBX. Translators map PBX codes into this small vocabulary and keep the

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // tr translates one message, which must yield exactly one schema-valid event.
-func tr(t *testing.T, suffix, payload string) translators.Event {
+func tr(t *testing.T, suffix, payload string) event.Event {
 	t.Helper()
 	evs := Translate(testSrc, suffix, []byte(payload), testReceived)
 	if len(evs) != 1 {
@@ -22,7 +22,7 @@ func tr(t *testing.T, suffix, payload string) translators.Event {
 }
 
 // mapped translates a message that must map to typ.
-func mapped(t *testing.T, suffix, payload, typ string) translators.Event {
+func mapped(t *testing.T, suffix, payload, typ string) event.Event {
 	t.Helper()
 	ev := tr(t, suffix, payload)
 	if ev.Type != typ {
@@ -55,68 +55,68 @@ func TestReason(t *testing.T) {
 		want string
 	}{
 		{0, ""},
-		{1000, translators.ReasonCompleted},
-		{1001, translators.ReasonCompleted},
-		{1090, translators.ReasonCompleted}, // docs/mango.md, Result codes
-		{1100, translators.ReasonCompleted},
-		{1110, translators.ReasonCallerHangup},
-		{1111, translators.ReasonNoAnswer},
-		{1120, translators.ReasonCalleeHangup},
-		{1121, translators.ReasonBusy},
-		{1122, translators.ReasonRejected},
-		{1123, translators.ReasonDND},
-		{1124, translators.ReasonDND},
-		{1125, translators.ReasonCancelled},
-		{1126, translators.ReasonCalleeHangup}, // unknown: read as 1120
-		{1131, translators.ReasonUnavailable},
-		{1132, translators.ReasonUnavailable},
-		{1133, translators.ReasonWrongNumber},
-		{1134, translators.ReasonFailed},
-		{1135, translators.ReasonBlocked},
-		{1140, translators.ReasonBlocked},
-		{1151, translators.ReasonBlocked},
-		{1162, translators.ReasonFailed},
-		{1163, translators.ReasonNoAnswer},
-		{1164, translators.ReasonUnavailable},
-		{1170, translators.ReasonCompleted},
-		{1171, translators.ReasonFailed},
-		{1181, translators.ReasonCommand},
-		{1182, translators.ReasonPickedUpElsewhere},
-		{1183, translators.ReasonForwarded},
-		{1191, translators.ReasonUnavailable},
-		{1193, translators.ReasonBusy},
-		{1199, translators.ReasonUnavailable}, // 1190
-		{1210, translators.ReasonFailed},
-		{1300, translators.ReasonCompleted},
-		{1312, translators.ReasonAnsweringMachine},
-		{1450, translators.ReasonCompleted}, // unknown 1xxx: read as 1000
-		{2110, translators.ReasonBilling},
-		{2219, translators.ReasonBilling}, // docs/mango.md, Result codes
-		{2240, translators.ReasonBilling},
-		{3102, translators.ReasonFailed},
-		{3200, translators.ReasonWrongNumber},
-		{3330, translators.ReasonFailed},
-		{4001, translators.ReasonFailed},
-		{4101, translators.ReasonFailed},
-		{4200, translators.ReasonUnavailable},
-		{4290, translators.ReasonOverload},
-		{4393, translators.ReasonFailed},
-		{4502, translators.ReasonBlocked},
-		{5001, translators.ReasonOverload},
-		{5003, translators.ReasonFailed},
-		{5008, translators.ReasonOverload},
-		{5011, translators.ReasonFailed},
-		{6001, translators.ReasonUnknown},
-		{999, translators.ReasonUnknown},
-		{12000, translators.ReasonUnknown},
-		{9223372036854775807, translators.ReasonUnknown},
+		{1000, event.ReasonCompleted},
+		{1001, event.ReasonCompleted},
+		{1090, event.ReasonCompleted}, // docs/mango.md, Result codes
+		{1100, event.ReasonCompleted},
+		{1110, event.ReasonCallerHangup},
+		{1111, event.ReasonNoAnswer},
+		{1120, event.ReasonCalleeHangup},
+		{1121, event.ReasonBusy},
+		{1122, event.ReasonRejected},
+		{1123, event.ReasonDND},
+		{1124, event.ReasonDND},
+		{1125, event.ReasonCancelled},
+		{1126, event.ReasonCalleeHangup}, // unknown: read as 1120
+		{1131, event.ReasonUnavailable},
+		{1132, event.ReasonUnavailable},
+		{1133, event.ReasonWrongNumber},
+		{1134, event.ReasonFailed},
+		{1135, event.ReasonBlocked},
+		{1140, event.ReasonBlocked},
+		{1151, event.ReasonBlocked},
+		{1162, event.ReasonFailed},
+		{1163, event.ReasonNoAnswer},
+		{1164, event.ReasonUnavailable},
+		{1170, event.ReasonCompleted},
+		{1171, event.ReasonFailed},
+		{1181, event.ReasonCommand},
+		{1182, event.ReasonPickedUpElsewhere},
+		{1183, event.ReasonForwarded},
+		{1191, event.ReasonUnavailable},
+		{1193, event.ReasonBusy},
+		{1199, event.ReasonUnavailable}, // 1190
+		{1210, event.ReasonFailed},
+		{1300, event.ReasonCompleted},
+		{1312, event.ReasonAnsweringMachine},
+		{1450, event.ReasonCompleted}, // unknown 1xxx: read as 1000
+		{2110, event.ReasonBilling},
+		{2219, event.ReasonBilling}, // docs/mango.md, Result codes
+		{2240, event.ReasonBilling},
+		{3102, event.ReasonFailed},
+		{3200, event.ReasonWrongNumber},
+		{3330, event.ReasonFailed},
+		{4001, event.ReasonFailed},
+		{4101, event.ReasonFailed},
+		{4200, event.ReasonUnavailable},
+		{4290, event.ReasonOverload},
+		{4393, event.ReasonFailed},
+		{4502, event.ReasonBlocked},
+		{5001, event.ReasonOverload},
+		{5003, event.ReasonFailed},
+		{5008, event.ReasonOverload},
+		{5011, event.ReasonFailed},
+		{6001, event.ReasonUnknown},
+		{999, event.ReasonUnknown},
+		{12000, event.ReasonUnknown},
+		{9223372036854775807, event.ReasonUnknown},
 	} {
 		if got := reason(tt.code); got != tt.want {
 			t.Errorf("reason(%d) = %q, want %q", tt.code, got, tt.want)
 		}
 	}
 	for code, r := range reasons {
-		if !slices.Contains(translators.Reasons, r) {
+		if !slices.Contains(event.Reasons, r) {
 			t.Errorf("reasons[%d] = %q is not in the vocabulary", code, r)
 		}
 	}
@@ -130,36 +130,36 @@ func TestSummaryResult(t *testing.T) {
 		extra []string
 		want  string
 	}{
-		{"talk_time set", []string{answered, `"disconnect_reason":1100`}, translators.ResultAnswered},
-		{"talk_time set, busy code", []string{answered, `"disconnect_reason":1121`}, translators.ResultAnswered},
-		{"talk_time set, entry_result 0", []string{answered, `"entry_result":0`}, translators.ResultAnswered},
-		{"talk_time 0, entry_result 1", []string{`"talk_time":0`, `"entry_result":1`, `"disconnect_reason":1170`}, translators.ResultMissed},
-		{"talk_time quoted 0", []string{`"talk_time":"0"`, `"entry_result":"1"`, `"disconnect_reason":1100`}, translators.ResultMissed},
-		{"busy", []string{`"disconnect_reason":1121`}, translators.ResultBusy},
-		{"busy auto-reject", []string{`"disconnect_reason":1193`}, translators.ResultBusy},
-		{"caller hung up, direction unknown", []string{`"disconnect_reason":1110`}, translators.ResultMissed},
-		{"outbound, our employee hung up", []string{`"call_direction":2`, `"disconnect_reason":1110`}, translators.ResultCancelled},
-		{"inbound caller hung up before an answer", []string{`"call_direction":1`, `"disconnect_reason":1110`}, translators.ResultMissed},
-		{"task stopped", []string{`"call_direction":2`, `"disconnect_reason":1125`}, translators.ResultCancelled},
-		{"our hangup", []string{`"call_direction":2`, `"disconnect_reason":"1181"`}, translators.ResultCancelled},
-		{"internal, the caller hung up", []string{`"call_direction":0`, `"disconnect_reason":1110`}, translators.ResultCancelled},
-		{"normal end", []string{`"disconnect_reason":1100`}, translators.ResultMissed},
-		{"no answer", []string{`"disconnect_reason":1111`}, translators.ResultMissed},
-		{"callee ended", []string{`"disconnect_reason":1120`}, translators.ResultMissed},
-		{"rejected", []string{`"disconnect_reason":1122`}, translators.ResultMissed},
-		{"dnd", []string{`"disconnect_reason":1123`}, translators.ResultMissed},
-		{"operators unavailable", []string{`"disconnect_reason":1164`}, translators.ResultMissed},
-		{"picked up elsewhere", []string{`"disconnect_reason":1182`}, translators.ResultMissed},
-		{"unknown class", []string{`"disconnect_reason":6001`}, translators.ResultMissed},
-		{"no reason", nil, translators.ResultMissed},
-		{"group call failed", []string{`"disconnect_reason":1160`}, translators.ResultFailed},
-		{"wrong number", []string{`"disconnect_reason":3200`}, translators.ResultFailed},
-		{"blocked", []string{`"disconnect_reason":1140`}, translators.ResultFailed},
-		{"billing", []string{`"disconnect_reason":2240`}, translators.ResultFailed},
-		{"overload", []string{`"disconnect_reason":5001`}, translators.ResultFailed},
+		{"talk_time set", []string{answered, `"disconnect_reason":1100`}, event.ResultAnswered},
+		{"talk_time set, busy code", []string{answered, `"disconnect_reason":1121`}, event.ResultAnswered},
+		{"talk_time set, entry_result 0", []string{answered, `"entry_result":0`}, event.ResultAnswered},
+		{"talk_time 0, entry_result 1", []string{`"talk_time":0`, `"entry_result":1`, `"disconnect_reason":1170`}, event.ResultMissed},
+		{"talk_time quoted 0", []string{`"talk_time":"0"`, `"entry_result":"1"`, `"disconnect_reason":1100`}, event.ResultMissed},
+		{"busy", []string{`"disconnect_reason":1121`}, event.ResultBusy},
+		{"busy auto-reject", []string{`"disconnect_reason":1193`}, event.ResultBusy},
+		{"caller hung up, direction unknown", []string{`"disconnect_reason":1110`}, event.ResultMissed},
+		{"outbound, our employee hung up", []string{`"call_direction":2`, `"disconnect_reason":1110`}, event.ResultCancelled},
+		{"inbound caller hung up before an answer", []string{`"call_direction":1`, `"disconnect_reason":1110`}, event.ResultMissed},
+		{"task stopped", []string{`"call_direction":2`, `"disconnect_reason":1125`}, event.ResultCancelled},
+		{"our hangup", []string{`"call_direction":2`, `"disconnect_reason":"1181"`}, event.ResultCancelled},
+		{"internal, the caller hung up", []string{`"call_direction":0`, `"disconnect_reason":1110`}, event.ResultCancelled},
+		{"normal end", []string{`"disconnect_reason":1100`}, event.ResultMissed},
+		{"no answer", []string{`"disconnect_reason":1111`}, event.ResultMissed},
+		{"callee ended", []string{`"disconnect_reason":1120`}, event.ResultMissed},
+		{"rejected", []string{`"disconnect_reason":1122`}, event.ResultMissed},
+		{"dnd", []string{`"disconnect_reason":1123`}, event.ResultMissed},
+		{"operators unavailable", []string{`"disconnect_reason":1164`}, event.ResultMissed},
+		{"picked up elsewhere", []string{`"disconnect_reason":1182`}, event.ResultMissed},
+		{"unknown class", []string{`"disconnect_reason":6001`}, event.ResultMissed},
+		{"no reason", nil, event.ResultMissed},
+		{"group call failed", []string{`"disconnect_reason":1160`}, event.ResultFailed},
+		{"wrong number", []string{`"disconnect_reason":3200`}, event.ResultFailed},
+		{"blocked", []string{`"disconnect_reason":1140`}, event.ResultFailed},
+		{"billing", []string{`"disconnect_reason":2240`}, event.ResultFailed},
+		{"overload", []string{`"disconnect_reason":5001`}, event.ResultFailed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := mapped(t, "events/summary", summaryOf(tt.extra...), translators.TypeCompleted)
+			ev := mapped(t, "events/summary", summaryOf(tt.extra...), event.TypeCompleted)
 			if ev.Data.Result != tt.want {
 				t.Errorf("result %q (reason %q), want %q", ev.Data.Result, ev.Data.Reason, tt.want)
 			}
@@ -199,7 +199,7 @@ func TestSummaryTimes(t *testing.T) {
 			times{ts("2014-05-12T15:03:10Z"), ts("2014-05-12T15:03:15Z"), ts("2014-05-12T15:02:56Z"), nil, nil, *ts("2014-05-12T15:02:56Z")}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := mapped(t, "events/summary", summaryOf(tt.extra...), translators.TypeCompleted)
+			ev := mapped(t, "events/summary", summaryOf(tt.extra...), event.TypeCompleted)
 			d := ev.Data
 			got := times{d.StartedAt, d.AnsweredAt, d.EndedAt, d.DurationS, d.TalkS, d.OccurredAt}
 			eqT := func(a, b *time.Time) bool { return a == nil && b == nil || a != nil && b != nil && a.Equal(*b) }
@@ -219,17 +219,17 @@ func TestSummaryTimes(t *testing.T) {
 
 func TestSummaryDirection(t *testing.T) {
 	for _, tt := range []struct{ member, want string }{
-		{`"call_direction":0`, translators.DirectionInternal},
-		{`"call_direction":1`, translators.DirectionInbound},
-		{`"call_direction":2`, translators.DirectionOutbound},
-		{`"call_direction":"2"`, translators.DirectionOutbound},
-		{`"call_direction":"0"`, translators.DirectionInternal},
-		{`"call_direction":7`, translators.DirectionUnknown},
-		{`"call_direction":null`, translators.DirectionUnknown},
-		{`"call_direction":""`, translators.DirectionUnknown},
-		{`"x":1`, translators.DirectionUnknown},
+		{`"call_direction":0`, event.DirectionInternal},
+		{`"call_direction":1`, event.DirectionInbound},
+		{`"call_direction":2`, event.DirectionOutbound},
+		{`"call_direction":"2"`, event.DirectionOutbound},
+		{`"call_direction":"0"`, event.DirectionInternal},
+		{`"call_direction":7`, event.DirectionUnknown},
+		{`"call_direction":null`, event.DirectionUnknown},
+		{`"call_direction":""`, event.DirectionUnknown},
+		{`"x":1`, event.DirectionUnknown},
 	} {
-		ev := mapped(t, "events/summary", summaryOf(tt.member), translators.TypeCompleted)
+		ev := mapped(t, "events/summary", summaryOf(tt.member), event.TypeCompleted)
 		if ev.Data.Direction != tt.want {
 			t.Errorf("%s: direction %q, want %q", tt.member, ev.Data.Direction, tt.want)
 		}
@@ -242,20 +242,20 @@ func TestLegDirectionAndAgent(t *testing.T) {
 		extra            []string
 		direction, agent string
 	}{
-		{"employee calls out", []string{`"from":{"extension":"101"}`, `"to":{"number":"74951234567"}`}, translators.DirectionOutbound, "101"},
-		{"customer calls an employee", []string{`"from":{"number":"79001234567"}`, `"to":{"extension":"101"}`}, translators.DirectionInbound, "101"},
-		{"customer calls a group", []string{`"from":{"number":"79001234567"}`, `"to":{"acd_group":"303"}`}, translators.DirectionInbound, ""},
-		{"customer in the IVR", []string{`"location":"ivr"`, `"from":{"number":"79001234567"}`, `"to":{"number":"74951234567"}`}, translators.DirectionInbound, ""},
-		{"customer in an IVR sub-menu", []string{`"location":"ivr.2.1"`, `"from":{"number":"79001234567"}`}, translators.DirectionInbound, ""},
-		{"customer in the queue", []string{`"location":"queue"`, `"from":{"number":"79001234567"}`}, translators.DirectionInbound, ""},
-		{"came in on a line", []string{`"from":{"number":"79001234567"}`, `"to":{"line_number":"74951234567"}`}, translators.DirectionInbound, ""},
-		{"employee calls employee", []string{`"from":{"extension":"101"}`, `"to":{"extension":"102"}`}, translators.DirectionInternal, "102"},
-		{"click-to-call leg 1 rings our employee", []string{`"from":{"extension":"5555","number":"74955404444"}`, `"to":{"extension":"1234"}`, `"command_id":"c1"`}, translators.DirectionOutbound, "1234"},
-		{"PBX callback to a missed caller", []string{`"from":{"number":"79001234567"}`, `"to":{"extension":"101"}`, `"callback_initiator":"MissGroupСallCallback"`}, translators.DirectionOutbound, "101"},
-		{"nobody known", []string{`"from":{"number":"79001234567"}`, `"to":{"number":"74951234567"}`}, translators.DirectionUnknown, ""},
+		{"employee calls out", []string{`"from":{"extension":"101"}`, `"to":{"number":"74951234567"}`}, event.DirectionOutbound, "101"},
+		{"customer calls an employee", []string{`"from":{"number":"79001234567"}`, `"to":{"extension":"101"}`}, event.DirectionInbound, "101"},
+		{"customer calls a group", []string{`"from":{"number":"79001234567"}`, `"to":{"acd_group":"303"}`}, event.DirectionInbound, ""},
+		{"customer in the IVR", []string{`"location":"ivr"`, `"from":{"number":"79001234567"}`, `"to":{"number":"74951234567"}`}, event.DirectionInbound, ""},
+		{"customer in an IVR sub-menu", []string{`"location":"ivr.2.1"`, `"from":{"number":"79001234567"}`}, event.DirectionInbound, ""},
+		{"customer in the queue", []string{`"location":"queue"`, `"from":{"number":"79001234567"}`}, event.DirectionInbound, ""},
+		{"came in on a line", []string{`"from":{"number":"79001234567"}`, `"to":{"line_number":"74951234567"}`}, event.DirectionInbound, ""},
+		{"employee calls employee", []string{`"from":{"extension":"101"}`, `"to":{"extension":"102"}`}, event.DirectionInternal, "102"},
+		{"click-to-call leg 1 rings our employee", []string{`"from":{"extension":"5555","number":"74955404444"}`, `"to":{"extension":"1234"}`, `"command_id":"c1"`}, event.DirectionOutbound, "1234"},
+		{"PBX callback to a missed caller", []string{`"from":{"number":"79001234567"}`, `"to":{"extension":"101"}`, `"callback_initiator":"MissGroupСallCallback"`}, event.DirectionOutbound, "101"},
+		{"nobody known", []string{`"from":{"number":"79001234567"}`, `"to":{"number":"74951234567"}`}, event.DirectionUnknown, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := mapped(t, "events/call", leg("Appeared", tt.extra...), translators.TypeRinging)
+			ev := mapped(t, "events/call", leg("Appeared", tt.extra...), event.TypeRinging)
 			if ev.Data.Direction != tt.direction || ev.Data.Agent != tt.agent {
 				t.Errorf("direction %q agent %q, want %q %q", ev.Data.Direction, ev.Data.Agent, tt.direction, tt.agent)
 			}
@@ -272,19 +272,19 @@ func TestCommandLegDirection(t *testing.T) {
 		direction     string
 	}{
 		{"routed call: the IVR leg", `{"entry_id":"RW50cnkx","call_id":"MTpJVlI6MQ==","timestamp":"1764065700","seq":"1","call_state":"%STATE%","location":"ivr",` +
-			`"from":{"number":"79161234567"},"to":{"number":"sip:ivr@vpbx400000000.mangosip.ru","line_number":"74951234567"},"disconnect_reason":"1100"}`, translators.DirectionInbound},
+			`"from":{"number":"79161234567"},"to":{"number":"sip:ivr@vpbx400000000.mangosip.ru","line_number":"74951234567"},"disconnect_reason":"1100"}`, event.DirectionInbound},
 		{"routed call: commands/route to extension 123", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mg==","timestamp":"1764065705","seq":"1","call_state":"%STATE%","location":"abonent",` +
 			`"from":{"number":"79161234567","taken_from_call_id":"MTpJVlI6MQ=="},"to":{"extension":"123","number":"sip:user123@vpbx400000000.mangosip.ru","line_number":"74951234567"},` +
-			`"command_id":"route-7f3a","disconnect_reason":"1110"}`, translators.DirectionInbound},
+			`"command_id":"route-7f3a","disconnect_reason":"1110"}`, event.DirectionInbound},
 		{"routed call without taken_from_call_id, on its line", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mg==","timestamp":"1764065705","seq":"2","call_state":"%STATE%","location":"abonent",` +
-			`"from":{"number":"79161234567"},"to":{"extension":"123","line_number":"sip:line00000@tech.mangosip.ru"},"command_id":"route-7f3a"}`, translators.DirectionInbound},
+			`"from":{"number":"79161234567"},"to":{"extension":"123","line_number":"sip:line00000@tech.mangosip.ru"},"command_id":"route-7f3a"}`, event.DirectionInbound},
 		{"inbound call transferred by commands/transfer", `{"entry_id":"RW50cnkx","call_id":"MTpFTVA6Mw==","timestamp":"1764065710","seq":"1","call_state":"%STATE%","location":"abonent",` +
-			`"from":{"number":"79161234567","taken_from_call_id":"MTpFTVA6Mg=="},"to":{"extension":"124"},"command_id":"transfer-1","transfer":"blind"}`, translators.DirectionInbound},
+			`"from":{"number":"79161234567","taken_from_call_id":"MTpFTVA6Mg=="},"to":{"extension":"124"},"command_id":"transfer-1","transfer":"blind"}`, event.DirectionInbound},
 		{"click-to-call leg 1 rings the employee", `{"entry_id":"Q2xpY2sx","call_id":"100:500:251","timestamp":"1764065720","seq":"1","call_state":"%STATE%","location":"abonent",` +
-			`"from":{"number":"74955404444"},"to":{"extension":"1234","number":"sip:user1234@vpbx400000000.mangosip.ru"},"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, translators.DirectionOutbound},
+			`"from":{"number":"74955404444"},"to":{"extension":"1234","number":"sip:user1234@vpbx400000000.mangosip.ru"},"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, event.DirectionOutbound},
 		{"click-to-call leg 2 calls the customer", `{"entry_id":"Q2xpY2sx","call_id":"100:500:252","timestamp":"1764065725","seq":"1","call_state":"%STATE%","location":"abonent",` +
 			`"from":{"extension":"1234","number":"sip:user1234@vpbx400000000.mangosip.ru","taken_from_call_id":"100:500:251"},"to":{"number":"74955404444"},` +
-			`"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, translators.DirectionOutbound},
+			`"command_id":"cmd.2.vpbx.12345.external.system.com.net"}`, event.DirectionOutbound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, state := range states {
@@ -299,9 +299,9 @@ func TestCommandLegDirection(t *testing.T) {
 
 func TestCallStates(t *testing.T) {
 	for state, typ := range map[string]string{
-		"Appeared": translators.TypeRinging, "Connected": translators.TypeAnswered,
-		"OnHold": translators.TypeHeld, "Disconnected": translators.TypeLegEnded,
-		"connected": translators.TypeAnswered, " ONHOLD ": translators.TypeHeld,
+		"Appeared": event.TypeRinging, "Connected": event.TypeAnswered,
+		"OnHold": event.TypeHeld, "Disconnected": event.TypeLegEnded,
+		"connected": event.TypeAnswered, " ONHOLD ": event.TypeHeld,
 	} {
 		ev := mapped(t, "events/call", leg(state), typ)
 		d := ev.Data
@@ -318,80 +318,80 @@ func TestCallQuirks(t *testing.T) {
 		name  string
 		state string
 		extra []string
-		check func(d translators.Data) bool
+		check func(d event.Data) bool
 	}{
 		{"number sent for extension", "Appeared", []string{`"to":{"extension":101}`},
-			func(d translators.Data) bool { return d.To.Extension == "101" && d.Agent == "101" }},
+			func(d event.Data) bool { return d.To.Extension == "101" && d.Agent == "101" }},
 		{"number sent for acd_group", "Appeared", []string{`"to":{"acd_group":303}`},
-			func(d translators.Data) bool { return d.To.Group == "303" }},
+			func(d event.Data) bool { return d.To.Group == "303" }},
 		{"number sent for number", "Appeared", []string{`"from":{"number":79001234567}`},
-			func(d translators.Data) bool { return d.From.Number == "+79001234567" }},
+			func(d event.Data) bool { return d.From.Number == "+79001234567" }},
 		{"phone numbers to E.164", "Appeared", []string{`"from":{"number":"89001234567"}`, `"to":{"line_number":"74951234567"}`},
-			func(d translators.Data) bool { return d.From.Number == "+79001234567" && d.Line == "+74951234567" }},
+			func(d event.Data) bool { return d.From.Number == "+79001234567" && d.Line == "+74951234567" }},
 		{"SIP URIs kept", "Appeared", []string{`"to":{"number":"sip:user3@vpbx400210093.mangosip.ru","line_number":"sip:line00000@tech.mangosip.ru"}`},
-			func(d translators.Data) bool {
+			func(d event.Data) bool {
 				return d.To.Number == "sip:user3@vpbx400210093.mangosip.ru" && d.Line == "sip:line00000@tech.mangosip.ru"
 			}},
 		{"SIP URI with Cyrillic host kept", "Appeared", []string{`"from":{"number":"sip:user1@хyz.mangosip.ru"}`},
-			func(d translators.Data) bool { return d.From.Number == "sip:user1@хyz.mangosip.ru" }},
+			func(d event.Data) bool { return d.From.Number == "sip:user1@хyz.mangosip.ru" }},
 		{"missing location", "Appeared", nil,
-			func(d translators.Data) bool { return d.Location == "" }},
+			func(d event.Data) bool { return d.Location == "" }},
 		{"locaton typo", "Appeared", []string{`"locaton":"queue"`},
-			func(d translators.Data) bool { return d.Location == "queue" }},
+			func(d event.Data) bool { return d.Location == "queue" }},
 		{"location wins over the typo", "Appeared", []string{`"locaton":"queue"`, `"location":"abonent"`},
-			func(d translators.Data) bool { return d.Location == "abonent" }},
+			func(d event.Data) bool { return d.Location == "abonent" }},
 		{"to: {}", "Appeared", []string{`"to":{}`},
-			func(d translators.Data) bool { return d.To == translators.Party{} }},
+			func(d event.Data) bool { return d.To == event.Party{} }},
 		{"to: [] (PHP's empty object)", "Appeared", []string{`"to":[]`},
-			func(d translators.Data) bool { return d.To == translators.Party{} }},
+			func(d event.Data) bool { return d.To == event.Party{} }},
 		{"to: null", "Appeared", []string{`"to":null`},
-			func(d translators.Data) bool { return d.To == translators.Party{} }},
+			func(d event.Data) bool { return d.To == event.Party{} }},
 		{"disconnect_reason on Appeared ignored", "Appeared", []string{`"disconnect_reason":1121`},
-			func(d translators.Data) bool { return d.Reason == "" && d.ReasonCode == 0 }},
+			func(d event.Data) bool { return d.Reason == "" && d.ReasonCode == 0 }},
 		{"disconnect_reason of any shape on Appeared ignored", "Appeared", []string{`"disconnect_reason":{"x":1}`},
-			func(d translators.Data) bool { return d.Reason == "" }},
+			func(d event.Data) bool { return d.Reason == "" }},
 		{"disconnect_reason as string", "Disconnected", []string{`"disconnect_reason":"1120"`},
-			func(d translators.Data) bool {
-				return d.Reason == translators.ReasonCalleeHangup && d.ReasonCode == 1120
+			func(d event.Data) bool {
+				return d.Reason == event.ReasonCalleeHangup && d.ReasonCode == 1120
 			}},
 		{"disconnect_reason as number", "Disconnected", []string{`"disconnect_reason":1121`},
-			func(d translators.Data) bool { return d.Reason == translators.ReasonBusy && d.ReasonCode == 1121 }},
+			func(d event.Data) bool { return d.Reason == event.ReasonBusy && d.ReasonCode == 1121 }},
 		{"Disconnected without a reason", "Disconnected", nil,
-			func(d translators.Data) bool { return d.Reason == "" && d.ReasonCode == 0 }},
+			func(d event.Data) bool { return d.Reason == "" && d.ReasonCode == 0 }},
 		{"was_transferred", "Disconnected", []string{`"disconnect_reason":1110`, `"from":{"was_transferred":true}`},
-			func(d translators.Data) bool {
-				return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1110
+			func(d event.Data) bool {
+				return d.Reason == event.ReasonTransferred && d.ReasonCode == 1110
 			}},
 		{"was_transfered (Vodovoz spelling)", "Disconnected", []string{`"disconnect_reason":1120`, `"to":{"was_transfered":"true"}`},
-			func(d translators.Data) bool {
-				return d.Reason == translators.ReasonTransferred && d.ReasonCode == 1120
+			func(d event.Data) bool {
+				return d.Reason == event.ReasonTransferred && d.ReasonCode == 1120
 			}},
 		{"was_transferred false", "Disconnected", []string{`"disconnect_reason":1120`, `"to":{"was_transferred":false,"was_transfered":0}`},
-			func(d translators.Data) bool { return d.Reason == translators.ReasonCalleeHangup }},
+			func(d event.Data) bool { return d.Reason == event.ReasonCalleeHangup }},
 		{"hold_initiator bool", "OnHold", []string{`"from":{"number":"79001234567","hold_initiator":false}`, `"to":{"extension":"333","hold_initiator":true}`},
-			func(d translators.Data) bool { return d.Agent == "333" }},
+			func(d event.Data) bool { return d.Agent == "333" }},
 		{"hold_initiator string", "OnHold", []string{`"to":{"extension":"333","hold_initiator":"true"}`},
-			func(d translators.Data) bool { return d.Agent == "333" }},
+			func(d event.Data) bool { return d.Agent == "333" }},
 		{"taken_from_call_id", "Appeared", []string{`"from":{"number":"74955404444","taken_from_call_id":"300:200"}`},
-			func(d translators.Data) bool { return d.ParentLegID == "300:200" }},
+			func(d event.Data) bool { return d.ParentLegID == "300:200" }},
 		{"transfer (api v.2)", "Connected", []string{`"transfer":"blind"`},
-			func(d translators.Data) bool { return d.ParentLegID == "" }},
+			func(d event.Data) bool { return d.ParentLegID == "" }},
 		{"sip_call_id as string", "Appeared", []string{`"sip_call_id":"a84b4c76e66710@pc33"`},
-			func(d translators.Data) bool { return d.SIPCallID == "a84b4c76e66710@pc33" }},
+			func(d event.Data) bool { return d.SIPCallID == "a84b4c76e66710@pc33" }},
 		{"sip_call_id as number", "Appeared", []string{`"sip_call_id":1234567890`},
-			func(d translators.Data) bool { return d.SIPCallID == "1234567890" }},
+			func(d event.Data) bool { return d.SIPCallID == "1234567890" }},
 		{"dct without number", "Appeared", []string{`"dct":{"type":0}`},
-			func(d translators.Data) bool { return d.TrackingNumber == "" }},
+			func(d event.Data) bool { return d.TrackingNumber == "" }},
 		{"dct with number", "Appeared", []string{`"dct":{"number":"74951234567","type":1}`},
-			func(d translators.Data) bool { return d.TrackingNumber == "+74951234567" }},
+			func(d event.Data) bool { return d.TrackingNumber == "+74951234567" }},
 		{"command_id", "Appeared", []string{`"command_id":"cmd.1"`},
-			func(d translators.Data) bool { return d.CommandID == "cmd.1" }},
+			func(d event.Data) bool { return d.CommandID == "cmd.1" }},
 		{"task_id as number", "Appeared", []string{`"task_id":42`},
-			func(d translators.Data) bool { return true }},
+			func(d event.Data) bool { return true }},
 		{"unknown members ignored", "Appeared", []string{`"future":{"deep":[1,2]}`},
-			func(d translators.Data) bool { return true }},
+			func(d event.Data) bool { return true }},
 		{"timestamp absent", "Appeared", []string{`"timestamp":null`},
-			func(d translators.Data) bool { return d.OccurredAt.Equal(testReceived) }},
+			func(d event.Data) bool { return d.OccurredAt.Equal(testReceived) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := mapped(t, "events/call", leg(tt.state, tt.extra...), callStates[strings.ToLower(tt.state)])
@@ -425,7 +425,7 @@ func TestCallbackInitiator(t *testing.T) {
 		}
 		if raw != "" {
 			payload := leg("Appeared", `"callback_initiator":`+mustJSON(t, raw))
-			if ev := mapped(t, "events/call", payload, translators.TypeRinging); ev.Data.Initiator != want {
+			if ev := mapped(t, "events/call", payload, event.TypeRinging); ev.Data.Initiator != want {
 				t.Errorf("event initiator %q, want %q", ev.Data.Initiator, want)
 			}
 		}
@@ -442,10 +442,10 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func TestDTMF(t *testing.T) {
-	ev := mapped(t, "events/dtmf", `{"seq":"2","dtmf":"124","timestamp":"1399906980","call_id":"L1","entry_id":"E1","location":"ivr.2","initiator":"79000000000","line_number":"74951234567"}`, translators.TypeDTMF)
+	ev := mapped(t, "events/dtmf", `{"seq":"2","dtmf":"124","timestamp":"1399906980","call_id":"L1","entry_id":"E1","location":"ivr.2","initiator":"79000000000","line_number":"74951234567"}`, event.TypeDTMF)
 	d := ev.Data
 	if d.DTMF != "124" || d.Seq != 2 || d.LegID != "L1" || d.CallID != "E1" || d.Location != "ivr.2" ||
-		d.From.Number != "+79000000000" || d.Line != "+74951234567" || d.Direction != translators.DirectionInbound {
+		d.From.Number != "+79000000000" || d.Line != "+74951234567" || d.Direction != event.DirectionInbound {
 		t.Errorf("got %+v", d)
 	}
 }
@@ -467,7 +467,7 @@ func TestRecording(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := tr(t, "events/recording", tt.payload)
-			if (ev.Type == translators.TypeRecordingReady) != tt.ready {
+			if (ev.Type == event.TypeRecordingReady) != tt.ready {
 				t.Fatalf("type %s (error %q), want ready=%v", ev.Type, ev.Data.Error, tt.ready)
 			}
 			d := ev.Data
@@ -483,13 +483,13 @@ func TestCommandResult(t *testing.T) {
 		suffix, payload, command, reason string
 		code                             int
 	}{
-		{"result/callback", `{"command_id":"c1","result":1000}`, "callback", translators.ReasonCompleted, 1000},
-		{"result/callback", `{"command_id":"c1","result":"1000"}`, "callback", translators.ReasonCompleted, 1000},
-		{"result/callback_group", `{"command_id":"c1","result":3100}`, "callback_group", translators.ReasonFailed, 3100},
-		{"result/call/hangup", `{"command_id":"c1","result":4101}`, "call/hangup", translators.ReasonFailed, 4101},
-		{"result/callback", `{"command_id":"c1","result":2240}`, "callback", translators.ReasonBilling, 2240},
+		{"result/callback", `{"command_id":"c1","result":1000}`, "callback", event.ReasonCompleted, 1000},
+		{"result/callback", `{"command_id":"c1","result":"1000"}`, "callback", event.ReasonCompleted, 1000},
+		{"result/callback_group", `{"command_id":"c1","result":3100}`, "callback_group", event.ReasonFailed, 3100},
+		{"result/call/hangup", `{"command_id":"c1","result":4101}`, "call/hangup", event.ReasonFailed, 4101},
+		{"result/callback", `{"command_id":"c1","result":2240}`, "callback", event.ReasonBilling, 2240},
 	} {
-		ev := mapped(t, tt.suffix, tt.payload, translators.TypeCommandResult)
+		ev := mapped(t, tt.suffix, tt.payload, event.TypeCommandResult)
 		d := ev.Data
 		if d.Command != tt.command || d.CommandID != "c1" || d.Reason != tt.reason || d.ReasonCode != tt.code ||
 			d.CallID != "" || ev.Subject != "c1" || !d.OccurredAt.Equal(testReceived) {
@@ -533,7 +533,7 @@ func TestEventIDs(t *testing.T) {
 			t.Errorf("%s: same id %s", tt.name, a)
 		}
 	}
-	other := Translate(translators.Source{PBX: "mango", Account: "branch"}, "events/call", []byte(leg("Appeared")), testReceived)
+	other := Translate(event.Source{PBX: "mango", Account: "branch"}, "events/call", []byte(leg("Appeared")), testReceived)
 	if other[0].ID == office {
 		t.Error("two accounts share an event id")
 	}
@@ -577,7 +577,7 @@ func TestUnmapped(t *testing.T) {
 		{"result without result", "result/callback", `{"command_id":"c1"}`, "missing result", "", "", "c1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := mapped(t, tt.suffix, tt.payload, translators.TypeUnmapped)
+			ev := mapped(t, tt.suffix, tt.payload, event.TypeUnmapped)
 			d := ev.Data
 			if !strings.Contains(d.Error, tt.err) {
 				t.Errorf("error %q, want it to mention %q", d.Error, tt.err)
@@ -608,7 +608,7 @@ func TestRaw(t *testing.T) {
 		})
 	}
 	// And on a mapped event.
-	ev := mapped(t, "events/call", leg("Appeared"), translators.TypeRinging)
+	ev := mapped(t, "events/call", leg("Appeared"), event.TypeRinging)
 	if string(ev.Data.Raw) != leg("Appeared") {
 		t.Errorf("raw = %s", ev.Data.Raw)
 	}
@@ -616,9 +616,9 @@ func TestRaw(t *testing.T) {
 
 // A translator panic becomes pbx.unmapped instead of losing the message.
 func TestPanicIsUnmapped(t *testing.T) {
-	kinds["events/test-panic"] = func(*message, fields) (translators.Event, error) { panic("boom") }
+	kinds["events/test-panic"] = func(*message, fields) (event.Event, error) { panic("boom") }
 	defer delete(kinds, "events/test-panic")
-	ev := mapped(t, "events/test-panic", `{"entry_id":"E1"}`, translators.TypeUnmapped)
+	ev := mapped(t, "events/test-panic", `{"entry_id":"E1"}`, event.TypeUnmapped)
 	if !strings.Contains(ev.Data.Error, "boom") || ev.Data.CallID != "E1" {
 		t.Errorf("got %+v", ev.Data)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/xvb from the translator's output")
@@ -23,7 +23,7 @@ const (
 )
 
 var (
-	testSource   = translators.Source{PBX: "xvb", Account: "main"}
+	testSource   = event.Source{PBX: "xvb", Account: "main"}
 	testReceived = time.Date(2026, 11, 25, 10, 15, 21, 0, time.UTC)
 )
 
@@ -60,7 +60,7 @@ func formFixtures(t testing.TB) []string {
 }
 
 // checkEvents fails unless every event is a valid canonical event.
-func checkEvents(t testing.TB, events []translators.Event) {
+func checkEvents(t testing.TB, events []event.Event) {
 	t.Helper()
 	if len(events) == 0 {
 		t.Fatal("no events")
@@ -70,7 +70,7 @@ func checkEvents(t testing.TB, events []translators.Event) {
 		if err != nil {
 			t.Fatalf("marshal %s: %v", ev.Type, err)
 		}
-		if err := translators.ValidateEvent(doc); err != nil {
+		if err := event.ValidateEvent(doc); err != nil {
 			t.Fatalf("%s does not validate: %v\n%s", ev.Type, err, doc)
 		}
 	}
@@ -133,7 +133,7 @@ func TestJSONVariantGivesSameEvents(t *testing.T) {
 	}
 }
 
-func assertSameEvents(t *testing.T, got, want []translators.Event) {
+func assertSameEvents(t *testing.T, got, want []event.Event) {
 	t.Helper()
 	g, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)

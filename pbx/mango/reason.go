@@ -3,54 +3,54 @@ package mango
 import (
 	"strings"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // reasons maps Mango result and disconnect codes (docs/mango.md, Result codes) to the canonical
 // vocabulary. A code not listed is read as its class (ofClass: 1193 → 1190 → 1100 → 1000). A code
 // of no known class (6xxx fax, nonsense) is "unknown": its meaning is not known, not a failure.
 var reasons = map[int64]string{
-	1000: translators.ReasonCompleted, // success (also leg 1 of a click-to-call)
-	1100: translators.ReasonCompleted,
-	1110: translators.ReasonCallerHangup,
-	1111: translators.ReasonNoAnswer,
-	1120: translators.ReasonCalleeHangup,
-	1121: translators.ReasonBusy,
-	1122: translators.ReasonRejected,
-	1123: translators.ReasonDND,
+	1000: event.ReasonCompleted, // success (also leg 1 of a click-to-call)
+	1100: event.ReasonCompleted,
+	1110: event.ReasonCallerHangup,
+	1111: event.ReasonNoAnswer,
+	1120: event.ReasonCalleeHangup,
+	1121: event.ReasonBusy,
+	1122: event.ReasonRejected,
+	1123: event.ReasonDND,
 	// 1124 differs by source (DOC2026: contact-centre DND; Vodovoz: employee unavailable;
 	// DOC2017 uses it for a party that rejected). The current document wins.
-	1124: translators.ReasonDND,
-	1125: translators.ReasonCancelled, // operator stopped the campaign task
-	1130: translators.ReasonUnavailable,
-	1133: translators.ReasonWrongNumber, // number does not exist
-	1134: translators.ReasonFailed,      // too many forwardings
-	1135: translators.ReasonBlocked,     // forwarding forbidden
-	1140: translators.ReasonBlocked,     // region forbidden
-	1150: translators.ReasonBlocked,     // calling-number black/white lists
-	1160: translators.ReasonFailed,      // group call failed
-	1163: translators.ReasonNoAnswer,    // hold-queue timeout
-	1164: translators.ReasonUnavailable, // all operators unavailable
-	1170: translators.ReasonCompleted,   // ended as the forwarding scheme says
-	1171: translators.ReasonFailed,      // scheme misconfigured
-	1180: translators.ReasonCommand,     // 1181: our own call/hangup
-	1182: translators.ReasonPickedUpElsewhere,
-	1183: translators.ReasonForwarded, // new operator assigned
-	1190: translators.ReasonUnavailable,
-	1193: translators.ReasonBusy, // busy with auto-reject
-	1200: translators.ReasonFailed,
-	1300: translators.ReasonCompleted,
-	1310: translators.ReasonAnsweringMachine,
-	2000: translators.ReasonBilling,
-	3000: translators.ReasonFailed, // bad request
-	3200: translators.ReasonWrongNumber,
-	4000: translators.ReasonFailed,
-	4200: translators.ReasonUnavailable,
-	4290: translators.ReasonOverload, // HTTP 429
-	4500: translators.ReasonBlocked,  // security restrictions
-	5000: translators.ReasonFailed,
-	5001: translators.ReasonOverload,
-	5008: translators.ReasonOverload, // service unavailable: back off
+	1124: event.ReasonDND,
+	1125: event.ReasonCancelled, // operator stopped the campaign task
+	1130: event.ReasonUnavailable,
+	1133: event.ReasonWrongNumber, // number does not exist
+	1134: event.ReasonFailed,      // too many forwardings
+	1135: event.ReasonBlocked,     // forwarding forbidden
+	1140: event.ReasonBlocked,     // region forbidden
+	1150: event.ReasonBlocked,     // calling-number black/white lists
+	1160: event.ReasonFailed,      // group call failed
+	1163: event.ReasonNoAnswer,    // hold-queue timeout
+	1164: event.ReasonUnavailable, // all operators unavailable
+	1170: event.ReasonCompleted,   // ended as the forwarding scheme says
+	1171: event.ReasonFailed,      // scheme misconfigured
+	1180: event.ReasonCommand,     // 1181: our own call/hangup
+	1182: event.ReasonPickedUpElsewhere,
+	1183: event.ReasonForwarded, // new operator assigned
+	1190: event.ReasonUnavailable,
+	1193: event.ReasonBusy, // busy with auto-reject
+	1200: event.ReasonFailed,
+	1300: event.ReasonCompleted,
+	1310: event.ReasonAnsweringMachine,
+	2000: event.ReasonBilling,
+	3000: event.ReasonFailed, // bad request
+	3200: event.ReasonWrongNumber,
+	4000: event.ReasonFailed,
+	4200: event.ReasonUnavailable,
+	4290: event.ReasonOverload, // HTTP 429
+	4500: event.ReasonBlocked,  // security restrictions
+	5000: event.ReasonFailed,
+	5001: event.ReasonOverload,
+	5008: event.ReasonOverload, // service unavailable: back off
 }
 
 // reason maps a code; 0 (absent) has no reason.
@@ -61,7 +61,7 @@ func reason(code int64) string {
 	if r, ok := ofClass(reasons, code); ok {
 		return r
 	}
-	return translators.ReasonUnknown
+	return event.ReasonUnknown
 }
 
 // ofClass looks a code up as Mango tells receivers to read one they do not know: the code,

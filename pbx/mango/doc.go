@@ -8,7 +8,7 @@
 // suffix or call_state, invalid JSON, a field of an unexpected type, a missing key field) is a
 // pbx.unmapped event whose error says why; Translate never fails, so nothing authentic is lost.
 //
-// Event ids are deterministic (translators.EventID) over the idempotency keys of docs/mango.md
+// Event ids are deterministic (event.EventID) over the idempotency keys of docs/mango.md
 // (Identifiers and event ids), so a re-send is deduplicated by the queue:
 //
 //	/events/call            call_id + seq (the type stands for call_state)

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/translators"
+	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // Translate turns one authentic Mango message, the decoded `json` field posted to suffix (as
 // Route returns it), into canonical events: none for a ping, otherwise exactly one, a
 // pbx.unmapped event when the message does not map. It never fails and never panics.
-func Translate(src translators.Source, suffix string, payload []byte, received time.Time) (evs []translators.Event) {
+func Translate(src event.Source, suffix string, payload []byte, received time.Time) (evs []event.Event) {
 	if IsPing(suffix) {
 		return nil
 	}
@@ -25,26 +25,26 @@ func Translate(src translators.Source, suffix string, payload []byte, received t
 	// pbx.unmapped like any message that does not map.
 	defer func() {
 		if p := recover(); p != nil {
-			evs = []translators.Event{m.unmapped(fmt.Errorf("translator panic: %v", p))}
+			evs = []event.Event{m.unmapped(fmt.Errorf("translator panic: %v", p))}
 		}
 	}()
 	ev, err := m.translate()
 	if err != nil {
 		ev = m.unmapped(err)
 	}
-	return []translators.Event{ev}
+	return []event.Event{ev}
 }
 
 // message is one webhook being translated.
 type message struct {
-	src      translators.Source
+	src      event.Source
 	suffix   string
 	payload  []byte
 	received time.Time
 }
 
 // kinds are the translations by suffix; result/<command> is handled apart.
-var kinds = map[string]func(*message, fields) (translators.Event, error){
+var kinds = map[string]func(*message, fields) (event.Event, error){
 	"events/call":         callEvent,
 	"events/summary":      summary,
 	"events/recording":    recording,
@@ -52,24 +52,24 @@ var kinds = map[string]func(*message, fields) (translators.Event, error){
 	"events/dtmf":         dtmf,
 }
 
-func (m *message) translate() (translators.Event, error) {
+func (m *message) translate() (event.Event, error) {
 	f, err := decodeObject(m.payload)
 	if err != nil {
-		return translators.Event{}, err
+		return event.Event{}, err
 	}
 	kind := kinds[m.suffix]
 	if cmd, ok := strings.CutPrefix(m.suffix, "result/"); ok && cmd != "stat" && cmd != "stats" && cmd != "" {
 		kind = commandResult
 	}
 	if kind == nil {
-		return translators.Event{}, fmt.Errorf("no canonical event for %q messages", m.suffix)
+		return event.Event{}, fmt.Errorf("no canonical event for %q messages", m.suffix)
 	}
 	ev, err := kind(m, f)
 	if ferr := f.error(); ferr != nil {
 		err = ferr // a field of the wrong type explains more than what it made missing
 	}
 	if err != nil {
-		return translators.Event{}, err
+		return event.Event{}, err
 	}
 	m.finish(&ev)
 	return ev, nil
@@ -77,7 +77,7 @@ func (m *message) translate() (translators.Event, error) {
 
 // event starts an event; occurred is the zero time when the payload has none, and then the
 // time the message was received stands in.
-func (m *message) event(typ, key, callID string, occurred time.Time) translators.Event {
+func (m *message) event(typ, key, callID string, occurred time.Time) event.Event {
 	if occurred.IsZero() {
 		occurred = m.received
 	}
@@ -85,19 +85,19 @@ func (m *message) event(typ, key, callID string, occurred time.Time) translators
 }
 
 // finish sets what every event carries alike.
-func (m *message) finish(ev *translators.Event) {
+func (m *message) finish(ev *event.Event) {
 	ev.Data.Raw = raw(m.payload)
 	ev.Subject = ev.OrderingKey()
 }
 
 // unmapped is the pbx.unmapped event of a message that did not translate, with whatever ids
 // can still be read from it so that it travels in its call's lane.
-func (m *message) unmapped(cause error) translators.Event {
+func (m *message) unmapped(cause error) event.Event {
 	sum := sha256.Sum256(m.payload)
 	f, _ := decodeObject(m.payload) // best effort: a bad payload reads as empty
 	// Keyed on the content alone: Mango's sign does not cover the suffix, so the same body
 	// re-posted under another path is the same message.
-	ev := m.event(translators.TypeUnmapped, hex.EncodeToString(sum[:]), f.str("entry_id"), f.time("timestamp"))
+	ev := m.event(event.TypeUnmapped, hex.EncodeToString(sum[:]), f.str("entry_id"), f.time("timestamp"))
 	ev.Data.LegID = f.str("call_id")
 	ev.Data.CommandID = f.str("command_id")
 	ev.Data.Error = cause.Error()
