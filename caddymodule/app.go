@@ -28,6 +28,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 func init() {
@@ -51,10 +52,9 @@ type App struct {
 	NATS *NATS `json:"nats,omitempty"`
 	// Targets are the CRM endpoints, by name.
 	Targets map[string]*Target `json:"targets,omitempty"`
-	// Mango are the Mango Office accounts, by name.
-	Mango map[string]*MangoAccount `json:"mango,omitempty"`
-	// XVB are the XVB PBX accounts, by name.
-	XVB map[string]*XVBAccount `json:"xvb,omitempty"`
+	// Accounts are the PBX accounts by kind (kinds.go) and name. In the JSON each kind is a
+	// field of its own: "mango": {"<name>": {…}}.
+	Accounts map[string]map[string]pbx.Config `json:"-"`
 	// OutboundAllow are the internal networks (CIDRs or addresses) that URLs from a PBX or
 	// CRM answer may reach, such as a Mango recording redirect. Default none: such URLs reach
 	// only public addresses. Endpoints written in the config are dialed as written.
@@ -62,7 +62,7 @@ type App struct {
 
 	ctx      caddy.Context
 	logger   *zap.Logger
-	accounts map[string]*account
+	accounts map[string]pbx.Account
 	targets  []delivery.Target
 	grace    time.Duration
 	natsTLS  *tls.Config
@@ -157,41 +157,6 @@ type Retry struct {
 	BackoffMin caddy.Duration `json:"backoff_min,omitempty"`
 	BackoffMax caddy.Duration `json:"backoff_max,omitempty"`
 	MaxAge     caddy.Duration `json:"max_age,omitempty"`
-}
-
-// MangoAccount is a Mango Office virtual PBX.
-type MangoAccount struct {
-	APIKey  string `json:"api_key"`
-	APISalt string `json:"api_salt"`
-	// Sources are the addresses webhooks may come from: `mango` (Mango's published addresses,
-	// the default), CIDRs or addresses, or `any`.
-	Sources []string `json:"sources,omitempty"`
-	Forward []string `json:"forward"`
-	APIURL  string   `json:"api_url,omitempty"`
-	// StaleAfter, when set, refuses a message whose timestamp is older than this (a replay
-	// past dedupe_window would otherwise be a new event). Off by default: see docs/security.md, Replays.
-	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
-}
-
-// XVBAccount is an XVB PBX tenant.
-type XVBAccount struct {
-	AccessCode string `json:"access_code"`
-	// Secret, when set, must be in the webhook URL as ?key=<secret>.
-	Secret string `json:"secret,omitempty"`
-	// Sources are required: XVB publishes no addresses. `any` opts out explicitly.
-	Sources []string `json:"sources"`
-	APIURL  string   `json:"api_url,omitempty"`
-	Token   string   `json:"token,omitempty"`
-	Lookup  *Lookup  `json:"lookup,omitempty"`
-	Forward []string `json:"forward"`
-}
-
-// Lookup is the CRM endpoint that answers XVB's synchronous "who is calling?".
-type Lookup struct {
-	URL     string         `json:"url"`
-	Headers http.Header    `json:"headers,omitempty"`
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-	Cache   caddy.Duration `json:"cache,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -324,50 +289,6 @@ func validEventGlob(glob string) bool {
 		}
 	}
 	return false
-}
-
-func (a *App) provisionAccounts(repl *caddy.Replacer) error {
-	a.accounts = map[string]*account{}
-	for _, name := range sortedKeys(a.Mango) {
-		acc, err := a.Mango[name].provision(name, repl)
-		if err != nil {
-			return fmt.Errorf("mango %s: %w", name, err)
-		}
-		a.accounts[name] = acc
-	}
-	for _, name := range sortedKeys(a.XVB) {
-		if _, dup := a.accounts[name]; dup {
-			return fmt.Errorf("xvb %s: an account named %s already exists (account names are shared by mango and xvb)", name, name)
-		}
-		acc, err := a.XVB[name].provision(name, repl)
-		if err != nil {
-			return fmt.Errorf("xvb %s: %w", name, err)
-		}
-		a.accounts[name] = acc
-	}
-	for name, acc := range a.accounts {
-		if !namePattern.MatchString(name) {
-			return fmt.Errorf("%s %q: names are letters, digits, - and _", acc.pbx, name)
-		}
-		acc.source = event.Source{PBX: acc.pbx, Account: name, Region: a.Region}
-		if len(acc.forward) == 0 {
-			return fmt.Errorf("%s %s: forward names no target: its events would have nowhere to go", acc.pbx, name)
-		}
-		for _, t := range acc.forward {
-			i := slices.IndexFunc(a.targets, func(dt delivery.Target) bool { return dt.Name == t })
-			if i < 0 {
-				return fmt.Errorf("%s %s: forward %s: no target named %s (define it with `target %s <url>`)", acc.pbx, name, t, t, t)
-			}
-			a.targets[i].Sources = append(a.targets[i].Sources, delivery.Source{PBX: acc.pbx, Account: name})
-		}
-	}
-	for _, t := range a.targets {
-		if len(t.Sources) == 0 {
-			a.logger.Warn("no account forwards to this target", zap.String("target", t.Name))
-		}
-	}
-	zeroSeries(a.accounts, a.targets)
-	return nil
 }
 
 // Validate is checked by Caddy after Provision.

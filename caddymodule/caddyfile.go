@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/pbxbridge/pbxbridge/lookup"
 	"github.com/pbxbridge/pbxbridge/outbound"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 func init() {
@@ -147,16 +150,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalTarget(d); err != nil {
 				return err
 			}
-		case "mango":
-			if err := a.unmarshalMango(d); err != nil {
-				return err
-			}
-		case "xvb":
-			if err := a.unmarshalXVB(d); err != nil {
-				return err
-			}
 		default:
-			return d.Errf("unknown pbx option %q", d.Val())
+			i := slices.IndexFunc(kinds, func(k pbx.Kind) bool { return k.Name == d.Val() })
+			if i < 0 {
+				return d.Errf("unknown pbx option %q", d.Val())
+			}
+			if err := a.unmarshalAccount(d, kinds[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -323,86 +324,8 @@ func unmarshalRetry(d *caddyfile.Dispenser, t *Target) error {
 	return nil
 }
 
-func (a *App) unmarshalMango(d *caddyfile.Dispenser) error {
-	var name string
-	if !d.Args(&name) || d.NextArg() {
-		return d.Err("mango needs a name: mango <name> { … }")
-	}
-	m := new(MangoAccount)
-	for d.NextBlock(1) {
-		var err error
-		switch d.Val() {
-		case "api_key":
-			err = oneArg(d, &m.APIKey)
-		case "api_salt":
-			err = oneArg(d, &m.APISalt)
-		case "sources":
-			err = listArg(d, &m.Sources)
-		case "forward":
-			err = listArg(d, &m.Forward)
-		case "api_url":
-			err = oneArg(d, &m.APIURL)
-		case "stale_after":
-			err = parseDuration(d, &m.StaleAfter)
-		default:
-			return d.Errf("unknown mango option %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if a.Mango == nil {
-		a.Mango = map[string]*MangoAccount{}
-	}
-	if _, dup := a.Mango[name]; dup {
-		return d.Errf("mango %s is defined twice", name)
-	}
-	a.Mango[name] = m
-	return nil
-}
-
-func (a *App) unmarshalXVB(d *caddyfile.Dispenser) error {
-	var name string
-	if !d.Args(&name) || d.NextArg() {
-		return d.Err("xvb needs a name: xvb <name> { … }")
-	}
-	x := new(XVBAccount)
-	for d.NextBlock(1) {
-		var err error
-		switch d.Val() {
-		case "access_code":
-			err = oneArg(d, &x.AccessCode)
-		case "secret":
-			err = oneArg(d, &x.Secret)
-		case "sources":
-			err = listArg(d, &x.Sources)
-		case "api_url":
-			err = oneArg(d, &x.APIURL)
-		case "token":
-			err = oneArg(d, &x.Token)
-		case "forward":
-			err = listArg(d, &x.Forward)
-		case "lookup":
-			x.Lookup, err = unmarshalLookup(d)
-		default:
-			return d.Errf("unknown xvb option %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if a.XVB == nil {
-		a.XVB = map[string]*XVBAccount{}
-	}
-	if _, dup := a.XVB[name]; dup {
-		return d.Errf("xvb %s is defined twice", name)
-	}
-	a.XVB[name] = x
-	return nil
-}
-
-func unmarshalLookup(d *caddyfile.Dispenser) (*Lookup, error) {
-	l := new(Lookup)
+func unmarshalLookup(d *caddyfile.Dispenser) (*lookup.Config, error) {
+	l := new(lookup.Config)
 	if !d.Args(&l.URL) || d.NextArg() {
 		return nil, d.Err("lookup <url> { … }")
 	}
@@ -521,7 +444,7 @@ func headerArg(d *caddyfile.Dispenser, h http.Header) error {
 	return nil
 }
 
-func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+func parseDuration[D caddy.Duration | pbx.Duration](d *caddyfile.Dispenser, dst *D) error {
 	var s string
 	if !d.AllArgs(&s) {
 		return d.ArgErr()
@@ -530,7 +453,7 @@ func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	if err != nil || dur <= 0 {
 		return d.Errf("%q is not a duration such as 10s", s)
 	}
-	*dst = caddy.Duration(dur)
+	*dst = D(dur)
 	return nil
 }
 

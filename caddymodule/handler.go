@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +18,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/event"
-	"github.com/pbxbridge/pbxbridge/pbx/mango"
-	"github.com/pbxbridge/pbxbridge/pbx/xvb"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 func init() {
@@ -38,13 +36,13 @@ const (
 // Webhook is the pbx_webhook handler: it receives one PBX account's webhooks, checks that
 // they are genuine, translates them and answers 200 only once they are on disk.
 type Webhook struct {
-	// Account is the name of a mango or xvb account of the pbx app.
+	// Account is the name of an account of the pbx app.
 	Account string `json:"account"`
 	// MaxBody is the largest accepted body in bytes. Default 64 KiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	app    *App
-	acc    *account
+	acc    pbx.Account
 	logger *zap.Logger
 }
 
@@ -67,23 +65,15 @@ func (h *Webhook) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
-	h.acc = h.app.accounts[h.Account]
-	if h.acc == nil {
-		return fmt.Errorf("pbx_webhook %s: no mango or xvb account named %q in the pbx global option", h.Account, h.Account)
+	if h.acc = h.app.accounts[h.Account]; h.acc == nil {
+		return fmt.Errorf("pbx_webhook %s: no account named %q in the pbx global option (%s)", h.Account, h.Account, kindNames())
 	}
 	return nil
 }
 
-// rejection is a refused webhook: its status, metric reason and log message.
-type rejection struct {
-	status int
-	reason string // source|auth|replay|malformed|too_large|unavailable
-	msg    string
-}
-
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	start := time.Now()
-	acc := h.acc
+	origin := h.acc.Origin()
 	if len(r.TransferEncoding) > 0 {
 		// Go lets a chunked Transfer-Encoding override a Content-Length sent with it, and
 		// drops the Content-Length, then keeps the connection open: bytes hidden behind the
@@ -93,11 +83,11 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Connection", "close")
 	}
 	defer func() {
-		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name).Observe(time.Since(start).Seconds())
+		metrics.ingestDuration.WithLabelValues(origin.PBX, origin.Account).Observe(time.Since(start).Seconds())
 	}()
-	res, rej := h.handle(w, r, acc, start)
+	res, rej := h.handle(w, r, start)
 	if rej != nil {
-		h.reject(w, r, acc, rej)
+		h.reject(w, r, rej)
 		return nil
 	}
 	if res == nil { // answered synchronously (ping, contact lookup)
@@ -107,7 +97,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if res.Accepted == 0 && res.Duplicates > 0 {
 		outcome = "duplicate"
 	}
-	metrics.received.WithLabelValues(acc.pbx, acc.name, outcome).Inc()
+	metrics.received.WithLabelValues(origin.PBX, origin.Account, outcome).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"`+outcome+`"}`)
 	return nil
@@ -115,145 +105,77 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 
 // handle runs the inbound steps of docs/delivery.md (Ingest) in order. It returns the queue's
 // result, or a rejection, or neither when it has answered itself.
-func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, acc *account, now time.Time) (*delivery.Result, *rejection) {
-	ip := clientIP(r)
-	if !acc.allows(ip) {
+func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, now time.Time) (*delivery.Result, *pbx.Rejection) {
+	origin := h.acc.Origin()
+	if !h.acc.Sources().Allows(clientIP(r)) {
 		msg := "source address not allowed for this account"
 		if lenient(r) {
 			msg += " (from a trusted proxy without trusted_proxies_strict, the right-most X-Forwarded-For address counts; behind a chain of proxies set trusted_proxies_strict)"
 		}
-		return nil, &rejection{http.StatusForbidden, "source", msg}
-	}
-	if suffix, known := mango.Route(r.URL.Path); acc.pbx == "mango" && known && mango.IsPing(suffix) {
-		// The cabinet's connection test: 200 whether signed or not, nothing queued.
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
-		return nil, nil
-	}
-	if r.Method != http.MethodPost {
-		return nil, &rejection{http.StatusMethodNotAllowed, "malformed", "method " + r.Method + " not allowed; PBXs POST"}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, &rejection{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", h.MaxBody)}
-		}
-		return nil, &rejection{http.StatusBadRequest, "malformed", "reading body: " + err.Error()}
+		return nil, &pbx.Rejection{Status: http.StatusForbidden, Reason: "source", Msg: msg}
 	}
 	// The store's part (call correlation, the durable write) has one budget: the PBX waits.
 	ctx, cancel := context.WithTimeout(r.Context(), durableWithin)
 	defer cancel()
-	var events []event.Event
-	switch acc.pbx {
-	case "mango":
-		var rej *rejection
-		if events, rej = h.mango(r, acc, body, now); rej != nil {
-			return nil, rej
-		}
-	case "xvb":
-		var rej *rejection
-		var answered bool
-		var noted func()
-		if events, noted, answered, rej = h.xvb(ctx, w, r, acc, body, now); rej != nil || answered {
-			return nil, rej
-		}
-		defer noted() // written while the events are made durable: the answer waits for both
+	reply, rej := h.acc.Receive(ctx, &pbx.Inbound{Request: r, Now: now, MaxBody: h.MaxBody})
+	if rej != nil {
+		return nil, rej
 	}
-	h.app.linkRecordings(events, now)
+	if reply.Answer != nil {
+		if reply.Lookup != "" {
+			metrics.lookups.WithLabelValues(origin.Account, reply.Lookup).Inc()
+			metrics.lookupDuration.WithLabelValues(origin.Account).Observe(time.Since(now).Seconds())
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(reply.Answer)
+		return nil, nil
+	}
+	if reply.Wait != nil {
+		defer reply.Wait() // written while the events are made durable: the answer waits for both
+	}
+	if _, ok := h.acc.(pbx.Recorder); ok {
+		h.app.linkRecordings(reply.Events, now)
+	}
 	eng := h.app.readyEngine(ctx)
 	if eng == nil {
-		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", "queue not started yet"}
+		return nil, pbx.Unavailable("queue not started yet")
 	}
-	res, err := eng.Enqueue(ctx, events)
+	res, err := eng.Enqueue(ctx, reply.Events)
 	if err != nil {
-		return nil, &rejection{http.StatusServiceUnavailable, "unavailable", err.Error()}
+		return nil, pbx.Unavailable("%v", err)
 	}
 	if res.Accepted > 0 {
-		for _, ev := range events {
+		for _, ev := range reply.Events {
 			metrics.events.WithLabelValues(ev.Data.PBX, ev.Type).Inc()
 			if ev.Type == event.TypeUnmapped {
 				h.logger.Warn("authentic message did not map; forwarded as pbx.unmapped",
-					zap.String("account", acc.name), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
+					zap.String("account", origin.Account), zap.String("event_id", ev.ID), zap.String("error", ev.Data.Error))
 			}
 		}
 	}
 	return &res, nil
 }
 
-// mango verifies and translates a Mango webhook.
-func (h *Webhook) mango(r *http.Request, acc *account, body []byte, now time.Time) ([]event.Event, *rejection) {
-	suffix, known := mango.Route(r.URL.Path)
-	form, err := mango.ParseForm(body)
-	if err != nil {
-		return nil, &rejection{http.StatusBadRequest, "malformed", "not a Mango form: " + err.Error()}
-	}
-	if !mango.Verify(form, acc.apiKey, acc.apiSalt) {
-		return nil, &rejection{http.StatusUnauthorized, "auth", "wrong vpbx_api_key or sign"}
-	}
-	if !known {
-		suffix = r.URL.Path
-	}
-	if err := mango.Check(suffix, []byte(form.JSON), now, acc.staleAfter); err != nil {
-		return nil, &rejection{http.StatusBadRequest, "replay", err.Error()}
-	}
-	return mango.Translate(acc.source, suffix, []byte(form.JSON), now), nil
-}
-
-// xvb authenticates an XVB message; a contact lookup is answered here (answered = true). ctx
-// bounds the call correlation; noted waits for what noteAnswer writes.
-func (h *Webhook) xvb(ctx context.Context, w http.ResponseWriter, r *http.Request, acc *account, body []byte, now time.Time) (events []event.Event, noted func(), answered bool, rej *rejection) {
-	fields, recoded, err := xvb.Parse(r.Header.Get("Content-Type"), body)
-	if err != nil {
-		return nil, nil, false, &rejection{http.StatusBadRequest, "malformed", "not an XVB message: " + err.Error()}
-	}
-	if !xvb.Authenticate(fields, r.Header.Get("X-XVB-AC"), acc.accessCode) {
-		return nil, nil, false, &rejection{http.StatusUnauthorized, "auth", "access_code (or X-XVB-AC) does not match the account"}
-	}
-	if acc.secret != "" && !secretMatches(r.URL.Query().Get("key"), acc.secret) {
-		return nil, nil, false, &rejection{http.StatusUnauthorized, "auth", "missing or wrong ?key= in the webhook URL"}
-	}
-	if recoded {
-		h.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", acc.name))
-	}
-	if fields.IsContact() {
-		h.contact(w, r, acc, fields)
-		return nil, nil, true, nil
-	}
-	corr, err := h.correlate(ctx, acc, fields)
-	if err != nil {
-		return nil, nil, false, &rejection{http.StatusServiceUnavailable, "unavailable", "call correlation: " + err.Error()}
-	}
-	return xvb.Translate(acc.source, fields, corr, now), h.noteAnswer(r.Context(), acc, fields), false, nil
-}
-
-func (h *Webhook) contact(w http.ResponseWriter, r *http.Request, acc *account, fields xvb.Fields) {
-	start := time.Now()
-	answer, outcome := []byte("{}"), "disabled"
-	if acc.lookup != nil {
-		answer, outcome = acc.lookup.answer(r.Context(), acc.name, event.Number(fields.Phone(), acc.source.Region))
-	}
-	metrics.lookups.WithLabelValues(acc.name, outcome).Inc()
-	metrics.lookupDuration.WithLabelValues(acc.name).Observe(time.Since(start).Seconds())
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	_, _ = w.Write(answer)
-}
-
-func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, acc *account, rej *rejection) {
-	metrics.received.WithLabelValues(acc.pbx, acc.name, "rejected").Inc()
-	metrics.rejected.WithLabelValues(acc.pbx, acc.name, rej.reason).Inc()
+func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, rej *pbx.Rejection) {
+	origin := h.acc.Origin()
+	metrics.received.WithLabelValues(origin.PBX, origin.Account, "rejected").Inc()
+	metrics.rejected.WithLabelValues(origin.PBX, origin.Account, rej.Reason).Inc()
 	level := zap.WarnLevel
-	if rej.reason == "unavailable" {
+	if rej.Reason == "unavailable" {
 		level = zap.ErrorLevel
 		w.Header().Set("Retry-After", retryAfter)
 	}
 	// The path only: an XVB webhook URL may carry ?key=<secret>.
 	h.logger.Log(level, "webhook rejected",
-		zap.String("account", acc.name), zap.String("reason", rej.reason), zap.Int("status", rej.status),
-		zap.String("error", rej.msg), zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path))
+		zap.String("account", origin.Account), zap.String("reason", rej.Reason), zap.Int("status", rej.Status),
+		zap.String("error", rej.Msg), zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path))
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(rej.status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": rej.msg, "reason": rej.reason})
+	w.WriteHeader(rej.Status)
+	if rej.Body != nil {
+		_, _ = w.Write(rej.Body)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": rej.Msg, "reason": rej.Reason})
 }
 
 // clientIP is the address a request came from, the one `sources` is checked against: the

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // metrics are process-wide so counters survive config reloads; every config load registers
@@ -62,20 +63,21 @@ var metrics = struct {
 
 // zeroSeries creates the series of the configured accounts and targets at 0, so that
 // increase(), alerts and dashboards see them before their first event.
-func zeroSeries(accounts map[string]*account, targets []delivery.Target) {
+func zeroSeries(accounts map[string]pbx.Account, targets []delivery.Target) {
 	for _, acc := range accounts {
+		o := acc.Origin()
 		for _, outcome := range []string{"accepted", "duplicate", "rejected"} {
-			metrics.received.WithLabelValues(acc.pbx, acc.name, outcome)
+			metrics.received.WithLabelValues(o.PBX, o.Account, outcome)
 		}
 		for _, reason := range []string{"source", "auth", "replay", "malformed", "too_large", "unavailable"} {
-			metrics.rejected.WithLabelValues(acc.pbx, acc.name, reason)
+			metrics.rejected.WithLabelValues(o.PBX, o.Account, reason)
 		}
-		metrics.ingestDuration.WithLabelValues(acc.pbx, acc.name)
-		if acc.lookup != nil {
+		metrics.ingestDuration.WithLabelValues(o.PBX, o.Account)
+		if l, ok := acc.(pbx.Looker); ok && l.Looks() {
 			for _, outcome := range []string{"found", "not_found", "cached", "timeout", "error"} {
-				metrics.lookups.WithLabelValues(acc.name, outcome)
+				metrics.lookups.WithLabelValues(o.Account, outcome)
 			}
-			metrics.lookupDuration.WithLabelValues(acc.name)
+			metrics.lookupDuration.WithLabelValues(o.Account)
 		}
 	}
 	for _, t := range targets {

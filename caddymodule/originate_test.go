@@ -25,8 +25,10 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
-	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/pbx"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 const (
@@ -109,12 +111,10 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 	if err := eng.Apply(context.Background(), delivery.Config{}, []delivery.Target{{Name: "crm", URL: "http://127.0.0.1:1", Sources: []delivery.Source{office}}}); err != nil {
 		t.Fatal(err)
 	}
-	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]*account{
-		"office": {pbx: "mango", name: "office", apiKey: fakeMangoKey, apiSalt: fakeMangoSalt, apiURL: fx.mango.APIURL(),
-			source: event.Source{PBX: "mango", Account: "office", Region: "RU"}},
-		"main": {pbx: "xvb", name: "main", token: fakeXVBToken, apiURL: fx.xvb.apiURL(),
-			source: event.Source{PBX: "xvb", Account: "main", Region: "RU"}},
-		"bare": {pbx: "xvb", name: "bare", source: event.Source{PBX: "xvb", Account: "bare", Region: "RU"}},
+	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]pbx.Account{
+		"office": provisioned(t, "mango", "office", &mango.Config{APIKey: fakeMangoKey, APISalt: fakeMangoSalt, APIURL: fx.mango.APIURL(), Forward: []string{"crm"}}),
+		"main":   provisioned(t, "xvb", "main", &xvb.Config{AccessCode: fakeXVBCode, Token: fakeXVBToken, APIURL: fx.xvb.apiURL(), Sources: []string{"any"}, Forward: []string{"crm"}}),
+		"bare":   provisioned(t, "xvb", "bare", &xvb.Config{AccessCode: fakeXVBCode, Sources: []string{"any"}, Forward: []string{"crm"}}),
 	}}
 	app.engine.Store(eng)
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -210,7 +210,7 @@ func TestOriginateBadRequests(t *testing.T) {
 		says                    string
 	}{
 		{"no account", "application/json", `{"from":"101","to":"79001234567"}`, "", 400, "account is required"},
-		{"unknown account", "application/json", `{"account":"nope","from":"101","to":"79001234567"}`, "", 400, `no mango or xvb account named "nope"`},
+		{"unknown account", "application/json", `{"account":"nope","from":"101","to":"79001234567"}`, "", 400, `no account named "nope" (mango, xvb)`},
 		{"no from", "application/json", `{"account":"office","to":"79001234567"}`, "", 400, "from is required"},
 		{"no to", "application/json", `{"account":"office","from":"101"}`, "", 400, "to is required"},
 		{"callback_group without a line", "application/json", `{"account":"office","from_group":"303","to":"79001234567"}`, "", 400, "line is required for a group call"},
@@ -364,7 +364,7 @@ func TestOriginateMangoAnswers(t *testing.T) {
 		if again := call("busy-2"); again.status != http.StatusTooManyRequests || fx.mango.Requests() != before {
 			t.Errorf("during the pause: %d, Mango got %d more", again.status, fx.mango.Requests()-before)
 		}
-		time.Sleep(pbxBusyPause) // the pause is a duration; nothing signals its end
+		time.Sleep(pbx.BusyPause) // the pause is a duration; nothing signals its end
 		if again := call("busy-1"); again.status != http.StatusOK || fx.mango.Requests() != before+1 {
 			t.Errorf("retry after the pause: %d %s, Mango got %d more", again.status, again.raw, fx.mango.Requests()-before)
 		}
@@ -376,7 +376,7 @@ func TestOriginateMangoAnswers(t *testing.T) {
 		}
 	})
 	t.Run("401 locks the account out", func(t *testing.T) {
-		time.Sleep(pbxBusyPause) // the 5001's pause
+		time.Sleep(pbx.BusyPause) // the 5001's pause
 		fx.mango.Play("401")
 		r := call("lock-1")
 		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "120" || !strings.Contains(r.body["error"].(string), "locked") {

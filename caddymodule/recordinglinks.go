@@ -83,9 +83,9 @@ func (a *App) setRecordingLinks(l *recordingLinks) error {
 	return nil
 }
 
-// linkRecordings gives Mango recording.ready and call.completed events that name a recording
-// but have no URL a signed link to it, valid from now. XVB sends its own record_link, kept
-// as given.
+// linkRecordings gives recording.ready and call.completed events of an account whose
+// recordings pbx_recordings fetches (a pbx.Recorder: Mango) that name a recording but have no
+// URL a signed link to it, valid from now. Other PBXs send their own link, kept as given.
 func (a *App) linkRecordings(events []event.Event, now time.Time) {
 	if a.recordingLinks == nil {
 		return
@@ -93,7 +93,7 @@ func (a *App) linkRecordings(events []event.Event, now time.Time) {
 	for i := range events {
 		d := &events[i].Data
 		typ := events[i].Type
-		if d.PBX == "mango" && (typ == event.TypeRecordingReady || typ == event.TypeCompleted) &&
+		if (typ == event.TypeRecordingReady || typ == event.TypeCompleted) &&
 			d.RecordingID != "" && d.RecordingURL == "" {
 			d.RecordingURL = a.recordingLinks.link(d.Account, d.RecordingID, now)
 		}

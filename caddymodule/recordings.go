@@ -1,17 +1,11 @@
 package caddymodule
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -22,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/outbound"
-	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 func init() {
@@ -36,8 +30,6 @@ const (
 	defaultRecordingTimeout = 60 * time.Second
 	// recordingMaxSize bounds the temporary copy of one recording (hours of MP3).
 	recordingMaxSize = 256 << 20
-	// mangoAnswerMax bounds what is read of an API answer that is not the redirect.
-	mangoAnswerMax = 64 << 10
 	// recordingRetryAfter is suggested when Mango does not have the recording yet or is down.
 	recordingRetryAfter = "30"
 	// recordingWait is how long a fetch waits for a recording Mango does not have yet, asking
@@ -69,15 +61,11 @@ type Recordings struct {
 	// Timeout bounds one fetch from the PBX, query and file. Default 60s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	app     *App
-	token   string
-	links   *recordingLinks
-	maxSize int64
-	wait    time.Duration // recordingWait, shorter in tests
-	poll    time.Duration // recordingPoll, shorter in tests
-	api     *http.Client  // api_url, as the operator wrote it
-	files   *http.Client  // the file URL of Mango's redirect
-	logger  *zap.Logger
+	app    *App
+	token  string
+	links  *recordingLinks
+	fetch  pbx.RecordingFetch
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -116,11 +104,10 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 	if h.Timeout <= 0 {
 		h.Timeout = caddy.Duration(defaultRecordingTimeout)
 	}
-	h.maxSize = recordingMaxSize
-	h.wait, h.poll = recordingWait, recordingPoll
 	// Mango's 302 is the answer, followed by hand: its target, a one-shot file URL, came from
 	// an answer and may reach only what the outbound policy lets such URLs reach.
-	h.api, h.files = outbound.Configured(0), app.outbound.Answered()
+	h.fetch = pbx.RecordingFetch{API: outbound.Configured(0), Files: app.outbound.Answered(),
+		Timeout: time.Duration(h.Timeout), MaxSize: recordingMaxSize, Wait: recordingWait, Poll: recordingPoll}
 	h.links = newRecordingLinks(h.token, publicURL, time.Duration(h.LinkTTL))
 	if publicURL == "" {
 		return nil
@@ -150,33 +137,39 @@ func (h *Recordings) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		return nil
 	}
 	acc := h.app.accounts[accName]
-	switch {
-	case acc == nil:
+	if acc == nil {
 		h.refuse(w, r, accName, http.StatusNotFound, fmt.Sprintf("no account named %q", accName))
 		return nil
-	case acc.pbx != "mango":
-		h.refuse(w, r, accName, http.StatusNotFound, fmt.Sprintf("account %s is %s: pbx_recordings fetches Mango recordings; %s events carry the PBX's own recording link", accName, acc.pbx, acc.pbx))
+	}
+	recorder, ok := acc.(pbx.Recorder)
+	if !ok {
+		kind := acc.Origin().PBX
+		h.refuse(w, r, accName, http.StatusNotFound, fmt.Sprintf("account %s is %s: pbx_recordings fetches Mango recordings; %s events carry the PBX's own recording link", accName, kind, kind))
+		return nil
+	}
+	if err := recorder.RecordingID(id); err != nil {
+		h.refuse(w, r, accName, http.StatusBadRequest, err.Error())
 		return nil
 	}
 
 	start := time.Now()
-	rec, fail := h.fetchWaiting(r.Context(), acc, id)
+	rec, fail := recorder.Recording(r.Context(), id, h.fetch)
 	took := time.Since(start)
-	metrics.recordingDuration.WithLabelValues(acc.name).Observe(took.Seconds())
+	metrics.recordingDuration.WithLabelValues(accName).Observe(took.Seconds())
 	if fail != nil {
-		metrics.recordingFetches.WithLabelValues(acc.name, fail.reason).Inc()
-		h.fetchFailed(w, r, acc, id, fail, took)
+		metrics.recordingFetches.WithLabelValues(accName, fail.Reason).Inc()
+		h.fetchFailed(w, r, accName, id, fail, took)
 		return nil
 	}
-	defer rec.discard()
-	metrics.recordingFetches.WithLabelValues(acc.name, "ok").Inc()
-	metrics.recordingBytes.WithLabelValues(acc.name).Add(float64(rec.size))
-	h.logger.Info("recording fetched", zap.String("account", acc.name), zap.String("recording_id", id),
-		zap.Int64("bytes", rec.size), zap.Duration("duration", took), zap.String("client_ip", clientIP(r).String()))
-	w.Header().Set("Content-Type", rec.contentType)
-	w.Header().Set("ETag", rec.etag)
+	defer rec.Discard()
+	metrics.recordingFetches.WithLabelValues(accName, "ok").Inc()
+	metrics.recordingBytes.WithLabelValues(accName).Add(float64(rec.Size))
+	h.logger.Info("recording fetched", zap.String("account", accName), zap.String("recording_id", id),
+		zap.Int64("bytes", rec.Size), zap.Duration("duration", took), zap.String("client_ip", clientIP(r).String()))
+	w.Header().Set("Content-Type", rec.ContentType)
+	w.Header().Set("ETag", rec.ETag)
 	w.Header().Set("Cache-Control", "private")
-	http.ServeContent(w, r, "", rec.modTime, rec.file)
+	http.ServeContent(w, r, "", rec.ModTime, rec.File)
 	return nil
 }
 
@@ -190,11 +183,8 @@ func recordingPath(u *url.URL) (account, id string, err error) {
 			id, err = url.PathUnescape(segs[len(segs)-1])
 		}
 	}
-	switch {
-	case err != nil || account == "" || id == "":
+	if err != nil || account == "" || id == "" {
 		return "", "", errors.New("the path must end in /<account>/<recording_id>, the id URL-escaped")
-	case len(id) > mango.MaxIDBytes:
-		return "", "", fmt.Errorf("recording id longer than Mango's %d bytes", mango.MaxIDBytes)
 	}
 	return account, id, nil
 }
@@ -219,165 +209,25 @@ func (h *Recordings) authorize(r *http.Request, account, id string) (int, string
 	return 0, ""
 }
 
-// recording is a fetched recording in a temporary file.
-type recording struct {
-	file        *os.File
-	size        int64
-	contentType string
-	etag        string // of the content, so If-Range and If-None-Match hold across fetches
-	modTime     time.Time
-}
-
-func (rec *recording) discard() {
-	rec.file.Close()
-	os.Remove(rec.file.Name())
-}
-
-// fetchWaiting is fetch, asked again while Mango does not have the recording yet, until
-// h.wait has passed (see recordingWait).
-func (h *Recordings) fetchWaiting(ctx context.Context, acc *account, id string) (*recording, *rejection) {
-	deadline := time.Now().Add(h.wait)
-	for {
-		rec, fail := h.fetch(ctx, acc, id)
-		if fail == nil || fail.reason != "not_found" || time.Until(deadline) < h.poll {
-			return rec, fail
-		}
-		select {
-		case <-ctx.Done():
-			return nil, &rejection{499, "canceled", "the client went away"}
-		case <-time.After(h.poll):
-		}
-	}
-}
-
-// fetch asks Mango for the recording and copies the file its redirect points to into a
-// temporary file. A failure comes back as a rejection: the client's status, the metric
-// outcome (not_found, unavailable, timeout, refused, too_large, error, canceled) and why.
-func (h *Recordings) fetch(clientCtx context.Context, acc *account, id string) (*recording, *rejection) {
-	ctx, cancel := context.WithTimeout(clientCtx, time.Duration(h.Timeout))
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, acc.apiURL+"/"+mango.RecordingQueryPath,
-		strings.NewReader(mango.RecordingQuery(acc.apiKey, acc.apiSalt, id)))
-	if err != nil {
-		return nil, &rejection{http.StatusInternalServerError, "error", "api_url: " + err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := h.api.Do(req)
-	if err != nil {
-		return nil, h.transportFailure(ctx, clientCtx, "Mango's API", err)
-	}
-	fileURL, err := resp.Location()
-	if resp.StatusCode < 300 || resp.StatusCode > 399 || err != nil {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, mangoAnswerMax))
-		resp.Body.Close()
-		return nil, mangoRefusal(mango.ReadAnswer(resp.StatusCode, body))
-	}
-	resp.Body.Close()
-	if fileURL.Scheme != "http" && fileURL.Scheme != "https" {
-		return nil, &rejection{http.StatusBadGateway, "error", "Mango redirected to a non-HTTP file URL"}
-	}
-	req, err = http.NewRequestWithContext(ctx, http.MethodGet, fileURL.String(), nil)
-	if err != nil {
-		return nil, &rejection{http.StatusBadGateway, "error", "Mango's file URL: " + unwrapURLError(err).Error()}
-	}
-	if resp, err = h.files.Do(req); err != nil {
-		return nil, h.transportFailure(ctx, clientCtx, "Mango's file server", err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode >= 500:
-		return nil, &rejection{http.StatusBadGateway, "unavailable", fmt.Sprintf("Mango's file server answered HTTP %d", resp.StatusCode)}
-	case resp.StatusCode != http.StatusOK:
-		return nil, &rejection{http.StatusBadGateway, "error", fmt.Sprintf("Mango's file server answered HTTP %d", resp.StatusCode)}
-	case resp.ContentLength > h.maxSize:
-		return nil, h.tooLarge()
-	}
-	rec := &recording{contentType: resp.Header.Get("Content-Type")}
-	if rec.contentType == "" {
-		rec.contentType = "audio/mpeg"
-	}
-	rec.modTime, _ = http.ParseTime(resp.Header.Get("Last-Modified"))
-	if rec.file, err = os.CreateTemp("", "pbxbridge-recording-*"); err != nil {
-		return nil, &rejection{http.StatusInternalServerError, "error", "temporary file: " + err.Error()}
-	}
-	sum := sha256.New()
-	rec.size, err = io.Copy(io.MultiWriter(rec.file, sum), io.LimitReader(resp.Body, h.maxSize+1))
-	switch {
-	case err != nil:
-		rec.discard()
-		return nil, h.transportFailure(ctx, clientCtx, "Mango's file server", err)
-	case rec.size > h.maxSize:
-		rec.discard()
-		return nil, h.tooLarge()
-	}
-	rec.etag = `"` + hex.EncodeToString(sum.Sum(nil)[:16]) + `"`
-	return rec, nil
-}
-
-func (h *Recordings) tooLarge() *rejection {
-	return &rejection{http.StatusBadGateway, "too_large", fmt.Sprintf("the recording is larger than %d MiB", h.maxSize>>20)}
-}
-
-// transportFailure says why talking to Mango failed: the client left, the timeout passed, or
-// Mango could not be reached. The URL is left out: the file URL is a one-shot credential.
-func (h *Recordings) transportFailure(ctx, clientCtx context.Context, what string, err error) *rejection {
-	switch {
-	case clientCtx.Err() != nil:
-		return &rejection{499, "canceled", "the client went away"}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &rejection{http.StatusGatewayTimeout, "timeout", fmt.Sprintf("%s took longer than %s", what, time.Duration(h.Timeout))}
-	case errors.Is(err, outbound.ErrInternal):
-		if oe := (*net.OpError)(nil); errors.As(err, &oe) {
-			err = oe.Err // the policy's reason, without the dial's wording
-		}
-		return &rejection{http.StatusBadGateway, "error", "Mango redirected to a file URL pbxbridge does not fetch: " + err.Error()}
-	}
-	return &rejection{http.StatusBadGateway, "unavailable", what + " is unreachable: " + unwrapURLError(err).Error()}
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// mangoRefusal maps Mango's answer other than the redirect to what the client sees: 404 for a
-// missing recording, else the status commands get for the same answer (mango.Answer.Status).
-func mangoRefusal(a mango.Answer) *rejection {
-	if a.RecordingMissing() {
-		return &rejection{http.StatusNotFound, "not_found", "Mango has no such recording, or not yet: a recording can be downloaded only after Mango has stored it (its record/added event); try again later"}
-	}
-	status, msg := a.Status(), fmt.Sprintf("Mango's answer (HTTP %d, result %d): %s", a.HTTPStatus, a.Code, a.Meaning())
-	if status == http.StatusOK {
-		return &rejection{http.StatusBadGateway, "error", fmt.Sprintf("Mango answered HTTP %d (result %d) without redirecting to the file", a.HTTPStatus, a.Code)}
-	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || a.HTTPStatus >= 500 {
-		return &rejection{status, "unavailable", msg}
-	}
-	return &rejection{status, "refused", msg}
-}
-
 // fetchFailed answers a failed fetch; a client that went away gets nothing.
-func (h *Recordings) fetchFailed(w http.ResponseWriter, r *http.Request, acc *account, id string, fail *rejection, took time.Duration) {
+func (h *Recordings) fetchFailed(w http.ResponseWriter, r *http.Request, account, id string, fail *pbx.Rejection, took time.Duration) {
 	level := zap.WarnLevel
-	switch fail.reason {
+	switch fail.Reason {
 	case "canceled":
 		level = zap.DebugLevel
 	case "unavailable", "timeout", "refused", "error":
 		level = zap.ErrorLevel
 	}
-	h.logger.Log(level, "recording fetch failed", zap.String("account", acc.name), zap.String("recording_id", id),
-		zap.String("outcome", fail.reason), zap.Int("status", fail.status), zap.String("error", fail.msg),
+	h.logger.Log(level, "recording fetch failed", zap.String("account", account), zap.String("recording_id", id),
+		zap.String("outcome", fail.Reason), zap.Int("status", fail.Status), zap.String("error", fail.Msg),
 		zap.Duration("duration", took), zap.String("client_ip", clientIP(r).String()))
-	if fail.reason == "canceled" {
+	if fail.Reason == "canceled" {
 		return
 	}
-	if fail.reason == "not_found" || fail.reason == "unavailable" {
+	if fail.Reason == "not_found" || fail.Reason == "unavailable" {
 		w.Header().Set("Retry-After", recordingRetryAfter)
 	}
-	writeRecordingError(w, fail.status, fail.msg)
+	writeRecordingError(w, fail.Status, fail.Msg)
 }
 
 // refuse answers a request that does not get as far as a fetch.

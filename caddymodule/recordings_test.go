@@ -28,6 +28,9 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
+	"github.com/pbxbridge/pbxbridge/pbx"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 // fakeMangoRecordings is Mango's recording download as docs/mango.md (Recordings) describes it: a
@@ -185,16 +188,16 @@ const recordingsTestToken = "crm-token-0123456789abcdef"
 // main is XVB.
 func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (*Recordings, *App, *observer.ObservedLogs) {
 	t.Helper()
-	app := &App{accounts: map[string]*account{
-		"office": {pbx: "mango", name: "office", apiKey: fake.key, apiSalt: fake.salt, apiURL: fake.apiURL()},
-		"main":   {pbx: "xvb", name: "main"},
+	app := &App{accounts: map[string]pbx.Account{
+		"office": provisioned(t, "mango", "office", &mango.Config{APIKey: fake.key, APISalt: fake.salt, APIURL: fake.apiURL(), Forward: []string{"crm"}}),
+		"main":   provisioned(t, "xvb", "main", &xvb.Config{AccessCode: "10019", Sources: []string{"any"}, Forward: []string{"crm"}}),
 	}}
 	app.outbound, _ = outbound.NewPolicy([]string{"127.0.0.1"}) // the fake's file server
 	core, logs := observer.New(zapcore.DebugLevel)
 	if err := h.provision(app, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
-	h.wait, h.poll = 200*time.Millisecond, 20*time.Millisecond // a test that waits in vain is quick
+	h.fetch.Wait, h.fetch.Poll = 200*time.Millisecond, 20*time.Millisecond // a test that waits in vain is quick
 	return h, app, logs
 }
 
@@ -389,8 +392,8 @@ func TestRecordingsFailures(t *testing.T) {
 	// Accounts whose Mango cannot be reached or refuses pbxbridge's signature.
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
-	app.accounts["down"] = &account{pbx: "mango", name: "down", apiKey: "k", apiSalt: "s", apiURL: down.URL + "/vpbx"}
-	app.accounts["badsalt"] = &account{pbx: "mango", name: "badsalt", apiKey: fake.key, apiSalt: "wrong", apiURL: fake.apiURL()}
+	app.accounts["down"] = provisioned(t, "mango", "down", &mango.Config{APIKey: "k", APISalt: "s", APIURL: down.URL + "/vpbx", Forward: []string{"crm"}})
+	app.accounts["badsalt"] = provisioned(t, "mango", "badsalt", &mango.Config{APIKey: fake.key, APISalt: "wrong", APIURL: fake.apiURL(), Forward: []string{"crm"}})
 	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
 
 	t.Run("slow file arrives whole", func(t *testing.T) {
@@ -442,7 +445,7 @@ func TestRecordingsFailures(t *testing.T) {
 		fake.queried = asked
 		fake.mu.Unlock()
 		waiting := *h
-		waiting.wait = 30 * time.Second // the test ends as soon as the file is served
+		waiting.fetch.Wait = 30 * time.Second // the test ends as soon as the file is served
 		done := make(chan *httptest.ResponseRecorder, 1)
 		go func() { done <- serveRecording(&waiting, http.MethodGet, "/recordings/office/later", bearer...) }()
 		<-asked // Mango said "not yet" once
@@ -469,7 +472,7 @@ func TestRecordingsFailures(t *testing.T) {
 	})
 	t.Run("too large", func(t *testing.T) {
 		small := *h
-		small.maxSize = 50_000
+		small.fetch.MaxSize = 50_000
 		for _, id := range []string{"slow", "stalled"} { // without and with Content-Length
 			before := fetchesCounted("too_large")
 			w := serveRecording(&small, http.MethodGet, "/recordings/office/"+id, bearer...)

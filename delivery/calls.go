@@ -9,27 +9,23 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // callTTL is how long an open call is remembered: a call still going after this long is
 // joined by a derived id instead.
 const callTTL = 6 * time.Hour
 
-// Calls is the open-call bucket (a JetStream key-value store with a TTL) that joins a PBX
+// Calls is the open-call bucket (it is a pbx.Calls) (a JetStream key-value store with a TTL) that joins a PBX
 // message without a call id (XVB's COMPLETED) to the call that the same phone number opened on
 // the same account, and remembers what the call's earlier messages said that its last one may
 // not say again (XVB's COMPLETED may come without type or ext). It lives before the queue so
 // the PBX packages stay pure.
 type Calls struct{ kv jetstream.KeyValue }
 
-// OpenCall is what the bucket knows of a call: what its opening message said (XVB INCOMING's
-// type and ext) and who answered it (XVB ANSWERED's ext).
-type OpenCall struct {
-	ID    string `json:"id"`
-	Type  string `json:"type,omitempty"`
-	Ext   string `json:"ext,omitempty"`
-	Agent string `json:"-"` // kept under its own key: ANSWERED writes it without reading
-}
+// OpenCall is what the bucket knows of a call.
+type OpenCall = pbx.OpenCall
 
 // Calls returns the open-call bucket, or nil before Apply has created it.
 func (e *Engine) Calls() *Calls { return e.calls.Load() }

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"syscall"
 	"time"
 )
@@ -151,4 +152,15 @@ func (p *Policy) Answered() *http.Client {
 		},
 		CheckRedirect: noRedirects,
 	}
+}
+
+// Unwrap is the cause of a client's error without the *url.Error around it, which repeats
+// the URL: an answered URL may be a one-shot credential, and a configured one is in the log
+// already.
+func Unwrap(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // maxErrorText bounds the XVB error text passed on to the CRM and the log.
@@ -30,7 +32,7 @@ func ReadCallAnswer(status int, body []byte) CallAnswer {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(body, &obj) == nil {
 		for _, name := range names {
-			if s := scalar(obj[name], true); s != "" && s != "0" {
+			if s := pbx.Scalar(obj[name], true); s != "" && s != "0" {
 				a.Error = clip(s)
 				return a
 			}
