@@ -85,9 +85,9 @@ func (m message) unmapped(msg string, received time.Time) []event.Event {
 // phone is the external party's number, normalised as in every event.
 func (m message) phone() string { return event.Number(m.f.Phone(), m.src.Region) }
 
-// event is an event of the call with its parties laid out by direction. The employee is ext;
+// callEvent is an event of the call with its parties laid out by direction. The employee is ext;
 // the agent is ext, else the login (user) when the PBX sends no ext.
-func (m message) event(typ, key, callID, direction string, occurred time.Time) event.Event {
+func (m message) callEvent(typ, key, callID, direction string, occurred time.Time) event.Event {
 	ev := m.src.New(typ, key, callID, occurred)
 	d := &ev.Data
 	d.Direction = direction
@@ -124,7 +124,7 @@ func (m message) leg(received time.Time) []event.Event {
 	}
 	key := identity("event", typ, m.f.CallID(), strings.TrimSpace(m.f["second_callid"]),
 		strings.TrimSpace(m.f["user"]), strings.TrimSpace(m.f["ext"]), m.phone())
-	ev := m.event(mapped.typ, key, m.f.CallID(), direction, received)
+	ev := m.callEvent(mapped.typ, key, m.f.CallID(), direction, received)
 	ev.Data.Reason = mapped.reason
 	return []event.Event{ev}
 }
@@ -146,7 +146,7 @@ func (m message) history(received time.Time) []event.Event {
 		occurred = start.Add(time.Duration(duration) * time.Second)
 	}
 	key := identity("history", callID)
-	ev := m.event(event.TypeCompleted, key, callID, direction, occurred)
+	ev := m.callEvent(event.TypeCompleted, key, callID, direction, occurred)
 	d := &ev.Data
 	d.Correlation = how
 	if hasStart {
@@ -169,7 +169,7 @@ func (m message) history(received time.Time) []event.Event {
 		return []event.Event{ev}
 	}
 	d.RecordingURL = link
-	rec := m.event(event.TypeRecordingReady, key, callID, direction, occurred)
+	rec := m.callEvent(event.TypeRecordingReady, key, callID, direction, occurred)
 	rec.Data.Correlation, rec.Data.RecordingURL = how, link
 	return []event.Event{ev, rec}
 }
