@@ -1,9 +1,7 @@
 package itoolabs
 
 import (
-	"cmp"
 	"encoding/json"
-	"net/http"
 	"strings"
 
 	"github.com/pbxbridge/pbxbridge/event"
@@ -54,20 +52,4 @@ func jsonText(raw json.RawMessage, numbers bool) string {
 		return n.String()
 	}
 	return ""
-}
-
-// RejectionBody is the body of the gateway's answer to a message it refuses with status: the
-// PBX expects {"error":"Invalid parameters"} with 400 and {"error":"Invalid token"} with 401
-// (docs/itoolabs.md, Answers); any other refusal names its status.
-func RejectionBody(status int) []byte {
-	msg := http.StatusText(status)
-	switch status {
-	case http.StatusBadRequest:
-		msg = "Invalid parameters"
-	case http.StatusUnauthorized:
-		msg = "Invalid token"
-	}
-	return compactJSON(struct {
-		Error string `json:"error"`
-	}{cmp.Or(msg, "Error")})
 }

@@ -3,7 +3,6 @@ package itoolabs
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -63,21 +62,6 @@ func TestContactAnswer(t *testing.T) {
 func TestContactAnswerMatchesFixture(t *testing.T) {
 	got := ContactAnswer([]byte(`{"name":"Name","responsible":"Manager"}`))
 	sameJSON(t, got, readFile(t, filepath.Join(fixtureDir, "34-brandup-contact-response.json")))
-}
-
-func TestRejectionBody(t *testing.T) {
-	sameJSON(t, RejectionBody(http.StatusBadRequest), readFile(t, filepath.Join(fixtureDir, "15-itoolabs-error-400.json")))
-	sameJSON(t, RejectionBody(http.StatusUnauthorized), readFile(t, filepath.Join(fixtureDir, "16-itoolabs-error-401.json")))
-	for status, want := range map[int]string{
-		http.StatusForbidden:             `{"error":"Forbidden"}`,
-		http.StatusRequestEntityTooLarge: `{"error":"Request Entity Too Large"}`,
-		http.StatusServiceUnavailable:    `{"error":"Service Unavailable"}`,
-		599:                              `{"error":"Error"}`,
-	} {
-		if got := string(RejectionBody(status)); got != want {
-			t.Errorf("RejectionBody(%d) = %s, want %s", status, got, want)
-		}
-	}
 }
 
 // sameJSON compares as values, and wants Cyrillic as raw UTF-8.

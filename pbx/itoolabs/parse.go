@@ -2,10 +2,12 @@ package itoolabs
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -17,6 +19,22 @@ var (
 	ErrMalformed    = errors.New("itoolabs: malformed message")
 	ErrMissingField = errors.New("itoolabs: missing field")
 )
+
+// RejectionBody is the body of the gateway's answer to a message it refuses with status: the
+// PBX expects {"error":"Invalid parameters"} with 400 and {"error":"Invalid token"} with 401
+// (docs/itoolabs.md, Answers); any other refusal names its status.
+func RejectionBody(status int) []byte {
+	msg := http.StatusText(status)
+	switch status {
+	case http.StatusBadRequest:
+		msg = "Invalid parameters"
+	case http.StatusUnauthorized:
+		msg = "Invalid token"
+	}
+	return compactJSON(struct {
+		Error string `json:"error"`
+	}{cmp.Or(msg, "Error")})
+}
 
 // Parse decodes a POSTed message: a form, or a flat JSON object with the same names
 // (docs/itoolabs.md, Transport and authentication). Content-Type picks the decoder; for any

@@ -3,6 +3,8 @@ package itoolabs
 import (
 	"errors"
 	"maps"
+	"net/http"
+	"path/filepath"
 	"testing"
 )
 
@@ -91,5 +93,20 @@ func TestAuthenticate(t *testing.T) {
 	}
 	if Authenticate(Fields{"cmd": "event", "token": "T"}, "T") {
 		t.Error("token (the CRM → PBX secret) authenticated a webhook")
+	}
+}
+
+func TestRejectionBody(t *testing.T) {
+	sameJSON(t, RejectionBody(http.StatusBadRequest), readFile(t, filepath.Join(fixtureDir, "15-itoolabs-error-400.json")))
+	sameJSON(t, RejectionBody(http.StatusUnauthorized), readFile(t, filepath.Join(fixtureDir, "16-itoolabs-error-401.json")))
+	for status, want := range map[int]string{
+		http.StatusForbidden:             `{"error":"Forbidden"}`,
+		http.StatusRequestEntityTooLarge: `{"error":"Request Entity Too Large"}`,
+		http.StatusServiceUnavailable:    `{"error":"Service Unavailable"}`,
+		599:                              `{"error":"Error"}`,
+	} {
+		if got := string(RejectionBody(status)); got != want {
+			t.Errorf("RejectionBody(%d) = %s, want %s", status, got, want)
+		}
 	}
 }
