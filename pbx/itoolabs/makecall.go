@@ -1,0 +1,86 @@
+package itoolabs
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode"
+)
+
+// maxErrorText bounds the PBX's error text passed on to the CRM and the log.
+const maxErrorText = 200
+
+// MakeCallForm is the body of a click-to-call POST to the account's api_url (docs/itoolabs.md,
+// Click-to-call): user is the employee (login or extension) whose phone rings first, phone the
+// number to call, clid the caller id to show, left out when "".
+func MakeCallForm(token, user, phone, clid string) url.Values {
+	form := url.Values{"cmd": {"makeCall"}, "token": {token}, "user": {user}, "phone": {phone}}
+	if clid != "" {
+		form.Set("clid", clid)
+	}
+	return form
+}
+
+// CallAnswer is the PBX's answer to makeCall: {"uuid":…} when it took the call, 400
+// {"error":"Invalid parameters"} or 401 {"error":"Invalid token"} when it did not.
+type CallAnswer struct {
+	HTTPStatus int
+	UUID       string // the call's id, when the PBX gave one
+	Error      string // why it was refused, for the CRM and the log; "" when accepted
+}
+
+// ReadCallAnswer reads the PBX's answer to makeCall. A 2xx without an error is accepted even
+// without a uuid: refusing a call the PBX may be placing would let the CRM place it twice.
+func ReadCallAnswer(status int, body []byte) CallAnswer {
+	a := CallAnswer{HTTPStatus: status}
+	var obj struct{ UUID, Error json.RawMessage }
+	if json.Unmarshal(body, &obj) == nil {
+		a.UUID, a.Error = jsonText(obj.UUID, false), oneLine(jsonText(obj.Error, false))
+	}
+	if status/100 == 2 {
+		return a
+	}
+	if a.Error == "" {
+		a.Error = cmp.Or(oneLine(string(body)), http.StatusText(status))
+	}
+	switch status {
+	case http.StatusUnauthorized:
+		a.Error = fmt.Sprintf("the PBX refused the account's token (401 %s): check token", a.Error)
+	case http.StatusBadRequest:
+		a.Error = fmt.Sprintf("the PBX refused user or phone (400 %s)", a.Error)
+	}
+	return a
+}
+
+// oneLine keeps the first line of s, printable characters only, at most maxErrorText bytes.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(strings.ToValidUTF8(s, "")), "\n")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > maxErrorText {
+		s = strings.ToValidUTF8(s[:maxErrorText], "") // drops a rune cut in half
+	}
+	return strings.TrimSpace(s)
+}
+
+// Accepted reports whether the PBX took the call.
+func (a CallAnswer) Accepted() bool { return a.HTTPStatus/100 == 2 && a.Error == "" }
+
+// Status is the HTTP status with which the gateway answers the CRM: 429 and 503 (try again
+// later) pass through; any other refusal is the PBX's, not the CRM's, so 502.
+func (a CallAnswer) Status() int {
+	switch {
+	case a.Accepted():
+		return http.StatusOK
+	case a.HTTPStatus == http.StatusTooManyRequests, a.HTTPStatus == http.StatusServiceUnavailable:
+		return a.HTTPStatus
+	}
+	return http.StatusBadGateway
+}
