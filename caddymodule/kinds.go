@@ -17,6 +17,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/lookup"
 	"github.com/pbxbridge/pbxbridge/pbx"
+	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
@@ -24,7 +25,7 @@ import (
 // kinds is the registry of PBX families: the one place that names them. Each is configured
 // as `<kind> <name> { … }` in the Caddyfile and as "<kind>": {"<name>": {…}} in the app's
 // JSON. See docs/development.md, Adding a PBX.
-var kinds = []pbx.Kind{mango.Kind, xvb.Kind}
+var kinds = []pbx.Kind{mango.Kind, xvb.Kind, itoolabs.Kind}
 
 func kindNames() string {
 	names := make([]string, len(kinds))

@@ -132,7 +132,7 @@ type Data struct {
 
 // Source identifies the PBX account that produced an event.
 type Source struct {
-	PBX     string // "mango", "xvb"
+	PBX     string // the kind: "mango", "xvb", "itoolabs"
 	Account string // the account's name in the Caddyfile
 	Region  string // ISO 3166 region for phone numbers without a country code; default RU
 }

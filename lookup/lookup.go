@@ -90,15 +90,17 @@ func marshal(v any) []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// Query is what the gateway POSTs to the CRM's lookup URL. phone goes out in E.164 when it
+// Query is what the gateway POSTs to the CRM's lookup URL: the account, the number and, if the
+// PBX sends it with the question (ITooLabs), the call's id. phone goes out in E.164 when it
 // parses in the default region; an account of another region passes event.Number(phone,
 // region), which this leaves as it is.
-func Query(origin event.Source, phone string) []byte {
+func Query(origin event.Source, phone, callID string) []byte {
 	return marshal(struct {
 		PBX     string `json:"pbx"`
 		Account string `json:"account"`
 		Phone   string `json:"phone"`
-	}{origin.PBX, origin.Account, event.Number(phone, "")})
+		CallID  string `json:"call_id,omitempty"`
+	}{origin.PBX, origin.Account, event.Number(phone, ""), strings.TrimSpace(callID)})
 }
 
 // ReadContact reads the CRM's answer, {"name":…,"responsible":…}: each field on its own
@@ -118,10 +120,10 @@ func ReadContact(crmBody []byte) Contact {
 	return out
 }
 
-// Find asks the CRM who phone is, within the timeout. It returns the contact (empty when not
+// Find asks the CRM who phone is (in call callID, if the PBX said), within the timeout. It returns the contact (empty when not
 // found or on any failure) and how it was obtained: the metric outcome found, not_found,
 // cached, timeout or error.
-func (c *Client) Find(ctx context.Context, origin event.Source, phone string) (Contact, string) {
+func (c *Client) Find(ctx context.Context, origin event.Source, phone, callID string) (Contact, string) {
 	now := time.Now()
 	if c.ttl > 0 {
 		c.mu.Lock()
@@ -133,7 +135,7 @@ func (c *Client) Find(ctx context.Context, origin event.Source, phone string) (C
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(Query(origin, phone)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(Query(origin, phone, callID)))
 	if err != nil {
 		return Contact{}, "error"
 	}

@@ -5,11 +5,12 @@
 package itoolabs
 
 import (
-	"crypto/subtle"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // Fields is one PBX message, every value a string whatever the wire format.
@@ -30,7 +31,7 @@ func (f Fields) CallID() string { return strings.TrimSpace(f["callid"]) }
 // Authenticate compares crm_token with the account's token in constant time. An empty
 // configured token never matches, so a missing setting cannot open the door.
 func Authenticate(f Fields, wantToken string) bool {
-	return wantToken != "" && subtle.ConstantTimeCompare([]byte(f["crm_token"]), []byte(wantToken)) == 1
+	return pbx.SecretMatches(f["crm_token"], wantToken)
 }
 
 // secret reports the fields that never reach raw, logs or ids: crm_token authenticates the

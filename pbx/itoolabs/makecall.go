@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // maxErrorText bounds the PBX's error text passed on to the CRM and the log.
@@ -38,7 +40,7 @@ func ReadCallAnswer(status int, body []byte) CallAnswer {
 	a := CallAnswer{HTTPStatus: status}
 	var obj struct{ UUID, Error json.RawMessage }
 	if json.Unmarshal(body, &obj) == nil {
-		a.UUID, a.Error = jsonText(obj.UUID, false), oneLine(jsonText(obj.Error, false))
+		a.UUID, a.Error = pbx.Scalar(obj.UUID, false), oneLine(pbx.Scalar(obj.Error, false))
 	}
 	if status/100 == 2 {
 		return a

@@ -107,7 +107,7 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 	if fields.IsContact() {
 		contact, outcome := lookup.Contact{}, "disabled"
 		if a.lookup != nil {
-			contact, outcome = a.lookup.Find(in.Context(), a.origin, event.Number(fields.Phone(), a.origin.Region))
+			contact, outcome = a.lookup.Find(in.Context(), a.origin, event.Number(fields.Phone(), a.origin.Region), "")
 		}
 		return pbx.Reply{Answer: contact.Answer(), Lookup: outcome}, nil
 	}
