@@ -29,6 +29,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
+	"github.com/pbxbridge/pbxbridge/recording"
 )
 
 func init() {
@@ -70,7 +71,7 @@ type App struct {
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
-	recordingLinks *recordingLinks
+	recordingLinks *recording.Links
 }
 
 // NATS is an existing NATS JetStream cluster that holds the queue, so that several gateways

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
+	"github.com/pbxbridge/pbxbridge/recording"
 )
 
 func init() {
@@ -63,7 +64,7 @@ type Recordings struct {
 
 	app    *App
 	token  string
-	links  *recordingLinks
+	links  *recording.Links
 	fetch  pbx.RecordingFetch
 	logger *zap.Logger
 }
@@ -108,7 +109,7 @@ func (h *Recordings) provision(app *App, logger *zap.Logger) error {
 	// an answer and may reach only what the outbound policy lets such URLs reach.
 	h.fetch = pbx.RecordingFetch{API: outbound.Configured(0), Files: app.outbound.Answered(),
 		Timeout: time.Duration(h.Timeout), MaxSize: recordingMaxSize, Wait: recordingWait, Poll: recordingPoll}
-	h.links = newRecordingLinks(h.token, publicURL, time.Duration(h.LinkTTL))
+	h.links = recording.NewLinks(h.token, publicURL, time.Duration(h.LinkTTL))
 	if publicURL == "" {
 		return nil
 	}
@@ -203,7 +204,7 @@ func (h *Recordings) authorize(r *http.Request, account, id string) (int, string
 	if !q.Has("sig") && !q.Has("exp") {
 		return http.StatusUnauthorized, "credentials required: Authorization: Bearer <token>, or a signed link from a recording event"
 	}
-	if err := h.links.check(account, id, q.Get("exp"), q.Get("sig"), time.Now()); err != nil {
+	if err := h.links.Check(account, id, q.Get("exp"), q.Get("sig"), time.Now()); err != nil {
 		return http.StatusForbidden, err.Error()
 	}
 	return 0, ""

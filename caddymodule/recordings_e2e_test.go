@@ -16,6 +16,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/recording"
 )
 
 // recordingsGateway has a Mango account whose API is the fake, an XVB account, and
@@ -128,7 +129,7 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		expired := newRecordingLinks(tokenOne, g.URL+"/recordings", -time.Minute).link("office", id, time.Now())
+		expired := recording.NewLinks(tokenOne, g.URL+"/recordings", -time.Minute).Link("office", id, time.Now())
 		tampered := link[:len(link)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(link, "0")]
 		for _, tt := range []struct {
 			name, target string

@@ -31,6 +31,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/pbx"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 	"github.com/pbxbridge/pbxbridge/pbx/xvb"
+	"github.com/pbxbridge/pbxbridge/recording"
 )
 
 // fakeMangoRecordings is Mango's recording download as docs/mango.md (Recordings) describes it: a
@@ -262,7 +263,7 @@ func TestRecordingsServe(t *testing.T) {
 		}
 	})
 	t.Run("signed link", func(t *testing.T) {
-		link := h.links.link("office", id, time.Now())
+		link := h.links.Link("office", id, time.Now())
 		if !strings.HasPrefix(link, "https://pbx.example.com"+path+"?exp=") || strings.Contains(link, recordingsTestToken) {
 			t.Fatalf("link %s", link)
 		}
@@ -302,15 +303,15 @@ func TestRecordingsServe(t *testing.T) {
 		}
 	})
 	t.Run("credentials", func(t *testing.T) {
-		valid := h.links.link("office", id, time.Now())
+		valid := h.links.Link("office", id, time.Now())
 		u, _ := url.Parse(valid)
 		exp, sig := u.Query().Get("exp"), u.Query().Get("sig")
 		flipped := sig[:len(sig)-1] + "0"
 		if strings.HasSuffix(sig, "0") {
 			flipped = sig[:len(sig)-1] + "1"
 		}
-		expired := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", -time.Minute)
-		otherToken := newRecordingLinks("another-token", "https://pbx.example.com/recordings", time.Hour)
+		expired := recording.NewLinks(recordingsTestToken, "https://pbx.example.com/recordings", -time.Minute)
+		otherToken := recording.NewLinks("another-token", "https://pbx.example.com/recordings", time.Hour)
 		later, _ := strconv.ParseInt(exp, 10, 64)
 		queries := fake.queryCount()
 		for _, tt := range []struct {
@@ -323,12 +324,12 @@ func TestRecordingsServe(t *testing.T) {
 			{"none", path, nil, http.StatusUnauthorized, "credentials required"},
 			{"wrong bearer", path, []string{"Authorization", "Bearer nope"}, http.StatusUnauthorized, "wrong bearer token"},
 			{"basic", path, []string{"Authorization", "Basic " + recordingsTestToken}, http.StatusUnauthorized, "wrong bearer token"},
-			{"expired", requestURI(t, expired.link("office", id, time.Now())), nil, http.StatusForbidden, "expired"},
+			{"expired", requestURI(t, expired.Link("office", id, time.Now())), nil, http.StatusForbidden, "expired"},
 			{"tampered sig", path + "?exp=" + exp + "&sig=" + flipped, nil, http.StatusForbidden, "signature"},
 			{"extended exp", path + fmt.Sprintf("?exp=%d&sig=%s", later+3600, sig), nil, http.StatusForbidden, "signature"},
 			{"other recording", "/recordings/office/other?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
 			{"other account", "/recordings/main/" + url.PathEscape(id) + "?exp=" + exp + "&sig=" + sig, nil, http.StatusForbidden, "signature"},
-			{"other token", requestURI(t, otherToken.link("office", id, time.Now())), nil, http.StatusForbidden, "signature"},
+			{"other token", requestURI(t, otherToken.Link("office", id, time.Now())), nil, http.StatusForbidden, "signature"},
 			{"no sig", path + "?exp=" + exp, nil, http.StatusForbidden, "signature"},
 			{"garbage", path + "?exp=x&sig=zz", nil, http.StatusForbidden, "signature"},
 		} {
@@ -484,49 +485,6 @@ func TestRecordingsFailures(t *testing.T) {
 	assertNoTempFiles(t, tmp)
 }
 
-func TestRecordingLinks(t *testing.T) {
-	l := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", time.Hour)
-	now := time.Unix(1_800_000_000, 0)
-	link := l.link("office", "a/b+c=", now)
-	u, err := url.Parse(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.EscapedPath() != "/recordings/office/a%2Fb+c=" || u.Query().Get("exp") != strconv.FormatInt(now.Add(time.Hour).Unix(), 10) {
-		t.Errorf("link %s", link)
-	}
-	sig := u.Query().Get("sig")
-	if len(sig) != 64 || strings.Contains(link, recordingsTestToken) {
-		t.Errorf("link %s", link)
-	}
-	exp := u.Query().Get("exp")
-	if err := l.check("office", "a/b+c=", exp, sig, now); err != nil {
-		t.Errorf("fresh link: %v", err)
-	}
-	if err := l.check("office", "a/b+c=", exp, strings.ToUpper(sig), now); err != nil {
-		t.Errorf("hex is case-insensitive: %v", err)
-	}
-	if err := l.check("office", "a/b+c=", exp, sig, now.Add(time.Hour)); err != errLinkExpired {
-		t.Errorf("at expiry: %v", err)
-	}
-	for _, bad := range [][4]string{
-		{"office", "a/b+c", exp, sig},
-		{"offic", "a/b+c=", exp, sig},
-		{"office", "a/b+c=", exp + "0", sig},
-		{"office", "a/b+c=", exp, sig[:62]},
-		{"office", "a/b+c=", "", sig},
-		// The fields are separated, so moving a character across the boundary changes the MAC.
-		{"office\na/b", "+c=", exp, sig},
-	} {
-		if err := l.check(bad[0], bad[1], bad[2], bad[3], now); err != errLinkSignature {
-			t.Errorf("%q: %v", bad, err)
-		}
-	}
-	if err := newRecordingLinks("other", l.base, l.ttl).check("office", "a/b+c=", exp, sig, now); err != errLinkSignature {
-		t.Errorf("another token's key accepted the link: %v", err)
-	}
-}
-
 func TestLinkRecordings(t *testing.T) {
 	now := time.Now()
 	mango := event.Source{PBX: "mango", Account: "office"}
@@ -549,13 +507,13 @@ func TestLinkRecordings(t *testing.T) {
 	if events[0].Data.RecordingURL != "" {
 		t.Fatalf("linked without a handler: %s", events[0].Data.RecordingURL)
 	}
-	links := newRecordingLinks(recordingsTestToken, "https://pbx.example.com/recordings", time.Hour)
+	links := recording.NewLinks(recordingsTestToken, "https://pbx.example.com/recordings", time.Hour)
 	if err := app.setRecordingLinks(links); err != nil {
 		t.Fatal(err)
 	}
 	app.linkRecordings(events, now)
 	for i, want := range []string{
-		links.link("office", "rec/1", now), links.link("office", "rec/2", now), "", "https://elsewhere/rec3", "",
+		links.Link("office", "rec/1", now), links.Link("office", "rec/2", now), "", "https://elsewhere/rec3", "",
 		"https://pbx.example.net/ui/msg_download/1",
 	} {
 		if got := events[i].Data.RecordingURL; got != want {
@@ -563,10 +521,10 @@ func TestLinkRecordings(t *testing.T) {
 		}
 	}
 
-	if err := app.setRecordingLinks(newRecordingLinks(recordingsTestToken, links.base, links.ttl)); err != nil {
+	if err := app.setRecordingLinks(recording.NewLinks(recordingsTestToken, links.Base(), links.TTL())); err != nil {
 		t.Errorf("a second handler with the same settings: %v", err)
 	}
-	if err := app.setRecordingLinks(newRecordingLinks("other", links.base, links.ttl)); err == nil {
+	if err := app.setRecordingLinks(recording.NewLinks("other", links.Base(), links.TTL())); err == nil {
 		t.Error("a second handler with another token was accepted")
 	}
 }
@@ -578,7 +536,7 @@ func TestRecordingsProvision(t *testing.T) {
 	if h.token != recordingsTestToken || h.Token != "{env.TEST_RECORDINGS_TOKEN}" {
 		t.Errorf("token %q, config keeps %q", h.token, h.Token)
 	}
-	if app.recordingLinks != h.links || h.links.base != "https://pbx.example.com/recordings" || h.links.ttl != 7*24*time.Hour ||
+	if app.recordingLinks != h.links || h.links.Base() != "https://pbx.example.com/recordings" || h.links.TTL() != 7*24*time.Hour ||
 		time.Duration(h.Timeout) != time.Minute {
 		t.Errorf("links %+v timeout %v", h.links, time.Duration(h.Timeout))
 	}
