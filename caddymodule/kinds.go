@@ -110,7 +110,7 @@ func (a *App) provisionAccounts(repl *caddy.Replacer) error {
 				return fmt.Errorf("%s %s: an account named %s already exists (account names are shared by all PBXs)", k.Name, name, name)
 			}
 			env := pbx.Env{
-				Origin: event.Source{PBX: k.Name, Account: name, Region: a.Region},
+				Origin: event.Origin{PBX: k.Name, Account: name, Region: a.Region},
 				Expand: expand,
 				Calls:  a.calls,
 				Logger: a.logger.With(zap.String("pbx", k.Name)),
@@ -126,7 +126,7 @@ func (a *App) provisionAccounts(repl *caddy.Replacer) error {
 		}
 	}
 	for _, t := range a.targets {
-		if len(t.Sources) == 0 {
+		if len(t.Accounts) == 0 {
 			a.logger.Warn("no account forwards to this target", zap.String("target", t.Name))
 		}
 	}
@@ -144,7 +144,7 @@ func (a *App) forward(acc pbx.Account) error {
 		if i < 0 {
 			return fmt.Errorf("%s %s: forward %s: no target named %s (define it with `target %s <url>`)", o.PBX, o.Account, t, t, t)
 		}
-		a.targets[i].Sources = append(a.targets[i].Sources, delivery.Source{PBX: o.PBX, Account: o.Account})
+		a.targets[i].Accounts = append(a.targets[i].Accounts, delivery.Account{PBX: o.PBX, Account: o.Account})
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 func provisioned(t testing.TB, kind, name string, cfg pbx.Config) pbx.Account {
 	t.Helper()
 	acc, err := cfg.Provision(name, pbx.Env{
-		Origin: event.Source{PBX: kind, Account: name, Region: "RU"},
+		Origin: event.Origin{PBX: kind, Account: name, Region: "RU"},
 		Expand: func(s string) string { return s },
 		Logger: zap.NewNop(),
 	})

@@ -107,8 +107,8 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
-	office := delivery.Source{PBX: "mango", Account: "office"}
-	if err := eng.Apply(context.Background(), delivery.Config{}, []delivery.Target{{Name: "crm", URL: "http://127.0.0.1:1", Sources: []delivery.Source{office}}}); err != nil {
+	office := delivery.Account{PBX: "mango", Account: "office"}
+	if err := eng.Apply(context.Background(), delivery.Config{}, []delivery.Target{{Name: "crm", URL: "http://127.0.0.1:1", Accounts: []delivery.Account{office}}}); err != nil {
 		t.Fatal(err)
 	}
 	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]pbx.Account{

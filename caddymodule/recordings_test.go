@@ -487,8 +487,8 @@ func TestRecordingsFailures(t *testing.T) {
 
 func TestLinkRecordings(t *testing.T) {
 	now := time.Now()
-	mango := event.Source{PBX: "mango", Account: "office"}
-	xvbSrc := event.Source{PBX: "xvb", Account: "main"}
+	mango := event.Origin{PBX: "mango", Account: "office"}
+	xvbSrc := event.Origin{PBX: "xvb", Account: "main"}
 	ready := mango.New(event.TypeRecordingReady, "r1", "call1", now)
 	ready.Data.RecordingID = "rec/1"
 	completed := mango.New(event.TypeCompleted, "c1", "call1", now)

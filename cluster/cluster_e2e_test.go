@@ -352,7 +352,7 @@ func checkDedupeAcrossGateways(t *testing.T, crm *gatewaytest.CRM, g1, g2 *gatew
 			if code, body := g.Post("/hooks/mango"+m.Suffix, formType, mango.FormBody(mangoKey, mangoSalt, m.JSON)); code != http.StatusOK {
 				t.Fatalf("%s: %d %s", m.Name, code, body)
 			}
-			for _, ev := range mango.Translate(event.Source{PBX: "mango", Account: "office"}, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now()) {
+			for _, ev := range mango.Translate(event.Origin{PBX: "mango", Account: "office"}, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now()) {
 				ids[ev.ID] = true
 			}
 		}

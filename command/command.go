@@ -191,7 +191,7 @@ func newCommandID() string {
 // run sends a command at most once per command_id: a repetition gets the stored answer, a
 // concurrent one waits for it. Answers that say "try again later" (429, 503) are not kept,
 // so a repetition may send the command then.
-func (s *Service) run(ctx context.Context, o event.Source, cmd pbx.Command, req pbx.CommandRequest) pbx.Answer {
+func (s *Service) run(ctx context.Context, o event.Origin, cmd pbx.Command, req pbx.CommandRequest) pbx.Answer {
 	// As webhooks: the running queue (also the previous config's during a reload), or a short
 	// wait while it starts.
 	startCtx, cancelStart := context.WithTimeout(ctx, storeWait)
@@ -235,7 +235,7 @@ func (s *Service) run(ctx context.Context, o event.Source, cmd pbx.Command, req 
 
 // keep stores a command's answer under its claim, or releases the claim of a command that was
 // not carried out (429, 503, canceled) so that a repetition may send it.
-func (s *Service) keep(ctx context.Context, commands *delivery.Commands, o event.Source, req pbx.CommandRequest, key string, claim uint64, ans pbx.Answer) {
+func (s *Service) keep(ctx context.Context, commands *delivery.Commands, o event.Origin, req pbx.CommandRequest, key string, claim uint64, ans pbx.Answer) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if ans.Status == http.StatusTooManyRequests || ans.Status == http.StatusServiceUnavailable || ans.Outcome == "canceled" {
@@ -300,7 +300,7 @@ func (s *Service) claim(ctx context.Context, commands *delivery.Commands, key, f
 }
 
 // send waits for the account's turn and sends the command once.
-func (s *Service) send(ctx context.Context, commands *delivery.Commands, o event.Source, cmd pbx.Command) pbx.Answer {
+func (s *Service) send(ctx context.Context, commands *delivery.Commands, o event.Origin, cmd pbx.Command) pbx.Answer {
 	turnCtx, cancelTurn := context.WithTimeout(ctx, storeWait)
 	turn, err := commands.TakeTurn(turnCtx, o.Account, cmd.Interval, queueWait)
 	cancelTurn()

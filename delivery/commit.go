@@ -86,7 +86,7 @@ func (e *Engine) Enqueue(ctx context.Context, events []event.Event) (Result, err
 	routed := *e.routed.Load()
 	for i := range events {
 		ev := &events[i]
-		if !routed[Source{ev.Data.PBX, ev.Data.Account}] {
+		if !routed[Account{ev.Data.PBX, ev.Data.Account}] {
 			return Result{}, fmt.Errorf("%w: no target takes events of %s %s yet", ErrNotReady, ev.Data.PBX, ev.Data.Account)
 		}
 		data, err := json.Marshal(ev)

@@ -23,7 +23,7 @@ func benchEngine(b *testing.B) *Engine {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Close(context.Background()) })
-	t := Target{Name: "crm", URL: "http://127.0.0.1:1/", Sources: []Source{{"mango", "office"}}}
+	t := Target{Name: "crm", URL: "http://127.0.0.1:1/", Accounts: []Account{{"mango", "office"}}}
 	if err := e.Apply(context.Background(), Config{}, []Target{t}); err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func benchEngine(b *testing.B) *Engine {
 // benchEnqueue runs b.N enqueues of one event each from `workers` goroutines and reports
 // msg/s and the p50 and p99 latency of one enqueue. publish is the enqueue under test.
 func benchEnqueue(b *testing.B, workers int, publish func(ctx context.Context, ev event.Event) error) {
-	src := event.Source{PBX: "mango", Account: "office"}
+	src := event.Origin{PBX: "mango", Account: "office"}
 	latencies := make([]time.Duration, b.N)
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -99,7 +99,7 @@ type Engine struct {
 	commands    atomic.Pointer[Commands]
 	// routed are the accounts some target's consumer takes events from. JetStream drops a
 	// message nobody is interested in, so Enqueue refuses events of any other account.
-	routed atomic.Pointer[map[Source]bool]
+	routed atomic.Pointer[map[Account]bool]
 	// startSeq is the events stream's last sequence when this engine first set it up: what
 	// earlier runs stored, which a crash recovery may have lost (see originalLost).
 	startSeq     uint64

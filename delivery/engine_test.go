@@ -41,7 +41,7 @@ func openEngineLogs(t *testing.T, cfg Config) (*Engine, *observer.ObservedLogs) 
 func testTarget(url string) Target {
 	return Target{
 		Name: "crm", URL: url, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-		Sources: []Source{{"mango", "office"}}, UserAgent: "pbxbridge/test",
+		Accounts: []Account{{"mango", "office"}}, UserAgent: "pbxbridge/test",
 	}
 }
 
@@ -55,7 +55,7 @@ func callEvents(call string, n int) []event.Event {
 
 // callEvent is the i-th event (0-based) of a call of mango office.
 func callEvent(typ, call string, i int) event.Event {
-	src := event.Source{PBX: "mango", Account: "office"}
+	src := event.Origin{PBX: "mango", Account: "office"}
 	ev := src.New(typ, fmt.Sprintf("%s/%d", call, i), call, time.Unix(1700000000, 0))
 	ev.Data.Seq = int64(i + 1)
 	return ev

@@ -17,7 +17,7 @@ import (
 
 // formatTestEvent is a realistic canonical event of the given type, built the way the PBX packages
 // build them, with the PBX payload in data.raw; edit adjusts it per test case.
-func formatTestEvent(source event.Source, typ, at string, edit func(*event.Event)) *event.Event {
+func formatTestEvent(source event.Origin, typ, at string, edit func(*event.Event)) *event.Event {
 	occurred, err := time.Parse(time.RFC3339, at)
 	if err != nil {
 		panic(err)
@@ -34,7 +34,7 @@ func formatTestEvent(source event.Source, typ, at string, edit func(*event.Event
 	return &ev
 }
 
-var formatTestMango = event.Source{PBX: "mango", Account: "office"}
+var formatTestMango = event.Origin{PBX: "mango", Account: "office"}
 
 func formatTestInt(n int64) *int64 { return &n }
 
@@ -117,7 +117,7 @@ func TestFormatCloudEventsStructuredKeepsURLsReadable(t *testing.T) {
 func TestFormatCloudEventsBinary(t *testing.T) {
 	// Cyrillic account name in source, and a subject with every printable character the
 	// binding singles out (space, double quote, percent) next to Cyrillic.
-	source := event.Source{PBX: "mango", Account: "офис"}
+	source := event.Origin{PBX: "mango", Account: "офис"}
 	ev := formatTestEvent(source, event.TypeRinging, "2026-11-25T10:15:00Z", func(ev *event.Event) {
 		ev.Subject = `звонок "A" 100%`
 	})
@@ -301,7 +301,7 @@ func TestFormatJQInput(t *testing.T) {
 }
 
 func TestFormatFlatJQExample(t *testing.T) {
-	xvb := event.Source{PBX: "xvb", Account: "main"}
+	xvb := event.Origin{PBX: "xvb", Account: "main"}
 	for _, tc := range []struct {
 		name string
 		ev   *event.Event

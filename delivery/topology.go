@@ -27,16 +27,16 @@ type Target struct {
 	MaxAge      time.Duration
 	// DeadStatus are the HTTP statuses that dead-letter an event at once.
 	DeadStatus []int
-	// Sources are the PBX accounts that forward to this target.
-	Sources []Source
+	// Accounts are the PBX accounts that forward to this target.
+	Accounts []Account
 	// Events are type globs ("call.*", "recording.ready"); empty means every type.
 	Events []string
 	// UserAgent is sent with every attempt.
 	UserAgent string
 }
 
-// Source is a PBX account: its events are stored under <prefix>.<PBX>.<Account>.<type>.
-type Source struct{ PBX, Account string }
+// Account is a PBX account: its events are stored under <prefix>.<PBX>.<Account>.<type>.
+type Account struct{ PBX, Account string }
 
 // Defaults of docs/configuration.md.
 var DefaultDeadStatus = []int{400, 413, 415, 422}
@@ -89,7 +89,7 @@ func (n names) filterSubjects(t *Target) []string {
 		events = []string{">"}
 	}
 	var out []string
-	for _, s := range t.Sources {
+	for _, s := range t.Accounts {
 		for _, ev := range events {
 			out = append(out, n.subject(s.PBX, s.Account, ev))
 		}
@@ -157,10 +157,10 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 			e.log.Warn("removing the consumer of a removed target", zapTarget(name), zapErr(err))
 		}
 	}
-	routed := map[Source]bool{}
+	routed := map[Account]bool{}
 	for _, t := range targets {
-		for _, src := range t.Sources {
-			routed[src] = true
+		for _, acc := range t.Accounts {
+			routed[acc] = true
 		}
 	}
 	e.routed.Store(&routed)

@@ -130,8 +130,9 @@ type Data struct {
 	Raw json.RawMessage `json:"raw,omitempty"`
 }
 
-// Source identifies the PBX account that produced an event.
-type Source struct {
+// Origin is the PBX account that produced an event: its kind, its name and the region of its
+// numbers. (The CloudEvents source attribute, Event.Source, is made from it.)
+type Origin struct {
 	PBX     string // the kind: "mango", "xvb", "itoolabs"
 	Account string // the account's name in the Caddyfile
 	Region  string // ISO 3166 region for phone numbers without a country code; default RU
@@ -141,7 +142,7 @@ type Source struct {
 // message (and, for messages that yield several events, is combined with typ), so a re-send of
 // the same message gets the same id. An event without a call (callID empty) has the event id as
 // subject; a translator that sets CommandID on such an event sets Subject = OrderingKey().
-func (s Source) New(typ, key, callID string, occurred time.Time) Event {
+func (s Origin) New(typ, key, callID string, occurred time.Time) Event {
 	id := EventID(s.PBX, s.Account, typ, key)
 	subject := callID
 	if subject == "" {

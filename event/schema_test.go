@@ -124,9 +124,9 @@ func TestValidateEventNotJSON(t *testing.T) {
 	}
 }
 
-// A Source.New event, marshalled as Go does, is valid once a translator fills it.
+// An Origin.New event, marshalled as Go does, is valid once a translator fills it.
 func TestValidateNewEvent(t *testing.T) {
-	src := Source{PBX: "mango", Account: "office"}
+	src := Origin{PBX: "mango", Account: "office"}
 	ev := src.New(TypeRinging, "k", "", time.Date(2026, 11, 25, 10, 15, 5, 999, time.FixedZone("MSK", 3*3600)))
 	b, err := json.Marshal(ev)
 	if err != nil {

@@ -94,7 +94,7 @@ func marshal(v any) []byte {
 // PBX sends it with the question (ITooLabs), the call's id. phone goes out in E.164 when it
 // parses in the default region; an account of another region passes event.Number(phone,
 // region), which this leaves as it is.
-func Query(origin event.Source, phone, callID string) []byte {
+func Query(origin event.Origin, phone, callID string) []byte {
 	return marshal(struct {
 		PBX     string `json:"pbx"`
 		Account string `json:"account"`
@@ -123,7 +123,7 @@ func ReadContact(crmBody []byte) Contact {
 // Find asks the CRM who phone is (in call callID, if the PBX said), within the timeout. It returns the contact (empty when not
 // found or on any failure) and how it was obtained: the metric outcome found, not_found,
 // cached, timeout or error.
-func (c *Client) Find(ctx context.Context, origin event.Source, phone, callID string) (Contact, string) {
+func (c *Client) Find(ctx context.Context, origin event.Origin, phone, callID string) (Contact, string) {
 	now := time.Now()
 	if c.ttl > 0 {
 		c.mu.Lock()

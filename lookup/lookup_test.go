@@ -15,7 +15,7 @@ func TestContactQuery(t *testing.T) {
 		{"a<b>&c", `{"pbx":"xvb","account":"main","phone":"a<b>&c"}`},
 	}
 	for _, tt := range tests {
-		if got := string(Query(event.Source{PBX: "xvb", Account: "main"}, tt.phone, "")); got != tt.want {
+		if got := string(Query(event.Origin{PBX: "xvb", Account: "main"}, tt.phone, "")); got != tt.want {
 			t.Errorf("Query(%q) = %s, want %s", tt.phone, got, tt.want)
 		}
 	}

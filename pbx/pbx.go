@@ -43,7 +43,7 @@ type Config interface {
 // Env is what an account gets from the gateway when it is built.
 type Env struct {
 	// Origin names the account's events (its kind, name and the region of its numbers).
-	Origin event.Source
+	Origin event.Origin
 	// Expand resolves {env.*} and {file.*} placeholders in a secret.
 	Expand func(string) string
 	// Calls is the open-call store, once the queue can write to it (ctx bounds the wait).
@@ -76,7 +76,7 @@ type OpenCall struct {
 // Account is a provisioned PBX account.
 type Account interface {
 	// Origin is what Env gave: the kind, the name, the region.
-	Origin() event.Source
+	Origin() event.Origin
 	// Forward names the targets that take the account's events.
 	Forward() []string
 	// Sources are the addresses its webhooks may come from.

@@ -95,13 +95,13 @@ func (w workload) eventIDs(n int) []string {
 		if err != nil {
 			panic(err) // the stream is ours: a bug
 		}
-		evs = mango.Translate(event.Source{PBX: "mango", Account: "office"}, path, []byte(form.JSON), time.Now())
+		evs = mango.Translate(event.Origin{PBX: "mango", Account: "office"}, path, []byte(form.JSON), time.Now())
 	} else {
 		fields, _, err := xvb.Parse(formType, []byte(r.body))
 		if err != nil {
 			panic(err)
 		}
-		evs = xvb.Translate(event.Source{PBX: "xvb", Account: "main"}, fields, xvb.Correlation{}, time.Now())
+		evs = xvb.Translate(event.Origin{PBX: "xvb", Account: "main"}, fields, xvb.Correlation{}, time.Now())
 	}
 	ids := make([]string, len(evs))
 	for i, ev := range evs {

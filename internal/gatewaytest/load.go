@@ -129,7 +129,7 @@ func play(t testing.TB, calls, workers int, deadline time.Time, call func(i int)
 // MangoLoad plays `calls` sample calls of Mango account `office` against the gateway (baseURL
 // is the webhook URL without Mango's suffixes) from `workers` goroutines, as play does.
 func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers int, deadline time.Time) *Accepted {
-	src := event.Source{PBX: "mango", Account: "office"}
+	src := event.Origin{PBX: "mango", Account: "office"}
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		entry := fmt.Sprintf("%s-%d", prefix, i)
 		var hooks []webhook
@@ -146,7 +146,7 @@ func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers i
 // ANSWERED → COMPLETED (with a recording link), each with callid. XVB event ids come from the
 // payload alone, so prefix must make the calls unique across loads.
 func XVBLoad(t testing.TB, hookURL, accessCode, prefix string, calls, workers int, deadline time.Time) *Accepted {
-	src := event.Source{PBX: "xvb", Account: "main"}
+	src := event.Origin{PBX: "xvb", Account: "main"}
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		call := fmt.Sprintf("%s-%d", prefix, i)
 		base := xvb.Fields{"access_code": accessCode, "cmd": "event", "callid": call, "type": "in",

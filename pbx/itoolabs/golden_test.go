@@ -22,7 +22,7 @@ const (
 )
 
 var (
-	testSource   = event.Source{PBX: "itoolabs", Account: "main"}
+	testSource   = event.Origin{PBX: "itoolabs", Account: "main"}
 	testReceived = time.Date(2026, 11, 25, 10, 15, 21, 0, time.UTC)
 )
 

@@ -52,7 +52,7 @@ var legEvents = map[string]struct{ typ, reason string }{
 // the fields that name the event, normalised (docs/itoolabs.md, Event ids): a re-send in
 // another order or format is a duplicate, two agents' legs are not, and a history sent again
 // with changed values is a duplicate of the first.
-func Translate(src event.Source, f Fields, received time.Time) []event.Event {
+func Translate(src event.Origin, f Fields, received time.Time) []event.Event {
 	m := message{src: src, f: f, raw: rawJSON(f)}
 	switch cmd := f.Command(); cmd {
 	case "event":
@@ -70,7 +70,7 @@ func Translate(src event.Source, f Fields, received time.Time) []event.Event {
 
 // message is one message being translated.
 type message struct {
-	src event.Source
+	src event.Origin
 	f   Fields
 	raw json.RawMessage
 }

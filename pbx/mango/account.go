@@ -50,7 +50,7 @@ type Config struct {
 
 // Account is a provisioned Mango account.
 type Account struct {
-	origin                  event.Source
+	origin                  event.Origin
 	sources                 pbx.Sources
 	forward                 []string
 	apiKey, apiSalt, apiURL string
@@ -87,7 +87,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	return a, nil
 }
 
-func (a *Account) Origin() event.Source { return a.origin }
+func (a *Account) Origin() event.Origin { return a.origin }
 func (a *Account) Forward() []string    { return a.forward }
 func (a *Account) Sources() pbx.Sources { return a.sources }
 

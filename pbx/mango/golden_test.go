@@ -26,7 +26,7 @@ const (
 )
 
 var (
-	testSrc      = event.Source{PBX: "mango", Account: "office"}
+	testSrc      = event.Origin{PBX: "mango", Account: "office"}
 	testReceived = time.Date(2026, 11, 25, 10, 15, 5, 0, time.UTC)
 )
 

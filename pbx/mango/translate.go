@@ -16,7 +16,7 @@ import (
 // Translate turns one authentic Mango message, the decoded `json` field posted to suffix (as
 // Route returns it), into canonical events: none for a ping, otherwise exactly one, a
 // pbx.unmapped event when the message does not map. It never fails and never panics.
-func Translate(src event.Source, suffix string, payload []byte, received time.Time) (evs []event.Event) {
+func Translate(src event.Origin, suffix string, payload []byte, received time.Time) (evs []event.Event) {
 	if IsPing(suffix) {
 		return nil
 	}
@@ -37,7 +37,7 @@ func Translate(src event.Source, suffix string, payload []byte, received time.Ti
 
 // message is one webhook being translated.
 type message struct {
-	src      event.Source
+	src      event.Origin
 	suffix   string
 	payload  []byte
 	received time.Time

@@ -533,7 +533,7 @@ func TestEventIDs(t *testing.T) {
 			t.Errorf("%s: same id %s", tt.name, a)
 		}
 	}
-	other := Translate(event.Source{PBX: "mango", Account: "branch"}, "events/call", []byte(leg("Appeared")), testReceived)
+	other := Translate(event.Origin{PBX: "mango", Account: "branch"}, "events/call", []byte(leg("Appeared")), testReceived)
 	if other[0].ID == office {
 		t.Error("two accounts share an event id")
 	}

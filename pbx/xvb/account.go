@@ -37,7 +37,7 @@ type Config struct {
 
 // Account is a provisioned XVB tenant.
 type Account struct {
-	origin                    event.Source
+	origin                    event.Origin
 	sources                   pbx.Sources
 	forward                   []string
 	accessCode, secret, token string
@@ -77,7 +77,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	return a, nil
 }
 
-func (a *Account) Origin() event.Source { return a.origin }
+func (a *Account) Origin() event.Origin { return a.origin }
 func (a *Account) Forward() []string    { return a.forward }
 func (a *Account) Sources() pbx.Sources { return a.sources }
 func (a *Account) Looks() bool          { return a.lookup != nil }

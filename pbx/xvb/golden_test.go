@@ -23,7 +23,7 @@ const (
 )
 
 var (
-	testSource   = event.Source{PBX: "xvb", Account: "main"}
+	testSource   = event.Origin{PBX: "xvb", Account: "main"}
 	testReceived = time.Date(2026, 11, 25, 10, 15, 21, 0, time.UTC)
 )
 

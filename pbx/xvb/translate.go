@@ -59,7 +59,7 @@ func DerivedCallID(accessCode string, f Fields) string {
 // status and duration and no recording (two quick missed calls); their INCOMING events, which
 // carry callids, still reach the CRM. Accepted: nothing else in the payload tells them apart,
 // and adding the receive time would defeat dedupe of XVB's re-sends (minutes to an hour apart).
-func Translate(src event.Source, f Fields, corr Correlation, received time.Time) []event.Event {
+func Translate(src event.Origin, f Fields, corr Correlation, received time.Time) []event.Event {
 	key := f.key()
 	raw := rawJSON(f)
 	unmapped := func(msg string) []event.Event {
