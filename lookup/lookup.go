@@ -54,10 +54,14 @@ type cached struct {
 }
 
 // Provision checks the configuration; expand resolves placeholders in the URL and headers.
+// No configuration is no client (nil): questions are answered "not found".
 func (c *Config) Provision(expand func(string) string) (*Client, error) {
+	if c == nil {
+		return nil, nil
+	}
 	u := expand(c.URL)
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		return nil, errors.New("url must be an http:// or https:// URL")
+		return nil, errors.New("lookup: url must be an http:// or https:// URL")
 	}
 	cl := &Client{url: u, header: http.Header{}, timeout: time.Duration(c.Timeout), ttl: time.Duration(c.Cache), client: outbound.Configured(0)}
 	if cl.timeout <= 0 {
@@ -118,6 +122,16 @@ func ReadContact(crmBody []byte) Contact {
 		out.Responsible = pbx.Scalar(in.Responsible, true)
 	}
 	return out
+}
+
+// Reply answers a PBX's "who is calling?" about phone (in call callID, if the PBX said) with
+// c, or with "not found" (outcome disabled) when c is nil: no lookup is configured.
+func (c *Client) Reply(ctx context.Context, origin event.Origin, phone, callID string) pbx.Reply {
+	contact, outcome := Contact{}, "disabled"
+	if c != nil {
+		contact, outcome = c.Find(ctx, origin, event.Number(phone, origin.Region), callID)
+	}
+	return pbx.Reply{Answer: contact.Answer(), Lookup: outcome}
 }
 
 // Find asks the CRM who phone is (in call callID, if the PBX said), within the timeout. It returns the contact (empty when not

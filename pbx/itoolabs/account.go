@@ -65,10 +65,8 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	if a.sources, err = pbx.ParseSources(c.Sources, nil); err != nil {
 		return nil, err
 	}
-	if c.Lookup != nil {
-		if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
-			return nil, fmt.Errorf("lookup: %w", err)
-		}
+	if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -102,11 +100,7 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 		return pbx.Reply{}, refused(pbx.Unauthorized("crm_token does not match the account"))
 	}
 	if fields.IsContact() {
-		contact, outcome := lookup.Contact{}, "disabled"
-		if a.lookup != nil {
-			contact, outcome = a.lookup.Find(in.Context(), a.origin, event.Number(fields.Phone(), a.origin.Region), fields.CallID())
-		}
-		return pbx.Reply{Answer: contact.Answer(), Lookup: outcome}, nil
+		return a.lookup.Reply(in.Context(), a.origin, fields.Phone(), fields.CallID()), nil
 	}
 	return pbx.Reply{Events: Translate(a.origin, fields, in.Now)}, nil
 }

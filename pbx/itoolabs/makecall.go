@@ -75,14 +75,5 @@ func oneLine(s string) string {
 // Accepted reports whether the PBX took the call.
 func (a CallAnswer) Accepted() bool { return a.HTTPStatus/100 == 2 && a.Error == "" }
 
-// Status is the HTTP status with which the gateway answers the CRM: 429 and 503 (try again
-// later) pass through; any other refusal is the PBX's, not the CRM's, so 502.
-func (a CallAnswer) Status() int {
-	switch {
-	case a.Accepted():
-		return http.StatusOK
-	case a.HTTPStatus == http.StatusTooManyRequests, a.HTTPStatus == http.StatusServiceUnavailable:
-		return a.HTTPStatus
-	}
-	return http.StatusBadGateway
-}
+// Status is the HTTP status with which the gateway answers the CRM (pbx.CallAnswerStatus).
+func (a CallAnswer) Status() int { return pbx.CallAnswerStatus(a.HTTPStatus, a.Accepted()) }

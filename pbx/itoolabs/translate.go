@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // CorrelationDerived is data.correlation of a history without callid, whose call id is made up
@@ -159,7 +160,7 @@ func (m message) history(received time.Time) []event.Event {
 		ended := ev.Time
 		d.EndedAt = &ended
 	}
-	d.Result, d.Reason = outcome(m.f["status"], hasDuration && duration == 0, direction)
+	d.Result, d.Reason = pbx.CallStatus(m.f["status"], hasDuration && duration == 0, direction)
 	link := m.f["link"]
 	if link == "" {
 		return []event.Event{ev}
@@ -196,32 +197,6 @@ func parseStart(s string) (time.Time, bool) {
 func parseDuration(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	return n, err == nil && n >= 0 && n <= maxDurationS
-}
-
-// statuses maps history's status values, lower-cased, to a reason (docs/itoolabs.md, Status
-// values); the result follows by event.CallResult, the rule of every PBX.
-var statuses = map[string]string{
-	"success":      event.ReasonCompleted,
-	"missed":       event.ReasonNoAnswer,
-	"cancel":       event.ReasonCallerHangup,
-	"busy":         event.ReasonBusy,
-	"notavailable": event.ReasonUnavailable,
-	"notallowed":   event.ReasonBlocked,
-	"notfound":     event.ReasonWrongNumber,
-	"callaerror":   event.ReasonFailed,
-}
-
-// outcome maps status case-insensitively. Success is answered unless the call lasted 0 s in all
-// (then nobody talked). An unknown status has the reason unknown, an absent one none; both are
-// missed, never answered: a CRM following up a call that was answered is the cheap mistake. raw
-// keeps the status as sent.
-func outcome(status string, zeroDuration bool, direction string) (result, reason string) {
-	status = strings.ToLower(strings.TrimSpace(status))
-	reason, known := statuses[status]
-	if !known && status != "" {
-		reason = event.ReasonUnknown
-	}
-	return event.CallResult(reason == event.ReasonCompleted && !zeroDuration, reason, direction), reason
 }
 
 // rawJSON is the message for data.raw, without its secrets.

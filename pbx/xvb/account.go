@@ -69,10 +69,8 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	if a.sources, err = pbx.ParseSources(c.Sources, nil); err != nil {
 		return nil, err
 	}
-	if c.Lookup != nil {
-		if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
-			return nil, fmt.Errorf("lookup: %w", err)
-		}
+	if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -105,11 +103,7 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 		a.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", a.origin.Account))
 	}
 	if fields.IsContact() {
-		contact, outcome := lookup.Contact{}, "disabled"
-		if a.lookup != nil {
-			contact, outcome = a.lookup.Find(in.Context(), a.origin, event.Number(fields.Phone(), a.origin.Region), "")
-		}
-		return pbx.Reply{Answer: contact.Answer(), Lookup: outcome}, nil
+		return a.lookup.Reply(in.Context(), a.origin, fields.Phone(), ""), nil
 	}
 	corr, err := a.correlate(ctx, fields)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // Correlation tells Translate which call the message belongs to when it carries no callid,
@@ -135,7 +136,7 @@ func Translate(src event.Origin, f Fields, corr Correlation, received time.Time)
 		started := ended.Add(-time.Duration(duration) * time.Second)
 		d.DurationS, d.StartedAt = &duration, &started
 	}
-	d.Result, d.Reason = outcome(f["status"], hasDuration && duration == 0, d.Direction)
+	d.Result, d.Reason = pbx.CallStatus(f["status"], hasDuration && duration == 0, d.Direction)
 	d.RecordingURL = f["record_link"]
 	if d.RecordingURL == "" {
 		return []event.Event{ev}
@@ -166,34 +167,6 @@ func direction(typ string) string {
 func parseDuration(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	return n, err == nil && n >= 0 && n <= maxDurationS
-}
-
-// statuses maps XVB's status values (docs/xvb.md, Messages), lower-cased, to a reason; the result
-// follows from it by event.CallResult, the rule every PBX shares.
-var statuses = map[string]string{
-	"success":      event.ReasonCompleted,
-	"missed":       event.ReasonNoAnswer,
-	"cancel":       event.ReasonCallerHangup,
-	"busy":         event.ReasonBusy,
-	"notavailable": event.ReasonUnavailable,
-	"notallowed":   event.ReasonBlocked,
-	"notfound":     event.ReasonWrongNumber,
-	"callaerror":   event.ReasonFailed,
-}
-
-// outcome maps status case-insensitively. Success is answered unless its duration is 0 s:
-// then nobody talked (the rule docs/events.md sets for Mango's talk_time 0), whether duration is
-// total or talk time. An unknown status has the reason unknown, an absent one none, and both
-// are missed: never claim a conversation we cannot vouch for, and "missed" makes the CRM
-// follow the caller up, the cheap mistake. raw keeps the status.
-func outcome(status string, zeroDuration bool, direction string) (result, reason string) {
-	status = strings.ToLower(strings.TrimSpace(status))
-	reason, known := statuses[status]
-	if !known && status != "" {
-		reason = event.ReasonUnknown
-	}
-	answered := reason == event.ReasonCompleted && !zeroDuration
-	return event.CallResult(answered, reason, direction), reason
 }
 
 // rawJSON is the message for data.raw, without secrets.
