@@ -210,7 +210,7 @@ func TestOriginateBadRequests(t *testing.T) {
 		says                    string
 	}{
 		{"no account", "application/json", `{"from":"101","to":"79001234567"}`, "", 400, "account is required"},
-		{"unknown account", "application/json", `{"account":"nope","from":"101","to":"79001234567"}`, "", 400, `no account named "nope" (mango, xvb)`},
+		{"unknown account", "application/json", `{"account":"nope","from":"101","to":"79001234567"}`, "", 400, `no account named "nope"`},
 		{"no from", "application/json", `{"account":"office","to":"79001234567"}`, "", 400, "from is required"},
 		{"no to", "application/json", `{"account":"office","from":"101"}`, "", 400, "to is required"},
 		{"callback_group without a line", "application/json", `{"account":"office","from_group":"303","to":"79001234567"}`, "", 400, "line is required for a group call"},
