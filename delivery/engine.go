@@ -9,11 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -168,103 +166,6 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 		go e.watchStore()
 	}
 	return e, nil
-}
-
-func (e *Engine) startEmbedded() error {
-	dir := e.cfg.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data_dir %s cannot be created (%w): set data_dir to a directory pbxbridge may write", dir, err)
-	}
-	lock, err := lockDir(dir)
-	if err != nil {
-		return err
-	}
-	e.lock = lock
-	if e.health, err = newStoreHealth(dir); err != nil {
-		return err
-	}
-	e.cfg.withDefaults(e.health.defaultMaxStore())
-	e.names = newNames(e.cfg.Prefix)
-	opts := &server.Options{
-		ServerName: "pbxbridge",
-		DontListen: true,
-		NoSigs:     true,
-		NoLog:      true,
-		JetStream:  true,
-		StoreDir:   filepath.Join(dir, "jetstream"),
-		// No SyncAlways: the group commit syncs stored events itself, once per batch
-		// (blockSyncer). Deletions and consumer state, whose loss in a power cut means a
-		// re-delivery, are synced every syncInterval.
-		SyncInterval:       syncInterval,
-		JetStreamMaxMemory: jetStreamMaxMemory,
-		// Explicit: left unset, JetStream would take 75 % of the disk free at start and
-		// could refuse to recover streams already on a disk that has filled.
-		JetStreamMaxStore: jetStreamMaxStore(e.cfg.MaxStore),
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("embedded NATS: %w", err)
-	}
-	srv.SetLoggerV2(natsLogger{l: e.log.Named("nats"), writeError: func(cause string) {
-		e.health.reportWriteError(e.log, cause)
-	}}, false, false, false)
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return errors.New("embedded NATS did not start within 30s")
-	}
-	e.srv = srv
-	e.eventsSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.events)
-	e.deadSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.dead)
-	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))
-	return err
-}
-
-func (e *Engine) connectCluster() error {
-	opts := []nats.Option{
-		nats.Name("pbxbridge"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.RetryOnFailedConnect(true),
-		// A node that vanishes without closing the connection is noticed in about 20s, not
-		// the default 4 minutes; meanwhile webhooks wait for their durable write and get 503.
-		nats.PingInterval(10 * time.Second),
-		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			e.reportReady()
-			e.log.Warn("NATS disconnected", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			e.reportReady()
-			e.log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
-		}),
-	}
-	if e.cfg.NATS.Creds != "" {
-		opts = append(opts, nats.UserCredentials(e.cfg.NATS.Creds))
-	}
-	if e.cfg.NATS.TLS != nil {
-		opts = append(opts, nats.Secure(e.cfg.NATS.TLS))
-	}
-	nc, err := nats.Connect(strings.Join(e.cfg.NATS.URLs, ","), opts...)
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
-	e.nc = nc
-	return nil
-}
-
-// lockDir takes an exclusive lock on the data directory so a second process fails fast
-// instead of corrupting the store.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("data_dir %s is not writable (%w): set data_dir to a directory pbxbridge may write", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data_dir %s is in use by another pbxbridge process (lock %s): %w", dir, f.Name(), err)
-	}
-	return f, nil
 }
 
 func (e *Engine) newPublisher() error {

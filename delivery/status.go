@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,53 +159,6 @@ func (d *dispatcher) observe() {
 		case <-tick.C:
 		}
 	}
-}
-
-// Pause stops delivery to a target until Resume; events keep queueing. The state is kept in
-// JetStream so it survives restarts.
-func (e *Engine) Pause(ctx context.Context, target string) error {
-	return e.setPaused(ctx, target, true)
-}
-
-// Resume restarts delivery to a paused target.
-func (e *Engine) Resume(ctx context.Context, target string) error {
-	return e.setPaused(ctx, target, false)
-}
-
-func (e *Engine) setPaused(ctx context.Context, target string, paused bool) error {
-	d := e.dispatcher(target)
-	if d == nil {
-		return ErrNotFound
-	}
-	kv, err := e.js.KeyValue(ctx, e.names.state)
-	if err != nil {
-		return err
-	}
-	if paused {
-		_, err = kv.Put(ctx, pausedKey(target), []byte("1"))
-	} else {
-		err = kv.Delete(ctx, pausedKey(target))
-	}
-	if err != nil {
-		return err
-	}
-	d.setPaused(paused)
-	return nil
-}
-
-// pausedKey is a paused target's key in the state bucket.
-func pausedKey(target string) string { return "paused." + target }
-
-func (e *Engine) loadPaused(ctx context.Context, target string) bool {
-	kv, err := e.js.KeyValue(ctx, e.names.state)
-	if err != nil {
-		return false
-	}
-	_, err = kv.Get(ctx, pausedKey(target))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		e.log.Warn("reading the paused state", zapTarget(target), zapErr(err))
-	}
-	return err == nil
 }
 
 // dispatcher is the running config's dispatcher of a target, or nil.

@@ -214,38 +214,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
 	}
-	calls, err := e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      e.names.calls,
-		Description: "pbxbridge open calls, for joining messages that lack a call id",
-		TTL:         callTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    e.replicas(),
-	})
-	if err != nil {
-		return fmt.Errorf("call bucket: %w", err)
-	}
-	e.calls.Store(&Calls{kv: calls})
-	_, err = e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      e.names.state,
-		Description: "pbxbridge operator state: paused targets",
-		Storage:     jetstream.FileStorage,
-		Replicas:    e.replicas(),
-	})
-	if err != nil {
-		return fmt.Errorf("state bucket: %w", err)
-	}
-	commands, err := e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      e.names.commands,
-		Description: "pbxbridge commands sent for the CRM: the first answer per command id",
-		TTL:         CommandTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    e.replicas(),
-	})
-	if err != nil {
-		return fmt.Errorf("command bucket: %w", err)
-	}
-	e.commands.Store(&Commands{kv: commands})
-	return nil
+	return e.ensureBuckets(ctx)
 }
 
 func consumerName(target string) string { return "target-" + target }
@@ -294,21 +263,6 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 		have.Retention == want.Retention && have.Storage == want.Storage && have.MaxBytes == want.MaxBytes &&
 		have.Discard == want.Discard && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
 		have.MaxMsgsPerSubject == cmp.Or(want.MaxMsgsPerSubject, -1) && have.Replicas == want.Replicas
-}
-
-// ensureKeyValue is ensureStream for a bucket.
-func (e *Engine) ensureKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	if kv, err := e.js.KeyValue(ctx, cfg.Bucket); err == nil {
-		if st, err := kv.Status(ctx); err == nil {
-			if have, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-				c := have.Config()
-				if c.Description == cfg.Description && c.TTL == cfg.TTL && c.Storage == cfg.Storage && c.Replicas == cfg.Replicas {
-					return kv, nil
-				}
-			}
-		}
-	}
-	return e.js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 // sameConsumer is sameStream for a consumer.
