@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 	"github.com/pbxbridge/pbxbridge/lookup"
 )
 
@@ -25,7 +26,7 @@ func TestContactQuery(t *testing.T) {
 // The answer a MegaFon integration library's fake CRM gives (fixture 34).
 func TestContactAnswerMatchesFixture(t *testing.T) {
 	got := lookup.ReadContact([]byte(`{"name":"Name","responsible":"Manager"}`)).Answer()
-	sameJSON(t, got, readFile(t, filepath.Join(fixtureDir, "34-brandup-contact-response.json")))
+	sameJSON(t, got, pbxtest.ReadFile(t, filepath.Join(fixtureDir, "34-brandup-contact-response.json")))
 }
 
 // sameJSON compares as values, and wants Cyrillic as raw UTF-8.

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 // FuzzParse feeds bodies of any type. Whatever is accepted is a well-formed message that
@@ -17,13 +18,13 @@ import (
 // events.
 func FuzzParse(f *testing.F) {
 	for _, name := range formFixtures(f) {
-		body := readFile(f, filepath.Join(fixtureDir, name+".form"))
+		body := pbxtest.ReadFile(f, filepath.Join(fixtureDir, name+".form"))
 		f.Add(formType, body)
 		f.Add("", body)
 		asJSON, _ := json.Marshal(mustParse(f, formType, body))
 		f.Add("application/json", asJSON)
 	}
-	f.Add("application/json", readFile(f, filepath.Join(fixtureDir, "21-megapbx-event-incoming-cyrillic.json")))
+	f.Add("application/json", pbxtest.ReadFile(f, filepath.Join(fixtureDir, "21-megapbx-event-incoming-cyrillic.json")))
 	f.Add(formType, []byte("cmd=event&crm_token=1&groupRealName=%CE%F2&cmd=x&phone=+7920;x"))
 	f.Add("application/json; charset=utf-8", []byte("{\"cmd\":\"history\",\"duration\":1e400,\"x\":null,\"y\":[1],\"n\":\"\xce\"}"))
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
@@ -56,7 +57,7 @@ func FuzzParse(f *testing.F) {
 		if again, err := Parse("application/json", asJSON); err != nil || !maps.Equal(again, fields) {
 			t.Fatalf("JSON round trip: %q → %q (%v)", fields, again, err)
 		}
-		checkEvents(t, Translate(testSource, fields, testReceived))
+		pbxtest.CheckEvents(t, Translate(testSource, fields, testReceived))
 	})
 }
 
@@ -77,7 +78,7 @@ func FuzzTranslate(f *testing.F) {
 				"link": link, "diversion": diversion, "crm_token": secret + "-1", "token": secret + "-2"}
 		}
 		events := Translate(testSource, fields("SECRET"), testReceived)
-		checkEvents(t, events)
+		pbxtest.CheckEvents(t, events)
 		again := Translate(testSource, fields("OTHER"), testReceived)
 		if len(again) != len(events) {
 			t.Fatalf("the secrets changed the events: %d vs %d", len(events), len(again))

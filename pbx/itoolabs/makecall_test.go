@@ -6,10 +6,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 func TestMakeCallForm(t *testing.T) {
-	fixture, err := url.ParseQuery(strings.TrimSpace(string(readFile(t, filepath.Join(fixtureDir, "13-gravitel-makecall-request.form")))))
+	fixture, err := url.ParseQuery(strings.TrimSpace(string(pbxtest.ReadFile(t, filepath.Join(fixtureDir, "13-gravitel-makecall-request.form")))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +25,7 @@ func TestMakeCallForm(t *testing.T) {
 }
 
 func TestReadCallAnswer(t *testing.T) {
-	fix := func(name string) string { return string(readFile(t, filepath.Join(fixtureDir, name))) }
+	fix := func(name string) string { return string(pbxtest.ReadFile(t, filepath.Join(fixtureDir, name))) }
 	for _, tt := range []struct {
 		name      string
 		status    int

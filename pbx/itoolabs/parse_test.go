@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 func TestParse(t *testing.T) {
@@ -97,8 +99,8 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestRejectionBody(t *testing.T) {
-	sameJSON(t, RejectionBody(http.StatusBadRequest), readFile(t, filepath.Join(fixtureDir, "15-itoolabs-error-400.json")))
-	sameJSON(t, RejectionBody(http.StatusUnauthorized), readFile(t, filepath.Join(fixtureDir, "16-itoolabs-error-401.json")))
+	sameJSON(t, RejectionBody(http.StatusBadRequest), pbxtest.ReadFile(t, filepath.Join(fixtureDir, "15-itoolabs-error-400.json")))
+	sameJSON(t, RejectionBody(http.StatusUnauthorized), pbxtest.ReadFile(t, filepath.Join(fixtureDir, "16-itoolabs-error-401.json")))
 	for status, want := range map[int]string{
 		http.StatusForbidden:             `{"error":"Forbidden"}`,
 		http.StatusRequestEntityTooLarge: `{"error":"Request Entity Too Large"}`,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 // The sample call is a whole call as the gateway sees it: authentic messages of one call_id,
@@ -25,7 +26,7 @@ func TestSampleCall(t *testing.T) {
 			continue
 		}
 		events := Translate(testSource, f, testReceived)
-		checkEvents(t, events)
+		pbxtest.CheckEvents(t, events)
 		for _, ev := range events {
 			if ev.Data.CallID != "call-1" || ev.Data.Direction != event.DirectionInbound || ev.Data.Agent != "701" {
 				t.Errorf("%s: %s call %q direction %q agent %q", m.Name, ev.Type, ev.Data.CallID, ev.Data.Direction, ev.Data.Agent)

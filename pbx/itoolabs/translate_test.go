@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 // summary is the part of an event a table case states.
@@ -37,7 +38,7 @@ func summarise(events []event.Event) []summary {
 func translateForm(t testing.TB, body string) []event.Event {
 	t.Helper()
 	events := Translate(testSource, mustParse(t, formType, []byte(body)), testReceived)
-	checkEvents(t, events)
+	pbxtest.CheckEvents(t, events)
 	return events
 }
 
@@ -190,8 +191,8 @@ func TestHistoryTimes(t *testing.T) {
 
 func TestEventIDs(t *testing.T) {
 	id := func(body string) string { return translateForm(t, body)[0].ID }
-	plus := string(readFile(t, fixtureDir+"/40-megafon-event-incoming-plus-phone.form"))
-	if id(plus) != id(string(readFile(t, fixtureDir+"/41-megafon-event-incoming-reordered-duplicate.form"))) {
+	plus := string(pbxtest.ReadFile(t, fixtureDir+"/40-megafon-event-incoming-plus-phone.form"))
+	if id(plus) != id(string(pbxtest.ReadFile(t, fixtureDir+"/41-megafon-event-incoming-reordered-duplicate.form"))) {
 		t.Error("fixture 41 (40 re-ordered) is not a duplicate")
 	}
 	pairs := strings.Split(leg+"type=INCOMING&direction=in&user=a&ext=701&diversion=74951234567&groupRealName=x", "&")

@@ -1,9 +1,6 @@
 package mango
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +8,8 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden/mango")
 
 const (
 	fixtures = "../../testdata/mango"
@@ -78,7 +74,6 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		t.Run(name, func(t *testing.T) {
@@ -105,57 +100,14 @@ func TestGolden(t *testing.T) {
 				t.Errorf("type %s (error %q), want unmapped=%v", evs[0].Type, evs[0].Data.Error, r.unmapped)
 			}
 			checkEvents(t, evs)
-			got, err := json.MarshalIndent(evs, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := filepath.Join(goldens, name+".golden.json")
-			seen[filepath.Base(golden)] = true
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("no golden file (run go test ./pbx/mango -update): %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run with -update and review the diff):\n%s", golden, got)
-			}
+			pbxtest.Golden(t, goldens, name, evs)
 		})
 	}
-	goldenEntries, err := os.ReadDir(goldens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range goldenEntries {
-		if !seen[e.Name()] && !*update {
-			t.Errorf("golden file %s has no fixture", e.Name())
-		}
-	}
+	pbxtest.GoldensHaveFixtures(t, goldens, func(name string) string { return filepath.Join(fixtures, name) })
 }
 
-// checkEvents validates every event against the schema and checks what every event shares.
+// checkEvents is pbxtest.CheckEvents with the fixtures' secrets.
 func checkEvents(t *testing.T, evs []event.Event) {
 	t.Helper()
-	for _, ev := range evs {
-		b, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatalf("marshal %s: %v", ev.Type, err)
-		}
-		if err := event.ValidateEvent(b); err != nil {
-			t.Fatalf("%s is not schema-valid: %v\n%s", ev.Type, err, b)
-		}
-		if ev.Subject != ev.OrderingKey() {
-			t.Errorf("subject %q, want the ordering key %q", ev.Subject, ev.OrderingKey())
-		}
-		for _, secret := range []string{testKey, testSalt, phpKey, phpSalt, `"sign"`, "vpbx_api_key"} {
-			if bytes.Contains(b, []byte(secret)) {
-				t.Errorf("%s leaks %q: %s", ev.Type, secret, b)
-			}
-		}
-	}
+	pbxtest.CheckEvents(t, evs, testKey, testSalt, phpKey, phpSalt, `"sign"`, "vpbx_api_key")
 }

@@ -7,12 +7,13 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 	"github.com/pbxbridge/pbxbridge/lookup"
 )
 
 // The answer the integration page expects, as strict JSON with raw UTF-8.
 func TestContactAnswerMatchesFixture(t *testing.T) {
-	fixture := readFile(t, filepath.Join(fixtureDir, "04-xvb-contact-response.json"))
+	fixture := pbxtest.ReadFile(t, filepath.Join(fixtureDir, "04-xvb-contact-response.json"))
 	got := lookup.Contact{Name: "Вася/Рога и Копыта", Responsible: "100"}.Answer()
 	var g, w map[string]any
 	if err := json.Unmarshal(got, &g); err != nil {

@@ -10,13 +10,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 // FuzzParse feeds form and JSON bodies. Whatever is accepted must be a well-formed message that
 // survives re-encoding in either wire format, and must translate into schema-valid events.
 func FuzzParse(f *testing.F) {
 	for _, name := range formFixtures(f) {
-		body := readFile(f, filepath.Join(fixtureDir, name+".form"))
+		body := pbxtest.ReadFile(f, filepath.Join(fixtureDir, name+".form"))
 		f.Add(formType, body)
 		f.Add("", body)
 		asJSON, _ := json.Marshal(mustParse(f, formType, body))
@@ -57,7 +58,7 @@ func FuzzParse(f *testing.F) {
 		if again, _, err := Parse("application/json", asJSON); err != nil || !maps.Equal(again, fields) {
 			t.Fatalf("JSON round trip: %q → %q (%v)", fields, again, err)
 		}
-		checkEvents(t, Translate(testSource, fields, Correlation{}, testReceived))
+		pbxtest.CheckEvents(t, Translate(testSource, fields, Correlation{}, testReceived))
 	})
 }
 
@@ -65,7 +66,7 @@ func FuzzParse(f *testing.F) {
 // Fields by hand), with any correlation the handler might pass.
 func FuzzTranslate(f *testing.F) {
 	for _, name := range formFixtures(f) {
-		m := mustParse(f, formType, readFile(f, filepath.Join(fixtureDir, name+".form")))
+		m := mustParse(f, formType, pbxtest.ReadFile(f, filepath.Join(fixtureDir, name+".form")))
 		f.Add(m["cmd"], m["event"], m["type"], m["callid"], m["phone"], m["ext"], m["status"], m["duration"], m["record_link"], m["line_number"], "", "")
 		f.Add(m["cmd"], m["event"], "out", "", m["phone"], "101", "Busy", "0", "", "84951234567", "OPEN1", CorrelationWeak)
 	}
@@ -74,7 +75,7 @@ func FuzzTranslate(f *testing.F) {
 			"phone": phone, "ext": ext, "status": status, "duration": duration, "record_link": recordLink,
 			"line_number": lineNumber, "token": "T", "key": "K"}
 		events := Translate(testSource, fields, Correlation{CallID: corrCallID, How: corrHow}, testReceived)
-		checkEvents(t, events)
+		pbxtest.CheckEvents(t, events)
 		uncorrelated := Translate(testSource, fields, Correlation{}, testReceived)
 		if len(uncorrelated) != len(events) {
 			t.Fatalf("the correlation changed the events: %d vs %d", len(events), len(uncorrelated))

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 func TestParse(t *testing.T) {
@@ -134,12 +136,12 @@ func TestFieldAccessors(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	// The header as the integration page shows it next to ANSWERED.
-	name, value, _ := strings.Cut(strings.TrimSpace(string(readFile(t, filepath.Join(fixtureDir, "05-xvb-event-answered.headers")))), ":")
+	name, value, _ := strings.Cut(strings.TrimSpace(string(pbxtest.ReadFile(t, filepath.Join(fixtureDir, "05-xvb-event-answered.headers")))), ":")
 	if name != "X-XVB-AC" {
 		t.Fatalf("header fixture names %q", name)
 	}
 	pageHeader := strings.TrimSpace(value)
-	answered := mustParse(t, formType, readFile(t, filepath.Join(fixtureDir, "05-xvb-event-answered.form")))
+	answered := mustParse(t, formType, pbxtest.ReadFile(t, filepath.Join(fixtureDir, "05-xvb-event-answered.form")))
 
 	tests := []struct {
 		name   string

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/pbxtest"
 )
 
 // summary is the part of an event a table case states.
@@ -38,7 +39,7 @@ func summarise(events []event.Event) []summary {
 func translateForm(t testing.TB, body string, corr Correlation) []event.Event {
 	t.Helper()
 	events := Translate(testSource, mustParse(t, formType, []byte(body)), corr, testReceived)
-	checkEvents(t, events)
+	pbxtest.CheckEvents(t, events)
 	return events
 }
 
