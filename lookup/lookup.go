@@ -83,23 +83,14 @@ type Contact struct {
 }
 
 // Answer is the contact as strict JSON with Cyrillic as raw UTF-8.
-func (c Contact) Answer() []byte { return marshal(c) }
-
-// marshal is JSON without HTML escaping, of strings only (so it cannot fail).
-func marshal(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-}
+func (c Contact) Answer() []byte { return pbx.JSON(c) }
 
 // Query is what the gateway POSTs to the CRM's lookup URL: the account, the number and, if the
 // PBX sends it with the question (ITooLabs), the call's id. phone goes out in E.164 when it
 // parses in the default region; an account of another region passes event.Number(phone,
 // region), which this leaves as it is.
 func Query(origin event.Origin, phone, callID string) []byte {
-	return marshal(struct {
+	return pbx.JSON(struct {
 		PBX     string `json:"pbx"`
 		Account string `json:"account"`
 		Phone   string `json:"phone"`

@@ -241,6 +241,27 @@ func Scalar(raw json.RawMessage, numbers bool) string {
 	return ""
 }
 
+// JSON encodes strings, string maps and structs of them without HTML escaping, so links keep
+// their '&' and names their '<' (Cyrillic is raw UTF-8 anyway).
+func JSON(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // strings only: encoding cannot fail
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// Raw is a message's fields for an event's data.raw, without those secret names.
+func Raw(fields map[string]string, secret func(name string) bool) json.RawMessage {
+	public := make(map[string]string, len(fields))
+	for name, value := range fields {
+		if !secret(name) {
+			public[name] = value
+		}
+	}
+	return JSON(public)
+}
+
 // Duration is a duration in a configuration: a Go duration string ("1h30m", "2s") or, as
 // Caddy writes its own, integer nanoseconds.
 type Duration time.Duration

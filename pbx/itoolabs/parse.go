@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
 // Parse errors; the gateway answers all of them with 400 and RejectionBody.
@@ -31,7 +33,7 @@ func RejectionBody(status int) []byte {
 	case http.StatusUnauthorized:
 		msg = "Invalid token"
 	}
-	return compactJSON(struct {
+	return pbx.JSON(struct {
 		Error string `json:"error"`
 	}{cmp.Or(msg, "Error")})
 }

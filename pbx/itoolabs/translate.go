@@ -1,7 +1,6 @@
 package itoolabs
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -54,7 +53,7 @@ var legEvents = map[string]struct{ typ, reason string }{
 // another order or format is a duplicate, two agents' legs are not, and a history sent again
 // with changed values is a duplicate of the first.
 func Translate(src event.Origin, f Fields, received time.Time) []event.Event {
-	m := message{src: src, f: f, raw: rawJSON(f)}
+	m := message{src: src, f: f, raw: pbx.Raw(f, secret)}
 	switch cmd := f.Command(); cmd {
 	case "event":
 		return m.leg(received)
@@ -197,24 +196,4 @@ func parseStart(s string) (time.Time, bool) {
 func parseDuration(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	return n, err == nil && n >= 0 && n <= maxDurationS
-}
-
-// rawJSON is the message for data.raw, without its secrets.
-func rawJSON(f Fields) json.RawMessage {
-	public := Fields{}
-	for name, value := range f {
-		if !secret(name) {
-			public[name] = value
-		}
-	}
-	return compactJSON(public)
-}
-
-// compactJSON encodes without HTML escaping, so links keep their '&' and names their '<'.
-func compactJSON(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // only strings and string maps are passed: encoding cannot fail
-	return bytes.TrimSpace(b.Bytes())
 }

@@ -1,9 +1,7 @@
 package xvb
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -62,7 +60,7 @@ func DerivedCallID(accessCode string, f Fields) string {
 // and adding the receive time would defeat dedupe of XVB's re-sends (minutes to an hour apart).
 func Translate(src event.Origin, f Fields, corr Correlation, received time.Time) []event.Event {
 	key := f.key()
-	raw := rawJSON(f)
+	raw := pbx.Raw(f, secret)
 	unmapped := func(msg string) []event.Event {
 		ev := src.New(event.TypeUnmapped, key, f.CallID(), received)
 		ev.Data.Error = msg
@@ -167,27 +165,4 @@ func direction(typ string) string {
 func parseDuration(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	return n, err == nil && n >= 0 && n <= maxDurationS
-}
-
-// rawJSON is the message for data.raw, without secrets.
-func rawJSON(f Fields) json.RawMessage {
-	public := make(map[string]string, len(f))
-	for name, value := range f {
-		if !secret(name) {
-			public[name] = value
-		}
-	}
-	return marshal(public)
-}
-
-// marshal encodes without HTML escaping: recording links keep their '&', Cyrillic and '<' stay
-// readable (encoding/json already writes non-ASCII as raw UTF-8).
-func marshal(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		panic(err) // only strings and string maps are passed in: encoding cannot fail
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
