@@ -150,9 +150,9 @@ func TestFullDiskHealsWithoutRestart(t *testing.T) {
 	hooks.acceptAll("freed-restart", 20)
 
 	crm.SetRespond(nil)
-	delivered := crm.WaitDelivered(t, hooks.accepted, time.Minute)
+	crm.WaitDelivered(t, hooks.accepted, time.Minute)
 	time.Sleep(12 * time.Second) // a redelivery would come within one ack deadline (10 s)
-	delivered = crm.Delivered()
+	delivered := crm.Delivered()
 	if distinct := len(gatewaytest.UniqueIDs(delivered)); distinct != hooks.accepted || len(delivered) != distinct {
 		t.Errorf("%d webhooks accepted, %d events delivered, %d distinct: want each exactly once", hooks.accepted, len(delivered), distinct)
 	}

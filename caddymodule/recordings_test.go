@@ -540,7 +540,7 @@ func TestRecordingsProvision(t *testing.T) {
 		time.Duration(h.Timeout) != time.Minute {
 		t.Errorf("links %+v timeout %v", h.links, time.Duration(h.Timeout))
 	}
-	h, app, _ = newTestRecordings(t, fake, &Recordings{Token: "t"})
+	_, app, _ = newTestRecordings(t, fake, &Recordings{Token: "t"})
 	if app.recordingLinks != nil {
 		t.Error("a handler without public_url registered links")
 	}

@@ -84,7 +84,6 @@ func startGateway(t *testing.T, name string, urls []string, natsBlock, crmURL st
 // PBX traffic arrives at a steady pace, not as fast as the gateways take it.
 type balancer struct {
 	*httptest.Server
-	gateways []*gatewaytest.Gateway
 	pace     *time.Ticker
 	next     atomic.Uint64
 	mu       sync.Mutex
