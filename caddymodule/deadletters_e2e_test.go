@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,19 +52,9 @@ func waitDeadLetters(t *testing.T, g *gatewaytest.Gateway, n int) []delivery.Dea
 func waitMetric(t *testing.T, g *gatewaytest.Gateway, series string, value float64) {
 	t.Helper()
 	gatewaytest.Eventually(t, 20*time.Second, fmt.Sprintf("%s %g", series, value), func() bool {
-		v, ok := metricValue(g.MetricsText(), series)
+		v, ok := gatewaytest.Metric(g.MetricsText(), series)
 		return ok && v == value
 	})
-}
-
-func metricValue(text, series string) (float64, bool) {
-	for line := range strings.Lines(text) {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }
 
 // rejected is the CRM's refused request for an event.
@@ -196,7 +185,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		t.Errorf("deliveries of call %s after the replay: %v; want the replayed event behind the event queued before it", bad, order)
 	}
 	waitMetric(t, g, `pbxbridge_dead_letters{target="crm"}`, 0)
-	if v, _ := metricValue(g.MetricsText(), `pbxbridge_dead_lettered_total{target="crm"}`); v != 2 {
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_dead_lettered_total{target="crm"}`); v != 2 {
 		t.Errorf("dead_lettered_total = %g after a successful replay, want 2", v)
 	}
 }

@@ -41,7 +41,7 @@ func TestLookupFollowsNoRedirect(t *testing.T) {
 	if n := elsewhere.Load(); n != 0 {
 		t.Fatalf("the redirect's target got %d requests", n)
 	}
-	if v, _ := metricValue(g.MetricsText(), `pbxbridge_contact_lookups_total{account="main",outcome="error"}`); v != 1 {
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_contact_lookups_total{account="main",outcome="error"}`); v != 1 {
 		t.Errorf("lookups counted as error: %g, want 1", v)
 	}
 }
@@ -57,7 +57,7 @@ func TestUnsafeRecordLinkNeverReachesTheCRM(t *testing.T) {
 			"status", "Success", "duration", "5", "phone", "79201119613", "record_link", link))
 	}
 	// Counted when queued, before the 200: no recording.ready was queued at all.
-	if v, _ := metricValue(g.MetricsText(), `pbxbridge_events_total{pbx="xvb",type="recording.ready"}`); v != 0 {
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_events_total{pbx="xvb",type="recording.ready"}`); v != 0 {
 		t.Fatalf("%g recording.ready events queued", v)
 	}
 	for _, d := range crm.WaitDelivered(t, len(links), 30*time.Second) {
@@ -193,7 +193,7 @@ func TestMangoReplaysUnderOtherSuffixes(t *testing.T) {
 	if code, body := post("/anything/y", unmarked); code != http.StatusOK || !strings.Contains(body, "duplicate") {
 		t.Fatalf("sms under another path: %d %s, want a duplicate", code, body)
 	}
-	if v, _ := metricValue(g.MetricsText(), `pbxbridge_webhooks_rejected_total{account="office",pbx="mango",reason="replay"}`); v != 5 {
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_webhooks_rejected_total{account="office",pbx="mango",reason="replay"}`); v != 5 {
 		t.Errorf("replays counted %g, want 5", v)
 	}
 	got := crm.WaitDelivered(t, 2, 30*time.Second)

@@ -298,7 +298,7 @@ func TestXVBCallEndToEnd(t *testing.T) {
 
 	// Accepted synchronously with each 200: no lookup was queued.
 	metrics := g.MetricsText()
-	if v, ok := metricValue(metrics, `pbxbridge_events_total{pbx="xvb",type="pbx.unmapped"}`); ok && v != 0 {
+	if v, ok := gatewaytest.Metric(metrics, `pbxbridge_events_total{pbx="xvb",type="pbx.unmapped"}`); ok && v != 0 {
 		t.Errorf("%g pbx.unmapped events queued; contact lookups must never be", v)
 	}
 	for series, want := range map[string]float64{
@@ -308,7 +308,7 @@ func TestXVBCallEndToEnd(t *testing.T) {
 		`pbxbridge_contact_lookups_total{account="main",outcome="cached"}`:               1,
 		`pbxbridge_contact_lookup_duration_seconds_count{account="main"}`:                2,
 	} {
-		if v, ok := metricValue(metrics, series); !ok || v != want {
+		if v, ok := gatewaytest.Metric(metrics, series); !ok || v != want {
 			t.Errorf("%s = %g (present %v), want %g", series, v, ok, want)
 		}
 	}
@@ -391,11 +391,11 @@ func TestXVBContactLookupFailures(t *testing.T) {
 		`pbxbridge_contact_lookups_total{account="main",outcome="not_found"}`: 3, // 404, garbage, 404
 		`pbxbridge_contact_lookup_duration_seconds_count{account="main"}`:     4,
 	} {
-		if v, ok := metricValue(metrics, series); !ok || v != want {
+		if v, ok := gatewaytest.Metric(metrics, series); !ok || v != want {
 			t.Errorf("%s = %g (present %v), want %g", series, v, ok, want)
 		}
 	}
-	if v, ok := metricValue(metrics, `pbxbridge_events_total{pbx="xvb",type="pbx.unmapped"}`); ok && v != 0 {
+	if v, ok := gatewaytest.Metric(metrics, `pbxbridge_events_total{pbx="xvb",type="pbx.unmapped"}`); ok && v != 0 {
 		t.Errorf("%g lookups queued", v)
 	}
 }
@@ -465,7 +465,7 @@ func TestXVBRejections(t *testing.T) {
 		`pbxbridge_events_total{pbx="xvb",type="pbx.unmapped"}`:                               1,
 		`pbxbridge_webhooks_received_total{account="elsewhere",outcome="rejected",pbx="xvb"}`: 1,
 	} {
-		if v, ok := metricValue(metrics, series); !ok || v != want {
+		if v, ok := gatewaytest.Metric(metrics, series); !ok || v != want {
 			t.Errorf("%s = %g (present %v), want %g", series, v, ok, want)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,21 +239,7 @@ func (h *harness) xvbURL(path string) string { return h.g.URL + path + "?key=" +
 // metricSum adds up the series of a metric family whose labels include all of labels
 // (`name="value"`), in this gateway process.
 func (h *harness) metricSum(family string, labels ...string) float64 {
-	var sum float64
-	for line := range strings.Lines(h.g.MetricsText()) {
-		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || !strings.HasPrefix(series, family+"{") {
-			continue
-		}
-		matches := true
-		for _, l := range labels {
-			matches = matches && strings.Contains(series, l)
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil && matches {
-			sum += v
-		}
-	}
-	return sum
+	return gatewaytest.MetricSum(h.g.MetricsText(), family, labels...)
 }
 
 // checkSecrets fails the test if any configured secret (or a signing key it encodes) appears

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -442,13 +441,9 @@ func waitHealth(t *testing.T, g *gatewaytest.Gateway, code int) {
 // metricValue reads one series (name and labels as exposed) from a gateway's metrics.
 func metricValue(t *testing.T, g *gatewaytest.Gateway, series string) float64 {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(g.MetricsText())
-	if m == nil {
+	v, ok := gatewaytest.Metric(g.MetricsText(), series)
+	if !ok {
 		t.Fatalf("no %s in the metrics", series)
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return v
 }
