@@ -11,12 +11,29 @@ import (
 // Metric is the value of one series in Prometheus text, the series written as exposed
 // (`name` or `name{label="value",…}`, labels in any order, all of them); ok is false when the
 // text has no such series.
+// A histogram's name_count and name_sum are series of it too.
 func Metric(text, series string) (value float64, ok bool) {
 	name, labels := splitSeries(series)
-	for _, m := range families(text)[name].GetMetric() {
-		if len(m.GetLabel()) == len(labels) && hasLabels(m, labels) {
-			return sampleValue(m), true
+	fams := families(text)
+	part := ""
+	if fams[name] == nil {
+		for _, suffix := range []string{"_count", "_sum"} {
+			if base, found := strings.CutSuffix(name, suffix); found && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+				name, part = base, suffix
+			}
 		}
+	}
+	for _, m := range fams[name].GetMetric() {
+		if len(m.GetLabel()) != len(labels) || !hasLabels(m, labels) {
+			continue
+		}
+		switch part {
+		case "_count":
+			return float64(m.GetHistogram().GetSampleCount()), true
+		case "_sum":
+			return m.GetHistogram().GetSampleSum(), true
+		}
+		return sampleValue(m), true
 	}
 	return 0, false
 }
