@@ -15,13 +15,14 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "simulate",
-		Usage: "mango|xvb --url <webhook url> …",
+		Usage: "mango|xvb|itoolabs --url <webhook url> …",
 		Short: "Plays a whole realistic call against a gateway, like the PBX's test button",
 		Long: `
 Plays one call as the PBX would post it and prints each answer.
@@ -32,6 +33,9 @@ Plays one call as the PBX would post it and prints each answer.
   simulate xvb --url http://127.0.0.1:8080/hooks/xvb --access-code 10019 [--key <secret>]
       INCOMING (8-prefixed number), contact lookup, ANSWERED with X-XVB-AC, COMPLETED without
       callid (as XVB's own example).
+  simulate itoolabs --url http://127.0.0.1:8080/hooks/itoolabs --token <crm_token>
+      contact lookup, INCOMING → ACCEPTED → COMPLETED of the agent's leg, then the history
+      with a recording link, as a MegaFon-style PBX posts them.
 
 Exit status 1 if any message got an answer other than 200.`,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -43,7 +47,10 @@ Exit status 1 if any message got an answer other than 200.`,
 			x.Flags().String("url", "http://127.0.0.1:8080/hooks/xvb", "webhook URL")
 			x.Flags().String("access-code", "10019", "the account's access_code")
 			x.Flags().String("key", "", "the account's secret, sent as ?key=")
-			cmd.AddCommand(m, x)
+			i := &cobra.Command{Use: "itoolabs", Short: "Play an ITooLabs (MegaFon, Gravitel, Dom.ru) call", RunE: simulateITooLabs}
+			i.Flags().String("url", "http://127.0.0.1:8080/hooks/itoolabs", "webhook URL (the cabinet's CRM address)")
+			i.Flags().String("token", "", "the account's crm_token")
+			cmd.AddCommand(m, x, i)
 		},
 	})
 }
@@ -103,6 +110,20 @@ func simulateXVB(cmd *cobra.Command, _ []string) error {
 	return play(cmd, steps)
 }
 
+func simulateITooLabs(cmd *cobra.Command, _ []string) error {
+	u, token := flag(cmd, "url"), flag(cmd, "token")
+	if token == "" {
+		return fmt.Errorf("--token is the account's crm_token")
+	}
+	callID := randomUUID()
+	var steps []step
+	for _, m := range itoolabs.SampleCall(token, callID, time.Now()) {
+		steps = append(steps, step{name: m.Name, url: u, contentType: "application/x-www-form-urlencoded", body: m.Body})
+	}
+	fmt.Printf("ITooLabs call callid=%s\n", callID)
+	return play(cmd, steps)
+}
+
 func play(cmd *cobra.Command, steps []step) error {
 	client := &http.Client{Timeout: 10 * time.Second}
 	failed := 0
@@ -145,6 +166,14 @@ func randomID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// randomUUID looks like the ITooLabs family's call ids: a random (version 4) UUID.
+func randomUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
 // prettyJSON indents a JSON body for printing, keeping its key order, or returns it as it is.
