@@ -171,10 +171,11 @@ func checkNoSecrets(t *testing.T, g *gatewaytest.Gateway) {
 }
 
 // A whole ITooLabs call as the PBX posts it (itoolabs.SampleCall: contact, INCOMING, ACCEPTED,
-// COMPLETED, history with a recording link) reaches the CRM as one call_id in order, the
-// contact answered and never queued; the same history sent again as a GET with a query string
-// is accepted as the duplicate it is, and a history first sent as a GET reaches the CRM. Every
-// counter says pbx="itoolabs", and no secret reaches the log, the access log included.
+// COMPLETED, history with a recording link), and the same sample as `pbxbridge simulate
+// itoolabs` plays it, each reach the CRM as one call_id in order, the contact answered and never
+// queued. The history sent again as a GET with a query string is accepted as the duplicate it
+// is, and a history first sent as a GET reaches the CRM. Every counter says pbx="itoolabs", and
+// no secret reaches the log, the access log included.
 func TestITooLabsCallEndToEnd(t *testing.T) {
 	s := startITooLabs(t)
 	const call = "28187487-edcf-4d23-9f95-c8591fbd9936"
@@ -201,27 +202,37 @@ func TestITooLabsCallEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || string(b) != `{"status":"accepted"}` {
 		t.Fatalf("a GET history: %d %s", resp.StatusCode, b)
 	}
+	out, errOut, status := cli(t, "simulate", "itoolabs", "--url", s.g.URL+"/hooks/itoolabs", "--token", itoolabsCRMToken)
+	if status != 0 {
+		t.Fatalf("simulate itoolabs: exit %d\n%s%s", status, out, errOut)
+	}
+	_, simulated, _ := strings.Cut(out, "callid=")
+	simulated, _, _ = strings.Cut(simulated, "\n")
 
-	ds := s.crm.WaitDelivered(t, 6, 30*time.Second)
-	got := callEvents(ds, call)
-	var types []string
-	for _, d := range got {
-		types = append(types, d.Event.Type)
-		if err := event.ValidateEvent(d.Body); err != nil {
-			t.Errorf("%s does not validate: %v", d.Event.Type, err)
-		}
-		if e := d.Event; e.Source != "/pbx/itoolabs/main" || e.Subject != call || e.Data.PBX != "itoolabs" ||
-			e.Data.Direction != event.DirectionInbound || e.Data.Agent != "701" || e.Data.From.Number != "+79161234567" {
-			t.Errorf("%s: %+v", e.Type, e)
-		}
-		if strings.Contains(string(d.Body), itoolabsCRMToken) {
-			t.Errorf("%s carries crm_token: %s", d.Event.Type, d.Body)
-		}
-	}
+	ds := s.crm.WaitDelivered(t, 11, 30*time.Second)
 	want := []string{event.TypeRinging, event.TypeAnswered, event.TypeLegEnded, event.TypeCompleted, event.TypeRecordingReady}
-	if strings.Join(types, " ") != strings.Join(want, " ") {
-		t.Fatalf("call %s: types %v, want %v", call, types, want)
+	var got []gatewaytest.Delivery
+	for _, c := range []string{call, simulated} {
+		got = callEvents(ds, c)
+		var types []string
+		for _, d := range got {
+			types = append(types, d.Event.Type)
+			if err := event.ValidateEvent(d.Body); err != nil {
+				t.Errorf("%s does not validate: %v", d.Event.Type, err)
+			}
+			if e := d.Event; e.Source != "/pbx/itoolabs/main" || e.Subject != c || e.Data.PBX != "itoolabs" ||
+				e.Data.Direction != event.DirectionInbound || e.Data.Agent != "701" || e.Data.From.Number != "+79161234567" {
+				t.Errorf("%s: %+v", e.Type, e)
+			}
+			if strings.Contains(string(d.Body), itoolabsCRMToken) {
+				t.Errorf("%s carries crm_token: %s", d.Event.Type, d.Body)
+			}
+		}
+		if strings.Join(types, " ") != strings.Join(want, " ") {
+			t.Fatalf("call %q: types %v, want %v", c, types, want)
+		}
 	}
+	got = callEvents(ds, call)
 	const recording = "https://records.example.megapbx.ru/" + call + ".mp3"
 	completed := got[3].Event.Data
 	if completed.Result != event.ResultAnswered || completed.DurationS == nil || *completed.DurationS != 42 ||
@@ -232,28 +243,30 @@ func TestITooLabsCallEndToEnd(t *testing.T) {
 	if rec := got[4].Event.Data; rec.RecordingURL != recording {
 		t.Errorf("recording.ready %+v", rec)
 	}
-	out := callEvents(ds, getCall)
-	if len(out) != 1 || out[0].Event.Type != event.TypeCompleted || out[0].Event.Data.Direction != event.DirectionOutbound ||
-		out[0].Event.Data.Result != event.ResultBusy || out[0].Event.Data.To.Number != "+74957654321" {
-		t.Errorf("the GET history delivered %+v", out)
+	outbound := callEvents(ds, getCall)
+	if len(outbound) != 1 || outbound[0].Event.Type != event.TypeCompleted || outbound[0].Event.Data.Direction != event.DirectionOutbound ||
+		outbound[0].Event.Data.Result != event.ResultBusy || outbound[0].Event.Data.To.Number != "+74957654321" {
+		t.Errorf("the GET history delivered %+v", outbound)
 	}
 	for _, d := range s.crm.Requests() {
 		if d.Event.Type == event.TypeUnmapped {
 			t.Errorf("CRM got %s: %s", d.Event.Type, d.Body)
 		}
 	}
+	if reqs := s.lookup.received("+79161234567"); len(reqs) != 2 || !strings.Contains(reqs[1].body, `"call_id":"`+simulated+`"`) {
+		t.Errorf("lookups %+v", reqs)
+	}
 
 	checkMetrics(t, s.g, map[string]float64{
-		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`:  5,
+		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`:  9,
 		`pbxbridge_webhooks_received_total{account="main",outcome="duplicate",pbx="itoolabs"}`: 1,
-		`pbxbridge_events_total{pbx="itoolabs",type="call.ringing"}`:                           1,
-		`pbxbridge_events_total{pbx="itoolabs",type="call.completed"}`:                         2,
-		`pbxbridge_events_total{pbx="itoolabs",type="recording.ready"}`:                        1,
-		`pbxbridge_contact_lookups_total{account="main",outcome="not_found"}`:                  1,
-		`pbxbridge_ingest_duration_seconds_count{account="main",pbx="itoolabs"}`:               7,
+		`pbxbridge_events_total{pbx="itoolabs",type="call.ringing"}`:                           2,
+		`pbxbridge_events_total{pbx="itoolabs",type="call.completed"}`:                         3,
+		`pbxbridge_events_total{pbx="itoolabs",type="recording.ready"}`:                        2,
+		`pbxbridge_contact_lookups_total{account="main",outcome="not_found"}`:                  2,
+		`pbxbridge_ingest_duration_seconds_count{account="main",pbx="itoolabs"}`:               12,
 	})
-	logs := s.g.Logs()
-	if !strings.Contains(logs, `"uri":"/hooks/itoolabs?callid=`+getCall) {
+	if !strings.Contains(s.g.Logs(), `"uri":"/hooks/itoolabs?callid=`+getCall) {
 		t.Error("the GET history is not in the access log (without crm_token)")
 	}
 	checkNoSecrets(t, s.g)
@@ -261,8 +274,8 @@ func TestITooLabsCallEndToEnd(t *testing.T) {
 
 // Refusals carry the bodies the PBX reads, exactly: 401 {"error":"Invalid token"} for a wrong or
 // missing crm_token (a GET history's too), 400 {"error":"Invalid parameters"} for a malformed
-// message. Nothing refused reaches the CRM or the lookup; the log says why, by path, without the
-// token that was sent.
+// message; `pbxbridge simulate itoolabs` with a wrong token exits 1. Nothing refused reaches the
+// CRM or the lookup; the log says why, by path, without the token that was sent.
 func TestITooLabsRejections(t *testing.T) {
 	s := startITooLabs(t)
 	const call = "c0ffee00-1111-4222-8333-444455556666"
@@ -307,6 +320,12 @@ func TestITooLabsRejections(t *testing.T) {
 			}
 		})
 	}
+	// `pbxbridge simulate itoolabs` with a wrong token: every message refused, exit status 1.
+	out, errOut, status := cli(t, "simulate", "itoolabs", "--url", s.g.URL+"/hooks/itoolabs", "--token", itoolabsWrongToken)
+	if steps := len(itoolabs.SampleCall("", "", time.Time{})); status != 1 || strings.Count(out, " 401 ") != steps {
+		t.Errorf("simulate with a wrong token: exit %d, want 1 and %d refusals\n%s%s", status, steps, out, errOut)
+	}
+
 	// The call's lane delivers in order: once the accepted INCOMING is there, anything refused
 	// before it would have been delivered before it.
 	s.accept(t, "INCOMING", incoming("700").Encode())
@@ -317,13 +336,13 @@ func TestITooLabsRejections(t *testing.T) {
 	if n := len(s.crm.Requests()); n != 1 {
 		t.Errorf("CRM got %d requests, want the 1 accepted event", n)
 	}
-	if n := len(s.lookup.received(xvbKnownPhone)); n != 0 {
-		t.Errorf("CRM got %d lookups from a refused contact", n)
+	if n := len(s.lookup.received(xvbKnownPhone)) + len(s.lookup.received("+79161234567")); n != 0 {
+		t.Errorf("CRM got %d lookups from refused contacts", n)
 	}
 	checkMetrics(t, s.g, map[string]float64{
-		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="auth"}`:      5,
+		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="auth"}`:      10,
 		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="malformed"}`: 5,
-		`pbxbridge_webhooks_received_total{account="main",outcome="rejected",pbx="itoolabs"}`: 10,
+		`pbxbridge_webhooks_received_total{account="main",outcome="rejected",pbx="itoolabs"}`: 15,
 		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`: 1,
 		`pbxbridge_events_total{pbx="itoolabs",type="call.ringing"}`:                          1,
 	})
@@ -481,35 +500,4 @@ func TestITooLabsOriginate(t *testing.T) {
 		`pbxbridge_commands_total{account="revoked",command="make_call",outcome="refused"}`: 1,
 	})
 	checkNoSecrets(t, s.g)
-}
-
-// `pbxbridge simulate itoolabs` plays itoolabs.SampleCall: exit status 0, the contact asked of
-// the CRM with the call's id, and the CRM gets the call whole, in order.
-func TestITooLabsSimulate(t *testing.T) {
-	s := startITooLabs(t)
-	out, errOut, status := cli(t, "simulate", "itoolabs", "--url", s.g.URL+"/hooks/itoolabs", "--token", itoolabsCRMToken)
-	if status != 0 {
-		t.Fatalf("simulate itoolabs: exit %d\n%s%s", status, out, errOut)
-	}
-	ds := s.crm.WaitDelivered(t, 5, 30*time.Second)
-	call := ds[0].Event.Data.CallID
-	var types []string
-	for _, d := range callEvents(ds, call) {
-		types = append(types, d.Event.Type)
-	}
-	if want := "call.ringing call.answered call.leg_ended call.completed recording.ready"; strings.Join(types, " ") != want {
-		t.Errorf("call %s: %v, want %s", call, types, want)
-	}
-	if !strings.Contains(out, "callid="+call) {
-		t.Errorf("simulate did not print the call's id %s:\n%s", call, out)
-	}
-	if reqs := s.lookup.received("+79161234567"); len(reqs) != 1 || !strings.Contains(reqs[0].body, `"call_id":"`+call+`"`) {
-		t.Errorf("lookups %+v", reqs)
-	}
-
-	// A wrong token: every message refused, exit status 1.
-	out, errOut, status = cli(t, "simulate", "itoolabs", "--url", s.g.URL+"/hooks/itoolabs", "--token", "wrong")
-	if status != 1 || strings.Count(out, " 401 ") != len(itoolabs.SampleCall("", "", time.Time{})) {
-		t.Errorf("simulate with a wrong token: exit %d\n%s%s", status, out, errOut)
-	}
 }
