@@ -61,6 +61,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 				"CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "CRM_WEBHOOK_SECRET_NEXT": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
 				"CRM_TOKEN": "t", "MANGO_API_KEY": "k", "MANGO_API_SALT": "s", "XVB_ACCESS_CODE": "10019",
 				"XVB_WEBHOOK_KEY": "key", "XVB_TOKEN": "t", "CRM_COMMAND_TOKEN": "t",
+				"ITOOLABS_CRM_TOKEN": "c", "ITOOLABS_TOKEN": "t",
 			} {
 				t.Setenv(k, v)
 			}
@@ -92,6 +93,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"mango without name", "mango {\n api_key k\n}", `mango needs a name`},
 		{"unknown mango option", "mango office {\n salt s\n}", `unknown mango option "salt"`},
 		{"unknown xvb option", "xvb main {\n code 1\n}", `unknown xvb option "code"`},
+		{"unknown itoolabs option", "itoolabs megafon {\n key k\n}", `unknown itoolabs option "key"`},
 		{"unknown lookup option", "xvb main {\n lookup http://x {\n retries 3\n }\n}", `unknown lookup option "retries"`},
 		{"bad concurrency", "target crm http://x {\n concurrency -1\n}", `is not a positive number`},
 		{"unknown nats tls option", "nats nats://x {\n tls {\n verify off\n }\n}", `unknown nats tls option "verify"`},

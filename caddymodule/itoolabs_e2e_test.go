@@ -31,7 +31,8 @@ const (
 // itoolabsGateway is a Caddyfile with the ITooLabs account `main` (crm_token, makeCall at
 // apiURL, lookup at lookupURL) and the account `revoked`, whose makeCall token the PBX no
 // longer takes; both forward to crmURL. The access log keeps crm_token (a GET history's query)
-// and token (a robot's command) out, as docs/security.md says.
+// and token (a robot's command) out, as docs/security.md says. The account `elsewhere` takes
+// webhooks only from an address the tests never send from.
 func itoolabsGateway(crmURL, apiURL, lookupURL string) string {
 	return fmt.Sprintf(`{
 	admin {ADMIN}
@@ -60,6 +61,11 @@ func itoolabsGateway(crmURL, apiURL, lookupURL string) string {
 			token %[5]s
 			forward crm
 		}
+		itoolabs elsewhere {
+			crm_token {env.TEST_ITOOLABS_CRM_TOKEN}
+			sources 198.51.100.7
+			forward crm
+		}
 	}
 }
 {HTTP} {
@@ -75,6 +81,9 @@ func itoolabsGateway(crmURL, apiURL, lookupURL string) string {
 	}
 	route /hooks/itoolabs {
 		pbx_webhook main
+	}
+	route /hooks/itoolabs-elsewhere {
+		pbx_webhook elsewhere
 	}
 	route /calls {
 		pbx_originate {
@@ -274,7 +283,7 @@ func TestITooLabsCallEndToEnd(t *testing.T) {
 
 // Refusals carry the bodies the PBX reads, exactly: 401 {"error":"Invalid token"} for a wrong or
 // missing crm_token (a GET history's too), 400 {"error":"Invalid parameters"} for a malformed
-// message; `pbxbridge simulate itoolabs` with a wrong token exits 1. Nothing refused reaches the
+// message; a sender not in sources gets 403 with pbxbridge's own body; `pbxbridge simulate itoolabs` with a wrong token exits 1. Nothing refused reaches the
 // CRM or the lookup; the log says why, by path, without the token that was sent.
 func TestITooLabsRejections(t *testing.T) {
 	s := startITooLabs(t)
@@ -320,6 +329,12 @@ func TestITooLabsRejections(t *testing.T) {
 			}
 		})
 	}
+	// A refusal of the gateway's own, before the account reads the message, has its own body.
+	resp, b := gatewaytest.Request(t, http.MethodPost, s.g.URL+"/hooks/itoolabs-elsewhere", formType, incoming("708").Encode())
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), `"reason":"source"`) {
+		t.Errorf("not from sources: %d %s", resp.StatusCode, b)
+	}
+
 	// `pbxbridge simulate itoolabs` with a wrong token: every message refused, exit status 1.
 	out, errOut, status := cli(t, "simulate", "itoolabs", "--url", s.g.URL+"/hooks/itoolabs", "--token", itoolabsWrongToken)
 	if steps := len(itoolabs.SampleCall("", "", time.Time{})); status != 1 || strings.Count(out, " 401 ") != steps {
@@ -340,11 +355,12 @@ func TestITooLabsRejections(t *testing.T) {
 		t.Errorf("CRM got %d lookups from refused contacts", n)
 	}
 	checkMetrics(t, s.g, map[string]float64{
-		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="auth"}`:      10,
-		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="malformed"}`: 5,
-		`pbxbridge_webhooks_received_total{account="main",outcome="rejected",pbx="itoolabs"}`: 15,
-		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`: 1,
-		`pbxbridge_events_total{pbx="itoolabs",type="call.ringing"}`:                          1,
+		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="auth"}`:        10,
+		`pbxbridge_webhooks_rejected_total{account="main",pbx="itoolabs",reason="malformed"}`:   5,
+		`pbxbridge_webhooks_received_total{account="main",outcome="rejected",pbx="itoolabs"}`:   15,
+		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`:   1,
+		`pbxbridge_events_total{pbx="itoolabs",type="call.ringing"}`:                            1,
+		`pbxbridge_webhooks_rejected_total{account="elsewhere",pbx="itoolabs",reason="source"}`: 1,
 	})
 	logs := s.g.Logs()
 	for _, want := range []string{`"reason":"auth"`, `"reason":"malformed"`, `"error":"crm_token does not match the account"`, `"path":"/hooks/itoolabs"`} {
