@@ -105,6 +105,14 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //			}
 //			forward <target>...
 //		}
+//		itoolabs <name> {                    # MegaFon, Gravitel, Dom.ru
+//			crm_token <token>                # the key the PBX sends in every message
+//			sources   any | <cidr or address>...
+//			api_url   <url>                  # makeCall, with token
+//			token     <token>
+//			lookup    <url> { … }            # as in xvb
+//			forward   <target>...
+//		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name

@@ -403,10 +403,11 @@ func TestITooLabsContactLookup(t *testing.T) {
 		t.Errorf("hanging CRM: answered after %s, want the timeout %s (+1s at most)", took, lookupTimeout)
 	}
 	checkMetrics(t, s.g, map[string]float64{
-		`pbxbridge_contact_lookups_total{account="main",outcome="found"}`:        1,
-		`pbxbridge_contact_lookups_total{account="main",outcome="timeout"}`:      1,
-		`pbxbridge_contact_lookup_duration_seconds_count{account="main"}`:        2,
-		`pbxbridge_ingest_duration_seconds_count{account="main",pbx="itoolabs"}`: 2,
+		`pbxbridge_contact_lookups_total{account="main",outcome="found"}`:                     1,
+		`pbxbridge_contact_lookups_total{account="main",outcome="timeout"}`:                   1,
+		`pbxbridge_contact_lookup_duration_seconds_count{account="main"}`:                     2,
+		`pbxbridge_ingest_duration_seconds_count{account="main",pbx="itoolabs"}`:              2,
+		`pbxbridge_webhooks_received_total{account="main",outcome="accepted",pbx="itoolabs"}`: 0,
 	})
 	if n := len(s.crm.Requests()); n != 0 {
 		t.Errorf("CRM got %d events; a lookup is never queued", n)
@@ -514,6 +515,9 @@ func TestITooLabsOriginate(t *testing.T) {
 		`pbxbridge_commands_total{account="main",command="make_call",outcome="accepted"}`:   2,
 		`pbxbridge_commands_total{account="main",command="make_call",outcome="refused"}`:    1,
 		`pbxbridge_commands_total{account="revoked",command="make_call",outcome="refused"}`: 1,
+		// The series of an account exist from the start, under its kind.
+		`pbxbridge_webhooks_received_total{account="revoked",outcome="accepted",pbx="itoolabs"}`: 0,
+		`pbxbridge_webhooks_rejected_total{account="revoked",pbx="itoolabs",reason="auth"}`:      0,
 	})
 	checkNoSecrets(t, s.g)
 }
