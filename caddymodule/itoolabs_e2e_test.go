@@ -292,6 +292,7 @@ func TestITooLabsRejections(t *testing.T) {
 		v, _ := url.ParseQuery(itoolabsForm("cmd", "event", "type", "INCOMING", "direction", "in", "callid", call, "phone", "79201119613", "ext", ext))
 		return v
 	}
+	// with sets name to value in v, or leaves it out for "", and encodes v.
 	with := func(v url.Values, name, value string) string {
 		v.Set(name, value)
 		if value == "" {
@@ -309,7 +310,8 @@ func TestITooLabsRejections(t *testing.T) {
 		{"no crm_token", http.MethodPost, formType, with(incoming("702"), "crm_token", ""), http.StatusUnauthorized, invalidToken},
 		{"wrong crm_token in JSON", http.MethodPost, "application/json",
 			`{"cmd":"event","type":"INCOMING","callid":"` + call + `","phone":"79201119613","ext":"703","crm_token":"` + itoolabsWrongToken + `"}`, http.StatusUnauthorized, invalidToken},
-		{"a GET history with a wrong crm_token", http.MethodGet, "", with(incoming("704"), "crm_token", itoolabsWrongToken), http.StatusUnauthorized, invalidToken},
+		{"a GET history with a wrong crm_token", http.MethodGet, "",
+			url.Values{"cmd": {"history"}, "type": {"in"}, "callid": {call}, "phone": {"79201119613"}, "crm_token": {itoolabsWrongToken}}.Encode(), http.StatusUnauthorized, invalidToken},
 		{"a contact lookup with a wrong crm_token", http.MethodPost, formType,
 			url.Values{"cmd": {"contact"}, "phone": {"79201119613"}, "crm_token": {itoolabsWrongToken}}.Encode(), http.StatusUnauthorized, invalidToken},
 		{"no cmd", http.MethodPost, formType, with(incoming("705"), "cmd", ""), http.StatusBadRequest, invalidParameters},
