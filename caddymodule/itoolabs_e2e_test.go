@@ -159,7 +159,7 @@ func checkMetrics(t *testing.T, g *gatewaytest.Gateway, want map[string]float64)
 	t.Helper()
 	text := g.MetricsText()
 	for series, value := range want {
-		if v, ok := metricValue(text, series); !ok || v != value {
+		if v, ok := gatewaytest.Metric(text, series); !ok || v != value {
 			t.Errorf("%s = %g (present %v), want %g", series, v, ok, value)
 		}
 	}
