@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,69 +38,19 @@ const (
 	fakeXVBCode    = "10019"
 )
 
-// fakeXVBAPI is XVB's CommonCRM click-to-call (docs/xvb.md, Click-to-call: makeCall): a form POST
-// to /commoncrm/<access code> with cmd=makeCall, token, from and to. The answer is not documented;
-// this one answers 200 {"status":"ok"}, 403 to a wrong token, or what the test sets.
-type fakeXVBAPI struct {
-	*httptest.Server
-
-	mu     sync.Mutex
-	calls  []url.Values
-	status int
-	body   string
-}
-
-func newFakeXVBAPI(t testing.TB) *fakeXVBAPI {
-	f := &fakeXVBAPI{status: http.StatusOK, body: `{"status":"ok"}`}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/commoncrm/"+fakeXVBCode ||
-			r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
-			http.Error(w, "not a CommonCRM request", http.StatusBadRequest)
-			return
-		}
-		raw, _ := io.ReadAll(r.Body)
-		form, err := url.ParseQuery(string(raw))
-		if err != nil || form.Get("cmd") != "makeCall" || form.Get("from") == "" || form.Get("to") == "" || len(form) != 4 {
-			http.Error(w, "bad makeCall", http.StatusBadRequest)
-			return
-		}
-		if form.Get("token") != fakeXVBToken {
-			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, `{"error":"bad token"}`)
-			return
-		}
-		f.mu.Lock()
-		f.calls = append(f.calls, form)
-		status, body := f.status, f.body
-		f.mu.Unlock()
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeXVBAPI) apiURL() string { return f.URL + "/commoncrm/" + fakeXVBCode }
-
-func (f *fakeXVBAPI) received() []url.Values {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]url.Values(nil), f.calls...)
-}
-
 // originateFixture is a pbx_originate handler on 127.0.0.1 with a real queue engine (for the
 // command bucket): account office is Mango at the fake Mango, main is XVB at the fake XVB.
 type originateFixture struct {
 	url   string
 	h     *Originate
 	mango *gatewaytest.MangoAPI
-	xvb   *fakeXVBAPI
+	xvb   *gatewaytest.XVBAPI
 	logs  *observer.ObservedLogs
 }
 
 func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture {
 	t.Helper()
-	fx := &originateFixture{mango: gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), xvb: newFakeXVBAPI(t)}
+	fx := &originateFixture{mango: gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), xvb: gatewaytest.NewXVBAPI(t, fakeXVBCode, fakeXVBToken)}
 	eng, err := delivery.Open(delivery.Config{DataDir: t.TempDir()}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +62,7 @@ func newOriginateFixture(t *testing.T, timeout time.Duration) *originateFixture 
 	}
 	app := &App{engine: new(atomic.Pointer[delivery.Engine]), accounts: map[string]pbx.Account{
 		"office": provisioned(t, "mango", "office", &mango.Config{APIKey: fakeMangoKey, APISalt: fakeMangoSalt, APIURL: fx.mango.APIURL(), Forward: []string{"crm"}}),
-		"main":   provisioned(t, "xvb", "main", &xvb.Config{AccessCode: fakeXVBCode, Token: fakeXVBToken, APIURL: fx.xvb.apiURL(), Sources: []string{"any"}, Forward: []string{"crm"}}),
+		"main":   provisioned(t, "xvb", "main", &xvb.Config{AccessCode: fakeXVBCode, Token: fakeXVBToken, APIURL: fx.xvb.APIURL(), Sources: []string{"any"}, Forward: []string{"crm"}}),
 		"bare":   provisioned(t, "xvb", "bare", &xvb.Config{AccessCode: fakeXVBCode, Sources: []string{"any"}, Forward: []string{"crm"}}),
 	}}
 	app.engine.Store(eng)
@@ -249,7 +198,7 @@ func TestOriginateBadRequests(t *testing.T) {
 	if n := fx.mango.Requests(); n != 0 {
 		t.Errorf("Mango got %d requests for bad ones", n)
 	}
-	if n := len(fx.xvb.received()); n != 0 {
+	if n := len(fx.xvb.Received()); n != 0 {
 		t.Errorf("XVB got %d requests for bad ones", n)
 	}
 }
@@ -433,7 +382,7 @@ func TestOriginateIdempotency(t *testing.T) {
 		t.Errorf("another request, same id: %d %s", r.status, r.raw)
 	}
 	// Ids are per account.
-	if r := fx.postJSON(t, `{"account":"main","from":"101","to":"79001234567","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.xvb.received()) != 1 {
+	if r := fx.postJSON(t, `{"account":"main","from":"101","to":"79001234567","command_id":"retry-1"}`); r.status != http.StatusOK || len(fx.xvb.Received()) != 1 {
 		t.Errorf("same id, other account: %d %s", r.status, r.raw)
 	}
 }
@@ -479,15 +428,13 @@ func TestOriginateXVB(t *testing.T) {
 	if r.status != http.StatusOK || r.raw != `{"command_id":"x-1","status":"accepted"}`+"\n" {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
-	got := fx.xvb.received()
+	got := fx.xvb.Received()
 	want := url.Values{"cmd": {"makeCall"}, "token": {fakeXVBToken}, "from": {"101"}, "to": {"79001234567"}}
 	if len(got) != 1 || got[0].Encode() != want.Encode() {
 		t.Errorf("XVB got %v", got)
 	}
 
-	fx.xvb.mu.Lock()
-	fx.xvb.status, fx.xvb.body = http.StatusInternalServerError, "no such extension\nstack trace"
-	fx.xvb.mu.Unlock()
+	fx.xvb.Answer(http.StatusInternalServerError, "no such extension\nstack trace")
 	r = fx.postJSON(t, `{"account":"main","from":"109","to":"79001234567"}`)
 	if r.status != http.StatusBadGateway || r.body["status"] != "refused" || r.body["pbx_status"] != 500.0 ||
 		r.body["error"] != "XVB refused the call: HTTP 500: no such extension" {

@@ -2,9 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
@@ -34,163 +31,14 @@ import (
 	"github.com/pbxbridge/pbxbridge/recording"
 )
 
-// fakeMangoRecordings is Mango's recording download as docs/mango.md (Recordings) describes it: a
-// signed POST to {api_url}/queries/recording/post, answered with a 302 to a one-shot URL on a
-// separate file server that serves audio/mp3 once and knows nothing of Range. A recording it does
-// not know gets 404; one stored but not yet downloadable gets {"result":3320}; a bad sign gets
-// DOC2017's 420 {"code":3102}.
-type fakeMangoRecordings struct {
-	api, files *httptest.Server
-	key, salt  string
-
-	mu        sync.Mutex
-	content   map[string][]byte // downloadable recordings
-	pending   map[string]bool   // stored, not yet downloadable
-	slow      map[string]bool   // served in chunks with pauses, without Content-Length
-	stalled   map[string]bool   // half sent, then nothing until the client leaves
-	busy      bool              // answer everything with the rate limit
-	oneShot   map[string]string // file token → recording id; each is served once
-	queries   []string          // the json of every authentic query
-	queried   chan struct{}     // when set, told of every authentic query
-	fileLinks []string          // every one-shot path handed out
-}
-
-func newFakeMangoRecordings(t *testing.T, key, salt string) *fakeMangoRecordings {
-	f := &fakeMangoRecordings{
-		key: key, salt: salt,
-		content: map[string][]byte{}, pending: map[string]bool{}, slow: map[string]bool{},
-		stalled: map[string]bool{}, oneShot: map[string]string{},
-	}
-	f.api = httptest.NewServer(http.HandlerFunc(f.serveAPI))
-	f.files = httptest.NewServer(http.HandlerFunc(f.serveFile))
-	t.Cleanup(f.files.Close)
-	t.Cleanup(f.api.Close)
-	return f
-}
-
-// apiURL is what an account's api_url is set to: Mango's base URL ends in /vpbx.
-func (f *fakeMangoRecordings) apiURL() string { return f.api.URL + "/vpbx" }
-
-// add makes a downloadable recording of n random bytes and returns them.
-func (f *fakeMangoRecordings) add(id string, n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	f.mu.Lock()
-	f.content[id] = b
-	f.mu.Unlock()
-	return b
-}
-
-func (f *fakeMangoRecordings) queryCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.queries)
-}
-
-func (f *fakeMangoRecordings) serveAPI(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/vpbx/queries/recording/post" {
-		http.NotFound(w, r)
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		w.WriteHeader(420)
-		fmt.Fprint(w, `{"code":3104}`)
-		return
-	}
-	key, js := r.PostForm.Get("vpbx_api_key"), r.PostForm.Get("json")
-	sum := sha256.Sum256([]byte(key + js + f.salt))
-	if key != f.key || r.PostForm.Get("sign") != hex.EncodeToString(sum[:]) {
-		w.WriteHeader(420)
-		fmt.Fprint(w, `{"code":3102}`)
-		return
-	}
-	var q struct {
-		RecordingID string `json:"recording_id"`
-		Action      string `json:"action"`
-	}
-	if json.Unmarshal([]byte(js), &q) != nil || q.Action != "download" {
-		w.WriteHeader(420)
-		fmt.Fprint(w, `{"code":3104}`)
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.queries = append(f.queries, js)
-	if f.queried != nil {
-		select {
-		case f.queried <- struct{}{}:
-		default:
-		}
-	}
-	_, known := f.content[q.RecordingID]
-	switch {
-	case f.busy:
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprint(w, `{"name":"Service Unavailable","message":"Rate limit exceeded.","code":0,"status":429}`)
-	case known:
-		token := rand.Text()
-		f.oneShot[token] = q.RecordingID
-		f.fileLinks = append(f.fileLinks, "/dl/"+token)
-		http.Redirect(w, r, f.files.URL+"/dl/"+token, http.StatusFound)
-	case f.pending[q.RecordingID]:
-		fmt.Fprint(w, `{"result":3320}`)
-	default:
-		http.NotFound(w, r)
-	}
-}
-
-func (f *fakeMangoRecordings) serveFile(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	token := strings.TrimPrefix(r.URL.Path, "/dl/")
-	id, ok := f.oneShot[token]
-	delete(f.oneShot, token)
-	b, slow, stalled := f.content[id], f.slow[id], f.stalled[id]
-	f.mu.Unlock()
-	if !ok {
-		http.Error(w, "link expired", http.StatusNotFound)
-		return
-	}
-	w.Header().Set("Content-Type", "audio/mp3")
-	switch {
-	case stalled:
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.Write(b[:len(b)/2])
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	case slow:
-		for chunk := range eighths(b) {
-			w.Write(chunk)
-			w.(http.Flusher).Flush()
-			time.Sleep(20 * time.Millisecond) // the file server's pace, not synchronisation
-		}
-	default:
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.Write(b)
-	}
-}
-
-// eighths yields b in eight pieces.
-func eighths(b []byte) func(func([]byte) bool) {
-	return func(yield func([]byte) bool) {
-		n := (len(b) + 7) / 8
-		for len(b) > 0 {
-			k := min(n, len(b))
-			if !yield(b[:k]) {
-				return
-			}
-			b = b[k:]
-		}
-	}
-}
-
 const recordingsTestToken = "crm-token-0123456789abcdef"
 
 // newTestRecordings provisions a handler against fake: account office is Mango at the fake,
 // main is XVB.
-func newTestRecordings(t *testing.T, fake *fakeMangoRecordings, h *Recordings) (*Recordings, *App, *observer.ObservedLogs) {
+func newTestRecordings(t *testing.T, fake *gatewaytest.MangoRecordings, h *Recordings) (*Recordings, *App, *observer.ObservedLogs) {
 	t.Helper()
 	app := &App{accounts: map[string]pbx.Account{
-		"office": provisioned(t, "mango", "office", &mango.Config{APIKey: fake.key, APISalt: fake.salt, APIURL: fake.apiURL(), Forward: []string{"crm"}}),
+		"office": provisioned(t, "mango", "office", &mango.Config{APIKey: fake.Key, APISalt: fake.Salt, APIURL: fake.APIURL(), Forward: []string{"crm"}}),
 		"main":   provisioned(t, "xvb", "main", &xvb.Config{AccessCode: "10019", Sources: []string{"any"}, Forward: []string{"crm"}}),
 	}}
 	app.outbound, _ = outbound.NewPolicy([]string{"127.0.0.1"}) // the fake's file server
@@ -235,9 +83,9 @@ func fetchesCounted(outcome string) float64 {
 func TestRecordingsServe(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where the handler's temporary copies go
-	fake := newFakeMangoRecordings(t, "k-office", "s-office")
+	fake := gatewaytest.NewMangoRecordings(t, "k-office", "s-office")
 	id := "MToxMDAwNjA4NTo1MDA5/NDExMDIy+OjE=" // base64 ids carry / + =
-	audio := fake.add(id, 300_000)
+	audio := fake.Add(id, 300_000)
 	h, _, logs := newTestRecordings(t, fake, &Recordings{Token: recordingsTestToken, PublicURL: "https://pbx.example.com/recordings"})
 	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
 	path := "/recordings/office/" + url.PathEscape(id)
@@ -255,9 +103,9 @@ func TestRecordingsServe(t *testing.T) {
 		if w.Header().Get("Accept-Ranges") != "bytes" || w.Header().Get("ETag") == "" {
 			t.Errorf("no range support advertised: %v", w.Header())
 		}
-		fake.mu.Lock()
-		last := fake.queries[len(fake.queries)-1]
-		fake.mu.Unlock()
+		fake.Mu.Lock()
+		last := fake.Queries[len(fake.Queries)-1]
+		fake.Mu.Unlock()
 		if want, _ := json.Marshal(map[string]string{"action": "download", "recording_id": id}); !sameJSON(last, string(want)) {
 			t.Errorf("Mango got query %s", last)
 		}
@@ -313,7 +161,7 @@ func TestRecordingsServe(t *testing.T) {
 		expired := recording.NewLinks(recordingsTestToken, "https://pbx.example.com/recordings", -time.Minute)
 		otherToken := recording.NewLinks("another-token", "https://pbx.example.com/recordings", time.Hour)
 		later, _ := strconv.ParseInt(exp, 10, 64)
-		queries := fake.queryCount()
+		queries := fake.QueryCount()
 		for _, tt := range []struct {
 			name   string
 			target string
@@ -341,7 +189,7 @@ func TestRecordingsServe(t *testing.T) {
 				t.Errorf("%s: 401 without WWW-Authenticate", tt.name)
 			}
 		}
-		if n := fake.queryCount(); n != queries {
+		if n := fake.QueryCount(); n != queries {
 			t.Errorf("refused requests reached Mango: %d queries", n-queries)
 		}
 	})
@@ -354,7 +202,7 @@ func TestRecordingsServe(t *testing.T) {
 	}
 	assertNoTempFiles(t, tmp)
 	// The token, link signatures and Mango's one-shot URLs are credentials: never logged.
-	secrets := append([]string{recordingsTestToken, "sig="}, fake.fileLinks...)
+	secrets := append([]string{recordingsTestToken, "sig="}, fake.FileLinks...)
 	for _, e := range logs.All() {
 		line := e.Message + fmt.Sprint(e.ContextMap())
 		for _, s := range secrets {
@@ -383,18 +231,18 @@ func assertNoTempFiles(t *testing.T, dir string) {
 func TestRecordingsFailures(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	fake := newFakeMangoRecordings(t, "k-office", "s-office")
-	fake.pending["pending"] = true
-	fake.add("stalled", 100_000)
-	fake.stalled["stalled"] = true
-	slow := fake.add("slow", 80_000)
-	fake.slow["slow"] = true
+	fake := gatewaytest.NewMangoRecordings(t, "k-office", "s-office")
+	fake.Pending["pending"] = true
+	fake.Add("stalled", 100_000)
+	fake.Stalled["stalled"] = true
+	slow := fake.Add("slow", 80_000)
+	fake.Slow["slow"] = true
 	h, app, _ := newTestRecordings(t, fake, &Recordings{Token: recordingsTestToken, Timeout: caddy.Duration(500 * time.Millisecond)})
 	// Accounts whose Mango cannot be reached or refuses pbxbridge's signature.
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
 	app.accounts["down"] = provisioned(t, "mango", "down", &mango.Config{APIKey: "k", APISalt: "s", APIURL: down.URL + "/vpbx", Forward: []string{"crm"}})
-	app.accounts["badsalt"] = provisioned(t, "mango", "badsalt", &mango.Config{APIKey: fake.key, APISalt: "wrong", APIURL: fake.apiURL(), Forward: []string{"crm"}})
+	app.accounts["badsalt"] = provisioned(t, "mango", "badsalt", &mango.Config{APIKey: fake.Key, APISalt: "wrong", APIURL: fake.APIURL(), Forward: []string{"crm"}})
 	bearer := []string{"Authorization", "Bearer " + recordingsTestToken}
 
 	t.Run("slow file arrives whole", func(t *testing.T) {
@@ -441,30 +289,30 @@ func TestRecordingsFailures(t *testing.T) {
 	// Mango announces a recording before it can be downloaded: a fetch in between waits for it.
 	t.Run("stored during the wait", func(t *testing.T) {
 		asked := make(chan struct{}, 1)
-		fake.mu.Lock()
-		fake.pending["later"] = true
-		fake.queried = asked
-		fake.mu.Unlock()
+		fake.Mu.Lock()
+		fake.Pending["later"] = true
+		fake.Queried = asked
+		fake.Mu.Unlock()
 		waiting := *h
 		waiting.fetch.Wait = 30 * time.Second // the test ends as soon as the file is served
 		done := make(chan *httptest.ResponseRecorder, 1)
 		go func() { done <- serveRecording(&waiting, http.MethodGet, "/recordings/office/later", bearer...) }()
 		<-asked // Mango said "not yet" once
-		audio := fake.add("later", 10_000)
-		fake.mu.Lock()
-		delete(fake.pending, "later")
-		fake.queried = nil
-		fake.mu.Unlock()
+		audio := fake.Add("later", 10_000)
+		fake.Mu.Lock()
+		delete(fake.Pending, "later")
+		fake.Queried = nil
+		fake.Mu.Unlock()
 		w := <-done
 		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), audio) {
 			t.Errorf("%d %s, want the recording", w.Code, w.Body.String())
 		}
 	})
 	t.Run("rate limited", func(t *testing.T) {
-		fake.mu.Lock()
-		fake.busy = true
-		fake.mu.Unlock()
-		defer func() { fake.mu.Lock(); fake.busy = false; fake.mu.Unlock() }()
+		fake.Mu.Lock()
+		fake.Busy = true
+		fake.Mu.Unlock()
+		defer func() { fake.Mu.Lock(); fake.Busy = false; fake.Mu.Unlock() }()
 		before := fetchesCounted("unavailable")
 		w := serveRecording(h, http.MethodGet, "/recordings/office/slow", bearer...)
 		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || fetchesCounted("unavailable")-before != 1 {
@@ -530,7 +378,7 @@ func TestLinkRecordings(t *testing.T) {
 }
 
 func TestRecordingsProvision(t *testing.T) {
-	fake := newFakeMangoRecordings(t, "k", "s")
+	fake := gatewaytest.NewMangoRecordings(t, "k", "s")
 	t.Setenv("TEST_RECORDINGS_TOKEN", recordingsTestToken)
 	h, app, _ := newTestRecordings(t, fake, &Recordings{Token: "{env.TEST_RECORDINGS_TOKEN}", PublicURL: "https://pbx.example.com/recordings/"})
 	if h.token != recordingsTestToken || h.Token != "{env.TEST_RECORDINGS_TOKEN}" {

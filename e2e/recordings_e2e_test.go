@@ -1,4 +1,4 @@
-package caddymodule
+package e2e
 
 import (
 	"bytes"
@@ -101,12 +101,12 @@ func waitRecordingEvent(t *testing.T, crm *gatewaytest.CRM, match func(event.Eve
 // credentials are refused; XVB's record_link passes through; a reload to a new token makes
 // new links and retires the old ones.
 func TestRecordingsEndToEnd(t *testing.T) {
-	fake := newFakeMangoRecordings(t, "e2e-key", "e2e-salt")
+	fake := gatewaytest.NewMangoRecordings(t, "e2e-key", "e2e-salt")
 	id := "MToxMDAwNjA4NTo1MDA5/NDExMDIy+OjE="
-	audio := fake.add(id, 200_000)
+	audio := fake.Add(id, 200_000)
 	crm := gatewaytest.NewCRM(t, nil)
 	const tokenOne, tokenTwo = "e2e-token-one-0123456789", "e2e-token-two-0123456789"
-	g := gatewaytest.Start(t, recordingsGateway(crm.URL, fake.apiURL(), "TEST_REC_TOKEN_ONE"),
+	g := gatewaytest.Start(t, recordingsGateway(crm.URL, fake.APIURL(), "TEST_REC_TOKEN_ONE"),
 		"TEST_REC_TOKEN_ONE="+tokenOne, "TEST_REC_TOKEN_TWO="+tokenTwo)
 	g.WaitReady()
 	path := g.URL + "/recordings/office/" + url.PathEscape(id)
@@ -178,11 +178,11 @@ func TestRecordingsEndToEnd(t *testing.T) {
 
 	// A reload to another token: the new config's handler makes the links of new events, the
 	// old links stop working, and the counters carry on.
-	if err := g.Reload(recordingsGateway(crm.URL, fake.apiURL(), "TEST_REC_TOKEN_TWO")); err != nil {
+	if err := g.Reload(recordingsGateway(crm.URL, fake.APIURL(), "TEST_REC_TOKEN_TWO")); err != nil {
 		t.Fatal(err)
 	}
 	second := "rec-after-reload"
-	audio2 := fake.add(second, 50_000)
+	audio2 := fake.Add(second, 50_000)
 	link2 := recordAdded(t, g, crm, second)
 	if resp, body := gatewaytest.Request(t, http.MethodGet, link2, "", ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio2) {
 		t.Errorf("link after reload: %d, %d bytes", resp.StatusCode, len(body))
@@ -198,9 +198,9 @@ func TestRecordingsEndToEnd(t *testing.T) {
 	}
 
 	logs := g.Logs()
-	fake.mu.Lock()
-	secrets := append([]string{tokenOne, tokenTwo, "sig="}, fake.fileLinks...)
-	fake.mu.Unlock()
+	fake.Mu.Lock()
+	secrets := append([]string{tokenOne, tokenTwo, "sig="}, fake.FileLinks...)
+	fake.Mu.Unlock()
 	for _, s := range secrets {
 		if strings.Contains(logs, s) {
 			t.Errorf("gateway log contains %q", s)

@@ -1,4 +1,4 @@
-package caddymodule
+package e2e
 
 import (
 	"fmt"
@@ -17,6 +17,14 @@ import (
 
 // originateGateway has a Mango and an XVB account whose APIs are the fakes, Mango's webhooks,
 // pbx_originate at /calls, and the access-log filter docs/originate.md recommends.
+const (
+	originateToken = "crm-command-token-0123456789"
+	fakeMangoKey   = "fakemangokey0123456789abcdefghij"
+	fakeMangoSalt  = "fakemangosalt0123456789abcdefghi"
+	fakeXVBToken   = "xvb-c2c-secret-token"
+	fakeXVBCode    = "10019"
+)
+
 func originateGateway(crmURL, mangoAPI, xvbAPI string) string {
 	return fmt.Sprintf(`{
 	admin {ADMIN}
@@ -92,8 +100,8 @@ func sendCommand(t *testing.T, g *gatewaytest.Gateway, body string, query url.Va
 // Mango's 4/s; the token stays out of the access log.
 func TestOriginateEndToEnd(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	fakeMango, fakeXVB := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), newFakeXVBAPI(t)
-	config := originateGateway(crm.URL+"/events", fakeMango.APIURL(), fakeXVB.apiURL())
+	fakeMango, fakeXVB := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt), gatewaytest.NewXVBAPI(t, fakeXVBCode, fakeXVBToken)
+	config := originateGateway(crm.URL+"/events", fakeMango.APIURL(), fakeXVB.APIURL())
 	g := gatewaytest.Start(t, config,
 		"TEST_MANGO_SALT="+fakeMangoSalt, "TEST_XVB_TOKEN="+fakeXVBToken, "CRM_COMMAND_TOKEN="+originateToken)
 	g.WaitReady()
@@ -112,10 +120,10 @@ func TestOriginateEndToEnd(t *testing.T) {
 	if code, body, _ := sendCommand(t, g, "", robot); code != http.StatusOK || !strings.Contains(body, `"status":"accepted"`) {
 		t.Fatalf("robot makeCall: %d %s", code, body)
 	}
-	if got := fakeXVB.received(); len(got) != 1 || got[0].Get("to") != "79007654321" || got[0].Get("from") != "102" {
+	if got := fakeXVB.Received(); len(got) != 1 || got[0].Get("to") != "79007654321" || got[0].Get("from") != "102" {
 		t.Fatalf("XVB got %v", got)
 	}
-	if code, _, _ := sendCommand(t, g, "", url.Values{"account": {"main"}, "from": {"102"}, "to": {"79007654321"}}); code != http.StatusUnauthorized || len(fakeXVB.received()) != 1 {
+	if code, _, _ := sendCommand(t, g, "", url.Values{"account": {"main"}, "from": {"102"}, "to": {"79007654321"}}); code != http.StatusUnauthorized || len(fakeXVB.Received()) != 1 {
 		t.Fatalf("without a token: %d", code)
 	}
 	if !strings.Contains(g.MetricsText(), `pbxbridge_commands_total{account="main",command="make_call",outcome="accepted"} 1`) {
