@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -168,21 +167,6 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Version is pbxbridge's version, from the build.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, dep := range bi.Deps {
-			if dep.Path == "github.com/pbxbridge/pbxbridge" {
-				return dep.Version
-			}
-		}
-		if bi.Main.Path == "github.com/pbxbridge/pbxbridge" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-	}
-	return "dev"
-}
-
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Provision expands secrets, checks the configuration and prepares the runtime settings. It
@@ -243,7 +227,7 @@ func (a *App) provisionTargets(repl *caddy.Replacer) error {
 			Concurrency: t.Concurrency,
 			DeadStatus:  t.DeadStatus,
 			Events:      t.Events,
-			UserAgent:   "pbxbridge/" + Version(),
+			UserAgent:   outbound.UserAgent(),
 		}
 		for k, vs := range t.Headers {
 			for _, v := range vs {

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
@@ -88,7 +89,7 @@ func zeroSeries(accounts map[string]pbx.Account, targets []delivery.Target) {
 // registerMetrics puts pbxbridge's collectors on a config's registry.
 func registerMetrics(reg *prometheus.Registry) {
 	m := &metrics
-	m.buildInfo.WithLabelValues(Version()).Set(1)
+	m.buildInfo.WithLabelValues(outbound.Version()).Set(1)
 	collectors := append([]prometheus.Collector{
 		m.received, m.rejected, m.events, m.lookups, m.commands, m.ingestDuration, m.lookupDuration, m.buildInfo,
 		m.recordingFetches, m.recordingBytes, m.recordingDuration,

@@ -70,7 +70,7 @@ func (h *Originate) provision(app *App, logger *zap.Logger) error {
 	}
 	// A PBX API does not redirect a command; following one would turn the POST into a GET.
 	h.service = &command.Service{Timeout: time.Duration(h.Timeout), Engine: app.readyEngine,
-		Client: outbound.Configured(0), UserAgent: "pbxbridge/" + Version(), Logger: logger}
+		Client: outbound.Configured(0), UserAgent: outbound.UserAgent(), Logger: logger}
 	return nil
 }
 

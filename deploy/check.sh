@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks the deployment files: Prometheus alert rules (syntax and unit tests) and the Grafana
-# dashboard (valid JSON). CI runs it from the repository root: `bash deploy/check.sh`.
+# Checks the deployment files: Prometheus alert rules (syntax and unit tests), the Grafana
+# dashboard (valid JSON, its queries) and the renderer of its picture (its tests). CI runs it
+# from the repository root: `bash deploy/check.sh`.
 # Installs promtool when it is missing (Debian's `prometheus` package ships it; needs root).
 set -euo pipefail
 
@@ -98,5 +99,10 @@ print(f"{len(exprs)} queries, metric names all known")
 PY
 promtool check rules "$tmp/dashboard-queries.yml" >/dev/null
 echo "dashboard queries: valid PromQL"
+
+# The renderer of grafana/dashboard.png is a module of its own, outside `go test ./...`.
+echo "--- dashboard renderer (tools/grafana-render)"
+go -C tools/grafana-render vet ./...
+go -C tools/grafana-render test -count=1 ./...
 
 echo "deploy: OK"

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -128,14 +129,14 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // kept connections per host; 0 is Go's default.
 func Configured(maxIdlePerHost int) *http.Client {
 	return &http.Client{
-		Transport: &http.Transport{
+		Transport: agent{&http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: maxIdlePerHost,
 			IdleConnTimeout:     90 * time.Second,
 			TLSHandshakeTimeout: 10 * time.Second,
 			ForceAttemptHTTP2:   true,
-		},
+		}},
 		CheckRedirect: noRedirects,
 	}
 }
@@ -144,14 +145,46 @@ func Configured(maxIdlePerHost int) *http.Client {
 // and the allow-list's are dialed, directly, and redirects are returned as answers.
 func (p *Policy) Answered() *http.Client {
 	return &http.Client{
-		Transport: &http.Transport{
+		Transport: agent{&http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: p.control}).DialContext,
 			IdleConnTimeout:     90 * time.Second,
 			TLSHandshakeTimeout: 10 * time.Second,
 			ForceAttemptHTTP2:   true,
-		},
+		}},
 		CheckRedirect: noRedirects,
 	}
+}
+
+// agent sends [UserAgent] with a request that names no User-Agent, in place of Go's.
+type agent struct{ *http.Transport }
+
+func (a agent) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == "" {
+		req = req.Clone(req.Context()) // a RoundTripper must not modify the caller's request
+		req.Header.Set("User-Agent", userAgent)
+	}
+	return a.Transport.RoundTrip(req)
+}
+
+var userAgent = "pbxbridge/" + Version()
+
+// UserAgent is what pbxbridge's requests say they are: pbxbridge/<version>.
+func UserAgent() string { return userAgent }
+
+// Version is pbxbridge's version, from the build: the module's version when pbxbridge is a
+// dependency (an xcaddy build), else the main module's as the go command stamped it, else "dev".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			if dep.Path == "github.com/pbxbridge/pbxbridge" {
+				return dep.Version
+			}
+		}
+		if bi.Main.Path == "github.com/pbxbridge/pbxbridge" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
 }
 
 // Unwrap is the cause of a client's error without the *url.Error around it, which repeats

@@ -124,3 +124,35 @@ func TestNoClientFollowsRedirects(t *testing.T) {
 		t.Fatalf("the redirect target got %d requests", hits)
 	}
 }
+
+func TestClientsSendTheUserAgent(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.UserAgent() }))
+	defer srv.Close()
+	open, _ := NewPolicy([]string{"127.0.0.1"})
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"configured", Configured(0)}, {"answered", open.Answered()}} {
+		for _, tt := range []struct{ set, want string }{
+			{"", "pbxbridge/" + Version()},
+			{"pbxbridge/test", "pbxbridge/test"},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			if tt.set != "" {
+				req.Header.Set("User-Agent", tt.set)
+			}
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			resp.Body.Close()
+			if ua := <-got; ua != tt.want {
+				t.Errorf("%s, User-Agent set to %q: the server got %q, want %q", c.name, tt.set, ua, tt.want)
+			}
+			if req.Header.Get("User-Agent") != tt.set {
+				t.Errorf("%s: the caller's request was changed", c.name)
+			}
+		}
+	}
+}

@@ -1,20 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -272,14 +274,17 @@ func adminCall(fl caddycmd.Flags, method, path string, out any, human func(io.Wr
 	if err != nil {
 		return exitFailed, fmt.Errorf("the admin address: %v", err)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
+	resp, err := adminRequest(addr, method, path)
 	if err != nil {
-		return adminFailure(method, path, err)
+		return exitFailed, fmt.Errorf("the gateway's admin endpoint: %v", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return exitFailed, fmt.Errorf("reading the gateway's answer: %v", err)
+	}
+	if resp.StatusCode >= 400 {
+		return adminFailure(method, path, resp.StatusCode, body)
 	}
 	if out != nil {
 		if err := json.Unmarshal(body, out); err != nil {
@@ -294,19 +299,45 @@ func adminCall(fl caddycmd.Flags, method, path string, out any, human func(io.Wr
 	return exitOK, nil
 }
 
-// caddyError is how AdminAPIRequest reports an answer of 400 or more; the status is what
-// tells "not found" from a failure.
-var caddyError = regexp.MustCompile(`(?s)HTTP (\d{3}): (.*)`)
-
-func adminFailure(method, path string, err error) (int, error) {
-	m := caddyError.FindStringSubmatch(err.Error())
-	if m == nil {
-		return exitFailed, fmt.Errorf("the gateway's admin endpoint: %v", err)
+// adminRequest sends one request to Caddy's admin endpoint as caddycmd.AdminAPIRequest does
+// (the same dial, Host and Origin), but returns every answer: AdminAPIRequest turns one of 400
+// or more into an error text, and the status is what tells "not found" from a failure.
+func adminRequest(adminAddr, method, path string) (*http.Response, error) {
+	addr, err := caddy.ParseNetworkAddress(adminAddr)
+	if err != nil || addr.PortRangeSize() > 1 {
+		return nil, fmt.Errorf("invalid admin address %s: %v", adminAddr, err)
 	}
-	status, _ := strconv.Atoi(m[1])
-	msg := strings.TrimSpace(m[2])
+	origin := "http://" + addr.JoinHostPort(0)
+	socket := addr.IsUnixNetwork() || addr.IsFdNetwork()
+	if socket {
+		origin = "http://127.0.0.1"                   // the Host Caddy's admin accepts on a socket
+		addr.Host, _, _ = strings.Cut(addr.Host, "|") // a unix socket's permission bits
+	}
+	req, err := http.NewRequest(method, origin+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("making request: %v", err)
+	}
+	if !socket {
+		req.Header.Set("Origin", origin)
+	}
+	client := http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, addr.Network, addr.JoinHostPort(0))
+		},
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("performing request: %v", err)
+	}
+	return resp, nil
+}
+
+// adminFailure is the exit status and message of an answer of 400 or more: the API's
+// {"error": ...} when it sent one, else its text.
+func adminFailure(method, path string, status int, body []byte) (int, error) {
+	msg := strings.TrimSpace(string(body))
 	var apiErr struct{ Error string }
-	if json.Unmarshal([]byte(msg), &apiErr) == nil && apiErr.Error != "" {
+	if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
 		msg = apiErr.Error
 	}
 	if status == http.StatusNotFound {

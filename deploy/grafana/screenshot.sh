@@ -13,7 +13,7 @@
 #   - Debian's prometheus, scraping the gateway every second into a temporary directory.
 # Traffic: `pbxbridge simulate mango|xvb` in loops, plus click-to-call commands, contact
 # lookups, Mango re-sends (duplicates), wrong signatures and wrong access codes. At the end,
-# with the traffic still running, deploy/grafana/render draws the dashboard's panels from
+# with the traffic still running, tools/grafana-render draws the dashboard's panels from
 # Prometheus, rsvg-convert makes the PNG and pngquant shrinks it. Installs prometheus,
 # librsvg2-bin and pngquant with apt-get when they are missing (needs root).
 set -euo pipefail
@@ -55,7 +55,7 @@ export XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data
 
 echo "--- building"
 go build -o "$work/pbxbridge" ./cmd/pbxbridge
-go build -o "$work/render" ./deploy/grafana/render
+go -C tools/grafana-render build -o "$work/render" . # a module of its own
 bin=$work/pbxbridge
 
 read -r admin_port http_port metrics_port echo_port flaky_port stub_port prom_port < <(python3 -c '

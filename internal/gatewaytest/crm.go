@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/pbxbridge/pbxbridge/event"
 )
 
@@ -19,6 +21,17 @@ type Delivery struct {
 	Header http.Header
 	Body   []byte
 	Status int // what the CRM answered
+}
+
+// VerifySignature is nil when the delivery carries a Standard Webhooks signature by secret,
+// checked by the Standard Webhooks library. The timestamp is not held against the clock:
+// tests check deliveries after their run, and the freshness per attempt is delivery's test.
+func (d Delivery) VerifySignature(secret string) error {
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		return err
+	}
+	return wh.VerifyIgnoringTimestamp(d.Body, d.Header)
 }
 
 // CRM is a CRM stand-in on 127.0.0.1 that records every request and answers with Respond.

@@ -158,9 +158,6 @@ func (a Answer) Meaning() string {
 	return Meaning(a.Code)
 }
 
-// Reason is the answer in the canonical reason vocabulary, as command.result events carry it.
-func (a Answer) Reason() string { return reason(a.Code) }
-
 // Status is the HTTP status with which the gateway answers the CRM. 429 and 503 say "try
 // again later": the command was not carried out.
 func (a Answer) Status() int {

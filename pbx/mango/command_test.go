@@ -130,8 +130,8 @@ func TestReadAnswer(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := ReadAnswer(tt.status, []byte(tt.body))
-			if a.Code != tt.code || a.Accepted() != tt.accepted || a.Status() != tt.answer || a.Meaning() != tt.meaning || a.Reason() != tt.reason {
-				t.Errorf("%+v: code %d accepted %v status %d meaning %q reason %q", a, a.Code, a.Accepted(), a.Status(), a.Meaning(), a.Reason())
+			if a.Code != tt.code || a.Accepted() != tt.accepted || a.Status() != tt.answer || a.Meaning() != tt.meaning || reason(a.Code) != tt.reason {
+				t.Errorf("%+v: code %d accepted %v status %d meaning %q reason %q", a, a.Code, a.Accepted(), a.Status(), a.Meaning(), reason(a.Code))
 			}
 			if a.LockedOut() != (tt.status == http.StatusUnauthorized) || a.RateLimited() != (tt.status == http.StatusTooManyRequests) {
 				t.Errorf("locked out %v, rate limited %v", a.LockedOut(), a.RateLimited())

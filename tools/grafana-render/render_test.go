@@ -91,7 +91,7 @@ func loadWithDefaults(t *testing.T, path string) (dashboard, map[string]string) 
 // TestDashboardQueriesResolve: every variable in the shipped dashboard's queries is one the
 // renderer fills in.
 func TestDashboardQueriesResolve(t *testing.T) {
-	d, values := loadWithDefaults(t, "../pbxbridge.json")
+	d, values := loadWithDefaults(t, "../../deploy/grafana/pbxbridge.json")
 	queries := 0
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {

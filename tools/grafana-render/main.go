@@ -1,7 +1,9 @@
-// Command render draws the panels of a Grafana dashboard from a running Prometheus into one
-// SVG, for a picture of the dashboard where no Grafana runs:
+// Command grafana-render draws the panels of a Grafana dashboard from a running Prometheus
+// into one SVG, for a picture of the dashboard where no Grafana runs. It is a module of its
+// own, out of pbxbridge's; from the repository root (the default --dashboard is relative to it):
 //
-//	go run ./deploy/grafana/render --prometheus http://127.0.0.1:9090 --range 10m --out dashboard.svg
+//	go -C tools/grafana-render build -o /tmp/grafana-render .
+//	/tmp/grafana-render --prometheus http://127.0.0.1:9090 --range 10m --out dashboard.svg
 //
 // It substitutes the dashboard's variables ($account, $target: All unless given with --var;
 // $__rate_interval: --rate-interval), asks Prometheus's query_range for every query of every
@@ -132,6 +134,6 @@ func subtitle(start, end time.Time, values map[string]string, vars []variable, r
 		}
 		parts = append(parts, v.Name+" = "+value)
 	}
-	parts = append(parts, "rate interval "+rateInterval, "drawn from Prometheus by deploy/grafana/render")
+	parts = append(parts, "rate interval "+rateInterval, "drawn from Prometheus by tools/grafana-render")
 	return strings.Join(parts, "   ·   ")
 }
