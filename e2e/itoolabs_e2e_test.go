@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 )
@@ -226,7 +227,7 @@ func TestITooLabsCallEndToEnd(t *testing.T) {
 		var types []string
 		for _, d := range got {
 			types = append(types, d.Event.Type)
-			if err := event.ValidateEvent(d.Body); err != nil {
+			if err := eventtest.Validate(d.Body); err != nil {
 				t.Errorf("%s does not validate: %v", d.Event.Type, err)
 			}
 			if e := d.Event; e.Source != "/pbx/itoolabs/main" || e.Subject != c || e.Data.PBX != "itoolabs" ||

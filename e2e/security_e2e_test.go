@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
@@ -64,7 +65,7 @@ func TestUnsafeRecordLinkNeverReachesTheCRM(t *testing.T) {
 		if d.Event.Type != event.TypeCompleted || d.Event.Data.RecordingURL != "" || !strings.Contains(d.Event.Data.Error, "record_link dropped") {
 			t.Errorf("%s: recording_url %q, error %q", d.Event.Type, d.Event.Data.RecordingURL, d.Event.Data.Error)
 		}
-		if err := event.ValidateEvent(d.Body); err != nil {
+		if err := eventtest.Validate(d.Body); err != nil {
 			t.Errorf("%s does not validate: %v", d.Event.Type, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
@@ -86,7 +87,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 	var types []string
 	for _, d := range got {
 		types = append(types, d.Event.Type)
-		if err := event.ValidateEvent(d.Body); err != nil {
+		if err := eventtest.Validate(d.Body); err != nil {
 			t.Errorf("%s does not validate: %v", d.Event.Type, err)
 		}
 		if d.Header.Get("webhook-id") != d.Event.ID || d.Header.Get("webhook-timestamp") == "" {

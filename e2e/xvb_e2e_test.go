@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 )
 
@@ -222,7 +223,7 @@ func checkCall(t *testing.T, ds []gatewaytest.Delivery, call, correlation string
 	var gotTypes []string
 	for _, d := range got {
 		gotTypes = append(gotTypes, d.Event.Type)
-		if err := event.ValidateEvent(d.Body); err != nil {
+		if err := eventtest.Validate(d.Body); err != nil {
 			t.Errorf("call %s: %s does not validate: %v", call, d.Event.Type, err)
 		}
 		if d.Event.Source != "/pbx/xvb/main" || d.Event.Subject != call {

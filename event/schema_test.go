@@ -1,4 +1,4 @@
-package event
+package event_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 )
 
 // designExample is a call.answered event as docs/events.md describes it.
@@ -60,21 +63,21 @@ func TestValidateEvent(t *testing.T) {
 	}{
 		{"design example", func(ev, data map[string]any) {}, true},
 		{"leg ended with reason", func(ev, data map[string]any) {
-			ev["type"] = TypeLegEnded
-			data["reason"], data["reason_code"] = ReasonBusy, 1121
+			ev["type"] = event.TypeLegEnded
+			data["reason"], data["reason_code"] = event.ReasonBusy, 1121
 		}, true},
 		{"completed", func(ev, data map[string]any) {
-			ev["type"] = TypeCompleted
-			data["result"], data["started_at"], data["duration_s"], data["talk_s"] = ResultMissed, "2026-11-25T10:15:05Z", 10, 0
+			ev["type"] = event.TypeCompleted
+			data["result"], data["started_at"], data["duration_s"], data["talk_s"] = event.ResultMissed, "2026-11-25T10:15:05Z", 10, 0
 		}, true},
 		{"command result", func(ev, data map[string]any) {
-			ev["type"], data["command"], data["command_id"] = TypeCommandResult, "callback", "c1"
+			ev["type"], data["command"], data["command_id"] = event.TypeCommandResult, "callback", "c1"
 		}, true},
 		{"recording by url only", func(ev, data map[string]any) {
-			ev["type"], data["recording_url"] = TypeRecordingReady, "https://pbx.example.net/r.mp3"
+			ev["type"], data["recording_url"] = event.TypeRecordingReady, "https://pbx.example.net/r.mp3"
 		}, true},
 		{"unmapped", func(ev, data map[string]any) {
-			ev["type"], data["error"] = TypeUnmapped, "unknown message kind"
+			ev["type"], data["error"] = event.TypeUnmapped, "unknown message kind"
 		}, true},
 		{"future optional data field", func(ev, data map[string]any) { data["queue_s"] = 4 }, true},
 
@@ -94,21 +97,21 @@ func TestValidateEvent(t *testing.T) {
 		{"unknown direction", func(ev, data map[string]any) { data["direction"] = "sideways" }, false},
 		{"unknown reason", func(ev, data map[string]any) { data["reason"] = "gremlins" }, false},
 		{"unknown result", func(ev, data map[string]any) { data["result"] = "maybe" }, false},
-		{"completed without result", func(ev, data map[string]any) { ev["type"] = TypeCompleted }, false},
+		{"completed without result", func(ev, data map[string]any) { ev["type"] = event.TypeCompleted }, false},
 		{"command result without command", func(ev, data map[string]any) {
-			ev["type"], data["command_id"] = TypeCommandResult, "c1"
+			ev["type"], data["command_id"] = event.TypeCommandResult, "c1"
 		}, false},
 		{"command result without command_id", func(ev, data map[string]any) {
-			ev["type"], data["command"] = TypeCommandResult, "callback"
+			ev["type"], data["command"] = event.TypeCommandResult, "callback"
 		}, false},
-		{"recording without id or url", func(ev, data map[string]any) { ev["type"] = TypeRecordingReady }, false},
-		{"dtmf without digits", func(ev, data map[string]any) { ev["type"] = TypeDTMF }, false},
-		{"unmapped without error", func(ev, data map[string]any) { ev["type"] = TypeUnmapped }, false},
+		{"recording without id or url", func(ev, data map[string]any) { ev["type"] = event.TypeRecordingReady }, false},
+		{"dtmf without digits", func(ev, data map[string]any) { ev["type"] = event.TypeDTMF }, false},
+		{"unmapped without error", func(ev, data map[string]any) { ev["type"] = event.TypeUnmapped }, false},
 		{"party number not a string", func(ev, data map[string]any) { data["from"] = map[string]any{"number": 7} }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateEvent(edit(t, tt.edit))
+			err := eventtest.Validate(edit(t, tt.edit))
 			if (err == nil) != tt.ok {
 				t.Fatalf("ValidateEvent: %v, want ok=%v", err, tt.ok)
 			}
@@ -118,7 +121,7 @@ func TestValidateEvent(t *testing.T) {
 
 func TestValidateEventNotJSON(t *testing.T) {
 	for _, doc := range []string{``, `{`, `{} {}`, `[]`, `"x"`} {
-		if err := ValidateEvent([]byte(doc)); err == nil {
+		if err := eventtest.Validate([]byte(doc)); err == nil {
 			t.Errorf("ValidateEvent(%q) = nil, want an error", doc)
 		}
 	}
@@ -126,13 +129,13 @@ func TestValidateEventNotJSON(t *testing.T) {
 
 // An Origin.New event, marshalled as Go does, is valid once a translator fills it.
 func TestValidateNewEvent(t *testing.T) {
-	src := Origin{PBX: "mango", Account: "office"}
-	ev := src.New(TypeRinging, "k", "", time.Date(2026, 11, 25, 10, 15, 5, 999, time.FixedZone("MSK", 3*3600)))
+	src := event.Origin{PBX: "mango", Account: "office"}
+	ev := src.New(event.TypeRinging, "k", "", time.Date(2026, 11, 25, 10, 15, 5, 999, time.FixedZone("MSK", 3*3600)))
 	b, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateEvent(b); err != nil {
+	if err := eventtest.Validate(b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -140,7 +143,7 @@ func TestValidateNewEvent(t *testing.T) {
 func schemaDoc(t *testing.T) map[string]any {
 	t.Helper()
 	var doc map[string]any
-	if err := json.Unmarshal(schemaJSON, &doc); err != nil {
+	if err := json.Unmarshal(event.Schema, &doc); err != nil {
 		t.Fatal(err)
 	}
 	return doc
@@ -174,12 +177,12 @@ func TestSchemaVocabularies(t *testing.T) {
 		path string
 		want []string
 	}{
-		{"$defs/type/enum", Types},
-		{props + "reason/enum", Reasons},
-		{props + "direction/enum", []string{DirectionInbound, DirectionOutbound, DirectionInternal, DirectionUnknown}},
-		{props + "result/enum", []string{ResultAnswered, ResultMissed, ResultBusy, ResultFailed, ResultCancelled}},
-		{"properties/dataschema/const", []string{DataSchema}},
-		{"$id", []string{DataSchema}},
+		{"$defs/type/enum", event.Types},
+		{props + "reason/enum", event.Reasons},
+		{props + "direction/enum", []string{event.DirectionInbound, event.DirectionOutbound, event.DirectionInternal, event.DirectionUnknown}},
+		{props + "result/enum", []string{event.ResultAnswered, event.ResultMissed, event.ResultBusy, event.ResultFailed, event.ResultCancelled}},
+		{"properties/dataschema/const", []string{event.DataSchema}},
+		{"$id", []string{event.DataSchema}},
 	} {
 		got := lookup(t, doc, tt.path)
 		if s, ok := got.(string); ok {
@@ -199,9 +202,9 @@ func TestSchemaDeclaresEveryField(t *testing.T) {
 		typ  reflect.Type
 		path string
 	}{
-		{reflect.TypeFor[Event](), "properties"},
-		{reflect.TypeFor[Data](), "$defs/data/properties"},
-		{reflect.TypeFor[Party](), "$defs/party/properties"},
+		{reflect.TypeFor[event.Event](), "properties"},
+		{reflect.TypeFor[event.Data](), "$defs/data/properties"},
+		{reflect.TypeFor[event.Party](), "$defs/party/properties"},
 	} {
 		props := lookup(t, doc, tt.path).(map[string]any)
 		for f := range tt.typ.Fields() {
@@ -212,7 +215,7 @@ func TestSchemaDeclaresEveryField(t *testing.T) {
 		}
 	}
 	required := strs(lookup(t, doc, "$defs/data/required"))
-	for f := range reflect.TypeFor[Data]().Fields() {
+	for f := range reflect.TypeFor[event.Data]().Fields() {
 		tag := f.Tag.Get("json")
 		name, opts, _ := strings.Cut(tag, ",")
 		if slices.Contains(required, name) == (opts == "omitempty") {

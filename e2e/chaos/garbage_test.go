@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
@@ -73,7 +74,7 @@ func TestChaosAuthenticGarbage(t *testing.T) {
 			if !utf8.Valid(d.Body) || !json.Valid(d.Body) {
 				t.Errorf("delivered body is not UTF-8 JSON: %q", d.Body)
 			}
-			if err := event.ValidateEvent(d.Body); err != nil {
+			if err := eventtest.Validate(d.Body); err != nil {
 				t.Errorf("%s does not validate: %v\n%s", d.Event.Type, err, d.Body)
 			}
 			if d.Event.Type == event.TypeUnmapped && d.Event.Data.Error == "" {

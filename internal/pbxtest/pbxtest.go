@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 )
 
 // update is the -update flag of a PBX package's tests: rewrite its golden files.
@@ -53,7 +54,7 @@ func CheckEvents(t testing.TB, events []event.Event, secrets ...string) {
 		if err != nil {
 			t.Fatalf("marshal %s: %v", ev.Type, err)
 		}
-		if err := event.ValidateEvent(doc); err != nil {
+		if err := eventtest.Validate(doc); err != nil {
 			t.Fatalf("%s is not schema-valid: %v\n%s", ev.Type, err, doc)
 		}
 		if ev.Subject != ev.OrderingKey() {

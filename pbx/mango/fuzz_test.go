@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbxbridge/pbxbridge/event"
+	"github.com/pbxbridge/pbxbridge/internal/eventtest"
 )
 
 // FuzzTranslate: whatever the path and payload, Check and Translate do not panic, and
@@ -46,7 +46,7 @@ func FuzzTranslate(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal: %v", err)
 		}
-		if err := event.ValidateEvent(b); err != nil {
+		if err := eventtest.Validate(b); err != nil {
 			t.Fatalf("not schema-valid: %v\n%s", err, b)
 		}
 		again, _ := json.Marshal(Translate(testSrc, suffix, payload, testReceived)[0])
