@@ -122,11 +122,13 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, now time.Time) 
 		return nil, rej
 	}
 	if reply.Answer != nil {
-		if reply.Lookup != "" {
+		contentType := "application/json"
+		if reply.Lookup != "" { // a contact's name is Cyrillic more often than not
+			contentType += "; charset=utf-8"
 			metrics.lookups.WithLabelValues(origin.Account, reply.Lookup).Inc()
 			metrics.lookupDuration.WithLabelValues(origin.Account).Observe(time.Since(now).Seconds())
 		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Content-Type", contentType)
 		_, _ = w.Write(reply.Answer)
 		return nil, nil
 	}

@@ -137,15 +137,17 @@ type Rejection struct {
 
 func (r *Rejection) Error() string { return r.Msg }
 
-// Rejections every PBX gives alike.
+// Malformed is a webhook that is not a message of the PBX (400).
 func Malformed(format string, args ...any) *Rejection {
 	return &Rejection{Status: http.StatusBadRequest, Reason: "malformed", Msg: fmt.Sprintf(format, args...)}
 }
 
+// Unauthorized is a webhook whose signature or token is wrong (401).
 func Unauthorized(msg string) *Rejection {
 	return &Rejection{Status: http.StatusUnauthorized, Reason: "auth", Msg: msg}
 }
 
+// Unavailable is a webhook the store cannot take now (503; the PBX sends it again).
 func Unavailable(format string, args ...any) *Rejection {
 	return &Rejection{Status: http.StatusServiceUnavailable, Reason: "unavailable", Msg: fmt.Sprintf(format, args...)}
 }
