@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -76,10 +77,16 @@ type dispatcher struct {
 	// pin is the pin id under which this instance delivers the target's events; "" while it
 	// does not hold the pin.
 	pin string
-	// settling is true from getting the pin until no other instance holds events; the events
-	// fetched meanwhile wait in arrived (see take).
-	settling bool
-	arrived  []jetstream.Msg
+	// settling is true from getting the pin, or from losing deliveries on their way here,
+	// until no other instance holds events and the lost ones are back; the events fetched
+	// meanwhile wait in arrived, at least until holdUntil (see take).
+	settling  bool
+	holdUntil time.Time
+	arrived   []jetstream.Msg
+	// delivered is the consumer sequence of the last delivery under pin. The consumer hands
+	// every delivery to the pin's holder and numbers each one, so a gap means deliveries were
+	// lost on their way here (see noteDeliveryLocked).
+	delivered uint64
 	// stopped are the events fetched while stopping, which a handover gives back.
 	stopped []jetstream.Msg
 }
@@ -236,6 +243,13 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		d.stopped = append(d.stopped, msg) // not acked: handed over, or redelivered after restart
 		return
 	}
+	var delivery uint64
+	if meta, err := msg.Metadata(); err == nil {
+		delivery = meta.Sequence.Consumer
+	}
+	if pin == d.pin {
+		d.noteDeliveryLocked(delivery)
+	}
 	if d.dropCopyLocked(msg, pin, seq) {
 		return
 	}
@@ -243,13 +257,9 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		// Normally nothing is held here now (a new pin follows a start or a release); if
 		// something is, it belongs to the pin that ended.
 		d.releaseLocked()
-		d.pin, d.settling = pin, true
-		var first uint64
-		if meta, err := msg.Metadata(); err == nil {
-			first = meta.Sequence.Consumer
-		}
+		d.pin, d.settling, d.delivered = pin, true, delivery
 		d.wg.Add(1)
-		go d.settle(pin, first)
+		go d.settle(pin, delivery)
 	}
 	d.held++
 	d.holding[seq] = true
@@ -258,6 +268,30 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		return
 	}
 	d.admitLocked(msg)
+}
+
+// noteDeliveryLocked checks that delivery, the consumer sequence of an event handed out
+// under the pin held here, directly follows the previous one. If not, the deliveries between
+// were lost on their way here: a pull the client had already given up on (nats.go ends a
+// pull one second after its expiry when the server's answer is late) still got events. They
+// stay pending under this pin and come back once their ack deadline passes, behind their
+// calls' later events. So the dispatcher holds back again, as when it gets the pin, for one
+// pull and one ack deadline, until they are back.
+func (d *dispatcher) noteDeliveryLocked(delivery uint64) {
+	if delivery > d.delivered+1 {
+		d.log.Warn("deliveries to this instance were lost on their way; holding back new events until JetStream hands them out again, to keep per-call order",
+			zap.Uint64("lost", delivery-d.delivered-1), zap.Uint64("after_delivery", d.delivered))
+		d.holdUntil = time.Now().Add(handover)
+		if !d.settling {
+			d.settling = true
+			d.wg.Add(1)
+			go func(pin string, start time.Time) {
+				defer d.wg.Done()
+				d.awaitSettled(pin, start)
+			}(d.pin, time.Now())
+		}
+	}
+	d.delivered = max(d.delivered, delivery)
 }
 
 // dropCopyLocked reports whether msg is a copy of an event held or settled here (see
@@ -306,9 +340,16 @@ func (d *dispatcher) settle(pin string, first uint64) {
 	wait := d.handoverWait(first)
 	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
 		zap.Duration("at_least", wait), zap.Uint64("first_delivery", first))
-	if !d.sleep(wait - time.Since(start)) {
-		return
+	d.mu.Lock()
+	if d.pin == pin && d.holdUntil.Before(start.Add(wait)) {
+		d.holdUntil = start.Add(wait)
 	}
+	d.mu.Unlock()
+	d.awaitSettled(pin, start)
+}
+
+// awaitSettled admits the events held back under pin once trySettle says so.
+func (d *dispatcher) awaitSettled(pin string, start time.Time) {
 	tick := time.NewTicker(settleEvery)
 	defer tick.Stop()
 	for !d.trySettle(pin, time.Since(start)) {
@@ -327,13 +368,13 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 		d.mu.Unlock()
 		return true
 	}
-	// Taken before the consumer info: all of these are ack-pending when it is read.
-	mine := map[uint64]bool{}
-	for _, msg := range d.arrived {
-		if meta, err := msg.Metadata(); err == nil {
-			mine[meta.Sequence.Stream] = true
-		}
+	if time.Now().Before(d.holdUntil) {
+		d.mu.Unlock()
+		return false
 	}
+	// Held here before and after the consumer info is read, so ack-pending when it is: held
+	// back, or in a lane (after lost deliveries) and not settled meanwhile.
+	before := slices.Collect(maps.Keys(d.holding))
 	d.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
@@ -347,7 +388,13 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 	if !d.settling || d.pin != pin {
 		return true
 	}
-	others := info.NumAckPending - len(mine)
+	mine := 0
+	for _, seq := range before {
+		if d.holding[seq] {
+			mine++
+		}
+	}
+	others := info.NumAckPending - mine
 	if others > 0 && waited < settleMax {
 		return false
 	}
@@ -385,7 +432,7 @@ func (d *dispatcher) releaseLocked() int {
 		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
 	}
 	d.lanes, d.holding = map[string]*lane{}, map[uint64]bool{}
-	d.arrived, d.settling, d.pin, d.held = nil, false, "", 0
+	d.arrived, d.settling, d.pin, d.held, d.holdUntil = nil, false, "", 0, time.Time{}
 	d.cond.Broadcast()
 	return n
 }
@@ -437,7 +484,6 @@ func (d *dispatcher) runLane(l *lane) {
 		}
 		l.queue = l.queue[1:]
 		d.held--
-		d.settledLocked(streamSeq(msg))
 		d.cond.Broadcast()
 		if len(l.queue) == 0 {
 			delete(d.lanes, l.key)
