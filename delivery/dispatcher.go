@@ -176,6 +176,7 @@ func (d *dispatcher) fetchLoop() {
 		}
 		// Full, JetStream gives no more than MaxAckPending (= maxHeld) un-acked events anyway.
 		n := min(max(maxHeld-d.held, 1), fetchMax)
+		pin := d.pin
 		d.mu.Unlock()
 
 		// The pull ends on the server's own expiry, which JetStream sends after every message
@@ -192,10 +193,7 @@ func (d *dispatcher) fetchLoop() {
 		}
 		switch {
 		case errors.Is(err, jetstream.ErrPinIDMismatch):
-			d.mu.Lock()
-			n := d.releaseLocked()
-			d.mu.Unlock()
-			d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
+			d.letGo(pin)
 		case err != nil && d.ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages):
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
@@ -243,11 +241,11 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		d.stopped = append(d.stopped, msg) // not acked: handed over, or redelivered after restart
 		return
 	}
-	var delivery uint64
+	var delivery, handedOut uint64
 	if meta, err := msg.Metadata(); err == nil {
-		delivery = meta.Sequence.Consumer
+		delivery, handedOut = meta.Sequence.Consumer, meta.NumDelivered
 	}
-	if pin == d.pin {
+	if pin == d.pin && pin != "" {
 		d.noteDeliveryLocked(delivery)
 	}
 	if d.dropCopyLocked(msg, pin, seq) {
@@ -264,10 +262,23 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 	d.held++
 	d.holding[seq] = true
 	if d.settling {
+		// Handed out before, and not to this instance: the events another instance held
+		// expire within one keep-alive of each other (its last one), so when one comes back
+		// late, so may the rest.
+		if handedOut > 1 && d.e.srv == nil {
+			d.holdUntil = later(d.holdUntil, time.Now().Add(keepAliveEvery+fetchWait))
+		}
 		d.arrived = append(d.arrived, msg)
 		return
 	}
 	d.admitLocked(msg)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // noteDeliveryLocked checks that delivery, the consumer sequence of an event handed out
@@ -281,7 +292,7 @@ func (d *dispatcher) noteDeliveryLocked(delivery uint64) {
 	if delivery > d.delivered+1 {
 		d.log.Warn("deliveries to this instance were lost on their way; holding back new events until JetStream hands them out again, to keep per-call order",
 			zap.Uint64("lost", delivery-d.delivered-1), zap.Uint64("after_delivery", d.delivered))
-		d.holdUntil = time.Now().Add(handover)
+		d.holdUntil = later(d.holdUntil, time.Now().Add(handover))
 		if !d.settling {
 			d.settling = true
 			d.wg.Add(1)
@@ -341,8 +352,8 @@ func (d *dispatcher) settle(pin string, first uint64) {
 	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
 		zap.Duration("at_least", wait), zap.Uint64("first_delivery", first))
 	d.mu.Lock()
-	if d.pin == pin && d.holdUntil.Before(start.Add(wait)) {
-		d.holdUntil = start.Add(wait)
+	if d.pin == pin {
+		d.holdUntil = later(d.holdUntil, start.Add(wait))
 	}
 	d.mu.Unlock()
 	d.awaitSettled(pin, start)
@@ -437,6 +448,18 @@ func (d *dispatcher) releaseLocked() int {
 	return n
 }
 
+// letGo releases what is held under pin, which another instance holds now (or nobody).
+func (d *dispatcher) letGo(pin string) {
+	d.mu.Lock()
+	if d.pin != pin { // got a new pin meanwhile
+		d.mu.Unlock()
+		return
+	}
+	n := d.releaseLocked()
+	d.mu.Unlock()
+	d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
+}
+
 // released reports whether l's events were left to another instance.
 func (d *dispatcher) released(l *lane) bool {
 	d.mu.Lock()
@@ -495,7 +518,11 @@ func (d *dispatcher) runLane(l *lane) {
 	}
 }
 
-// keepAlive tells JetStream that held events are still being worked on.
+// keepAlive tells JetStream that held events are still being worked on. On a cluster it first
+// asks the consumer whether the pin is still this instance's: an instance that lost it (the
+// NATS node leading the consumer went away) would otherwise keep the events it holds alive
+// until its next pull is refused, and the new holder could stop holding back before they
+// come back to it (see take).
 func (d *dispatcher) keepAlive() {
 	defer d.wg.Done()
 	tick := time.NewTicker(keepAliveEvery)
@@ -505,6 +532,13 @@ func (d *dispatcher) keepAlive() {
 		case <-d.ctx.Done():
 			return
 		case <-tick.C:
+		}
+		d.mu.Lock()
+		pin := d.pin
+		d.mu.Unlock()
+		if pin != "" && d.e.srv == nil && !d.pinnedHere(pin) {
+			d.letGo(pin)
+			continue
 		}
 		d.mu.Lock()
 		msgs := slices.Clone(d.arrived)
@@ -518,6 +552,19 @@ func (d *dispatcher) keepAlive() {
 			}
 		}
 	}
+}
+
+// pinnedHere reports whether the consumer's pin is still pin; true when it cannot tell.
+func (d *dispatcher) pinnedHere(pin string) bool {
+	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
+	defer cancel()
+	info, err := d.cons.Info(ctx)
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool {
+		return g.Group == pinnedGroup && g.PinnedClientID == pin
+	})
 }
 
 // acquire waits for a delivery slot: not paused, circuit letting traffic through, fewer than
