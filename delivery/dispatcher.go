@@ -83,6 +83,9 @@ type dispatcher struct {
 	settling  bool
 	holdUntil time.Time
 	arrived   []jetstream.Msg
+	// othersMayHold: settling after taking the pin from an instance that may still hold
+	// events (it did not hand them over), whose return extends holdUntil (see take).
+	othersMayHold bool
 	// delivered is the consumer sequence of the last delivery under pin. The consumer hands
 	// every delivery to the pin's holder and numbers each one, so a gap means deliveries were
 	// lost on their way here (see noteDeliveryLocked).
@@ -265,7 +268,7 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		// Handed out before, and not to this instance: the events another instance held
 		// expire within one keep-alive of each other (its last one), so when one comes back
 		// late, so may the rest.
-		if handedOut > 1 && d.e.srv == nil {
+		if handedOut > 1 && d.othersMayHold {
 			d.holdUntil = later(d.holdUntil, time.Now().Add(keepAliveEvery+fetchWait))
 		}
 		d.arrived = append(d.arrived, msg)
@@ -354,6 +357,7 @@ func (d *dispatcher) settle(pin string, first uint64) {
 	d.mu.Lock()
 	if d.pin == pin {
 		d.holdUntil = later(d.holdUntil, start.Add(wait))
+		d.othersMayHold = wait > 0
 	}
 	d.mu.Unlock()
 	d.awaitSettled(pin, start)
@@ -421,7 +425,7 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 	}
 	d.log.Info("delivering: no other instance holds events of this target",
 		zap.Int("events", len(d.arrived)), zap.Duration("waited", waited))
-	d.arrived, d.settling = nil, false
+	d.arrived, d.settling, d.othersMayHold = nil, false, false
 	return true
 }
 
@@ -443,7 +447,7 @@ func (d *dispatcher) releaseLocked() int {
 		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
 	}
 	d.lanes, d.holding = map[string]*lane{}, map[uint64]bool{}
-	d.arrived, d.settling, d.pin, d.held, d.holdUntil = nil, false, "", 0, time.Time{}
+	d.arrived, d.settling, d.pin, d.held, d.holdUntil, d.othersMayHold = nil, false, "", 0, time.Time{}, false
 	d.cond.Broadcast()
 	return n
 }
