@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,9 @@ type natsCluster struct {
 }
 
 type natsNode struct {
-	name              string
+	name string
+	// port and clusterPort are 0 until the node first starts: it binds free ones itself
+	// (picking them beforehand let another process take one first), and keeps them.
 	port, clusterPort int
 	dir               string
 	srv               *server.Server
@@ -33,12 +36,8 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t}
 	for i := range size {
-		c.nodes = append(c.nodes, &natsNode{
-			name: fmt.Sprintf("n%d", i+1), port: gatewaytest.FreePort(t), clusterPort: gatewaytest.FreePort(t), dir: t.TempDir(),
-		})
-	}
-	for i := range c.nodes {
-		c.start(i)
+		c.nodes = append(c.nodes, &natsNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir()})
+		c.start(i) // with routes to the nodes before it; they tell each other of the rest
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -71,25 +70,36 @@ func (c *natsCluster) start(i int) {
 	n := c.nodes[i]
 	var routes []string
 	for _, other := range c.nodes {
-		if other != n {
+		if other != n && other.clusterPort != 0 {
 			routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", other.clusterPort))
 		}
 	}
+	port, clusterPort := server.RANDOM_PORT, server.RANDOM_PORT
+	if n.port != 0 {
+		port, clusterPort = n.port, n.clusterPort
+	}
 	opts := &server.Options{
-		ServerName: n.name, Host: "127.0.0.1", Port: n.port,
+		ServerName: n.name, Host: "127.0.0.1", Port: port,
 		JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true,
-		Cluster: server.ClusterOpts{Name: "pbxbridge-test", Host: "127.0.0.1", Port: n.clusterPort},
+		Cluster: server.ClusterOpts{Name: "pbxbridge-test", Host: "127.0.0.1", Port: clusterPort},
 		Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		c.t.Fatalf("NATS node %s did not start", n.name)
-	}
-	n.srv = srv
+	// A port of a node that was down may be some process's for a moment (a connection's
+	// local port): a server that cannot bind never gets ready, so try again.
+	gatewaytest.Eventually(c.t, time.Minute, "NATS node "+n.name+" listening", func() bool {
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		go srv.Start()
+		if !srv.ReadyForConnections(20 * time.Second) {
+			srv.Shutdown()
+			return false
+		}
+		n.srv = srv
+		return true
+	})
+	n.port, n.clusterPort = n.srv.Addr().(*net.TCPAddr).Port, n.srv.ClusterAddr().Port
 }
 
 // stop shuts node i down, as a node that goes away: its clients reconnect to the others.

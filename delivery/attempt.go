@@ -185,11 +185,17 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 
 // ack settles a delivered or dead-lettered event, unless l was released meanwhile: the
 // instance that holds the pin counts on nobody else settling the events it was handed (see
-// dispatcher.take). It returns false then.
+// dispatcher.take). It returns false then. The event counts as settled before the ack is
+// sent: a dispatcher that holds back counts what it holds against the consumer's ack-pending
+// events (see trySettle), and one acked but still counted as held would hide another's.
 func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
-	if d.released(l) {
+	d.mu.Lock()
+	if l.released {
+		d.mu.Unlock()
 		return false
 	}
+	d.settledLocked(streamSeq(msg))
+	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {

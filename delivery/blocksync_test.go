@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +19,14 @@ import (
 // expects.
 func TestBlockSyncerSyncsWhatWasStored(t *testing.T) {
 	ctx := context.Background()
-	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return 422 })
+	// The CRM answers only once the events block was read: a dead letter acknowledges the
+	// event, and the store then removes the block it was in.
+	read := make(chan struct{})
+	var once sync.Once
+	readDone := func() { once.Do(func() { close(read) }) }
+	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { <-read; return 422 })
 	e := openEngine(t, Config{})
+	t.Cleanup(readDone) // before the engine and the CRM stop, which wait for the attempt
 	if err := e.Apply(ctx, Config{}, []Target{testTarget(crm.URL)}); err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +45,7 @@ func TestBlockSyncerSyncsWhatWasStored(t *testing.T) {
 		}
 	}
 	holds(e.eventsSync, "events")
+	readDone()
 	gatewaytest.Eventually(t, 30*time.Second, "the dead letter", func() bool {
 		dls, err := e.DeadLetters(ctx, "crm")
 		return err == nil && len(dls) == 1

@@ -81,7 +81,12 @@ func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *event.Event, att
 }
 
 // DeadLetters lists a target's dead letters (every target's when target is empty), oldest first.
-func (e *Engine) DeadLetters(ctx context.Context, target string) ([]DeadLetter, error) {
+func (e *Engine) DeadLetters(ctx context.Context, target string) (dls []DeadLetter, err error) {
+	err = answered(ctx, func() error { dls, err = e.deadLetters(ctx, target); return err })
+	return dls, err
+}
+
+func (e *Engine) deadLetters(ctx context.Context, target string) ([]DeadLetter, error) {
 	filter := e.names.prefix + "_dead.>"
 	if target != "" {
 		if !validToken(target) {
@@ -127,7 +132,12 @@ func (e *Engine) DeadLetters(ctx context.Context, target string) ([]DeadLetter, 
 }
 
 // DeadLetter returns one dead letter by its id's parts.
-func (e *Engine) DeadLetter(ctx context.Context, target, eventID string) (DeadLetter, uint64, error) {
+func (e *Engine) DeadLetter(ctx context.Context, target, eventID string) (dl DeadLetter, seq uint64, err error) {
+	err = answered(ctx, func() error { dl, seq, err = e.deadLetter(ctx, target, eventID); return err })
+	return dl, seq, err
+}
+
+func (e *Engine) deadLetter(ctx context.Context, target, eventID string) (DeadLetter, uint64, error) {
 	var dl DeadLetter
 	if !validToken(target) || !validToken(eventID) {
 		return dl, 0, ErrNotFound
@@ -210,7 +220,12 @@ func (e *Engine) ReplayDeadLetters(ctx context.Context, target string) (int, err
 }
 
 // PurgeDeadLetters removes all of a target's dead letters.
-func (e *Engine) PurgeDeadLetters(ctx context.Context, target string) (int, error) {
+func (e *Engine) PurgeDeadLetters(ctx context.Context, target string) (n int, err error) {
+	err = answered(ctx, func() error { n, err = e.purgeDeadLetters(ctx, target); return err })
+	return n, err
+}
+
+func (e *Engine) purgeDeadLetters(ctx context.Context, target string) (int, error) {
 	if !validToken(target) {
 		return 0, ErrNotFound
 	}
@@ -243,6 +258,25 @@ func (e *Engine) eachDeadLetter(ctx context.Context, target string, fn func(cont
 	}
 	return len(dls), nil
 }
+
+// answered runs op, an admin operation that may run twice, again while JetStream does not
+// answer: no responders, as when a NATS node that rejoins its cluster has not yet taken up
+// the JetStream API. It gives up when ctx ends, with ErrNotReady.
+func answered(ctx context.Context, op func() error) error {
+	for {
+		err := op()
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, err)
+		case <-time.After(answeredEvery):
+		}
+	}
+}
+
+const answeredEvery = 250 * time.Millisecond
 
 // replaySubject carries a replayed event to one target only; no PBX is named "_replay".
 func (n names) replaySubject(target, typ string) string {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -76,10 +77,19 @@ type dispatcher struct {
 	// pin is the pin id under which this instance delivers the target's events; "" while it
 	// does not hold the pin.
 	pin string
-	// settling is true from getting the pin until no other instance holds events; the events
-	// fetched meanwhile wait in arrived (see take).
-	settling bool
-	arrived  []jetstream.Msg
+	// settling is true from getting the pin, or from losing deliveries on their way here,
+	// until no other instance holds events and the lost ones are back; the events fetched
+	// meanwhile wait in arrived, at least until holdUntil (see take).
+	settling  bool
+	holdUntil time.Time
+	arrived   []jetstream.Msg
+	// othersMayHold: settling after taking the pin from an instance that may still hold
+	// events (it did not hand them over), whose return extends holdUntil (see take).
+	othersMayHold bool
+	// delivered is the consumer sequence of the last delivery under pin. The consumer hands
+	// every delivery to the pin's holder and numbers each one, so a gap means deliveries were
+	// lost on their way here (see noteDeliveryLocked).
+	delivered uint64
 	// stopped are the events fetched while stopping, which a handover gives back.
 	stopped []jetstream.Msg
 }
@@ -169,6 +179,7 @@ func (d *dispatcher) fetchLoop() {
 		}
 		// Full, JetStream gives no more than MaxAckPending (= maxHeld) un-acked events anyway.
 		n := min(max(maxHeld-d.held, 1), fetchMax)
+		pin := d.pin
 		d.mu.Unlock()
 
 		// The pull ends on the server's own expiry, which JetStream sends after every message
@@ -185,10 +196,7 @@ func (d *dispatcher) fetchLoop() {
 		}
 		switch {
 		case errors.Is(err, jetstream.ErrPinIDMismatch):
-			d.mu.Lock()
-			n := d.releaseLocked()
-			d.mu.Unlock()
-			d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
+			d.letGo(pin)
 		case err != nil && d.ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages):
 			d.log.Warn("fetching events", zapErr(err))
 			d.sleep(time.Second)
@@ -236,6 +244,13 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		d.stopped = append(d.stopped, msg) // not acked: handed over, or redelivered after restart
 		return
 	}
+	var delivery, handedOut uint64
+	if meta, err := msg.Metadata(); err == nil {
+		delivery, handedOut = meta.Sequence.Consumer, meta.NumDelivered
+	}
+	if pin == d.pin && pin != "" {
+		d.noteDeliveryLocked(delivery)
+	}
 	if d.dropCopyLocked(msg, pin, seq) {
 		return
 	}
@@ -243,21 +258,54 @@ func (d *dispatcher) take(msg jetstream.Msg) {
 		// Normally nothing is held here now (a new pin follows a start or a release); if
 		// something is, it belongs to the pin that ended.
 		d.releaseLocked()
-		d.pin, d.settling = pin, true
-		var first uint64
-		if meta, err := msg.Metadata(); err == nil {
-			first = meta.Sequence.Consumer
-		}
+		d.pin, d.settling, d.delivered = pin, true, delivery
 		d.wg.Add(1)
-		go d.settle(pin, first)
+		go d.settle(pin, delivery)
 	}
 	d.held++
 	d.holding[seq] = true
 	if d.settling {
+		// Handed out before, and not to this instance: the events another instance held
+		// expire within one keep-alive of each other (its last one), so when one comes back
+		// late, so may the rest.
+		if handedOut > 1 && d.othersMayHold {
+			d.holdUntil = later(d.holdUntil, time.Now().Add(keepAliveEvery+fetchWait))
+		}
 		d.arrived = append(d.arrived, msg)
 		return
 	}
 	d.admitLocked(msg)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// noteDeliveryLocked checks that delivery, the consumer sequence of an event handed out
+// under the pin held here, directly follows the previous one. If not, the deliveries between
+// were lost on their way here: a pull the client had already given up on (nats.go ends a
+// pull one second after its expiry when the server's answer is late) still got events. They
+// stay pending under this pin and come back once their ack deadline passes, behind their
+// calls' later events. So the dispatcher holds back again, as when it gets the pin, for one
+// pull and one ack deadline, until they are back.
+func (d *dispatcher) noteDeliveryLocked(delivery uint64) {
+	if delivery > d.delivered+1 {
+		d.log.Warn("deliveries to this instance were lost on their way; holding back new events until JetStream hands them out again, to keep per-call order",
+			zap.Uint64("lost", delivery-d.delivered-1), zap.Uint64("after_delivery", d.delivered))
+		d.holdUntil = later(d.holdUntil, time.Now().Add(handover))
+		if !d.settling {
+			d.settling = true
+			d.wg.Add(1)
+			go func(pin string, start time.Time) {
+				defer d.wg.Done()
+				d.awaitSettled(pin, start)
+			}(d.pin, time.Now())
+		}
+	}
+	d.delivered = max(d.delivered, delivery)
 }
 
 // dropCopyLocked reports whether msg is a copy of an event held or settled here (see
@@ -306,9 +354,17 @@ func (d *dispatcher) settle(pin string, first uint64) {
 	wait := d.handoverWait(first)
 	d.log.Info("this instance now delivers the target's events; holding back new ones until those other instances (or a previous run) held have come back, to keep per-call order",
 		zap.Duration("at_least", wait), zap.Uint64("first_delivery", first))
-	if !d.sleep(wait - time.Since(start)) {
-		return
+	d.mu.Lock()
+	if d.pin == pin {
+		d.holdUntil = later(d.holdUntil, start.Add(wait))
+		d.othersMayHold = wait > 0
 	}
+	d.mu.Unlock()
+	d.awaitSettled(pin, start)
+}
+
+// awaitSettled admits the events held back under pin once trySettle says so.
+func (d *dispatcher) awaitSettled(pin string, start time.Time) {
 	tick := time.NewTicker(settleEvery)
 	defer tick.Stop()
 	for !d.trySettle(pin, time.Since(start)) {
@@ -327,13 +383,13 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 		d.mu.Unlock()
 		return true
 	}
-	// Taken before the consumer info: all of these are ack-pending when it is read.
-	mine := map[uint64]bool{}
-	for _, msg := range d.arrived {
-		if meta, err := msg.Metadata(); err == nil {
-			mine[meta.Sequence.Stream] = true
-		}
+	if time.Now().Before(d.holdUntil) {
+		d.mu.Unlock()
+		return false
 	}
+	// Held here before and after the consumer info is read, so ack-pending when it is: held
+	// back, or in a lane (after lost deliveries) and not settled meanwhile.
+	before := slices.Collect(maps.Keys(d.holding))
 	d.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
@@ -347,7 +403,13 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 	if !d.settling || d.pin != pin {
 		return true
 	}
-	others := info.NumAckPending - len(mine)
+	mine := 0
+	for _, seq := range before {
+		if d.holding[seq] {
+			mine++
+		}
+	}
+	others := info.NumAckPending - mine
 	if others > 0 && waited < settleMax {
 		return false
 	}
@@ -363,7 +425,7 @@ func (d *dispatcher) trySettle(pin string, waited time.Duration) bool {
 	}
 	d.log.Info("delivering: no other instance holds events of this target",
 		zap.Int("events", len(d.arrived)), zap.Duration("waited", waited))
-	d.arrived, d.settling = nil, false
+	d.arrived, d.settling, d.othersMayHold = nil, false, false
 	return true
 }
 
@@ -385,9 +447,21 @@ func (d *dispatcher) releaseLocked() int {
 		metrics.lanesParked.WithLabelValues(d.name).Sub(float64(len(l.queue) - 1))
 	}
 	d.lanes, d.holding = map[string]*lane{}, map[uint64]bool{}
-	d.arrived, d.settling, d.pin, d.held = nil, false, "", 0
+	d.arrived, d.settling, d.pin, d.held, d.holdUntil, d.othersMayHold = nil, false, "", 0, time.Time{}, false
 	d.cond.Broadcast()
 	return n
+}
+
+// letGo releases what is held under pin, which another instance holds now (or nobody).
+func (d *dispatcher) letGo(pin string) {
+	d.mu.Lock()
+	if d.pin != pin { // got a new pin meanwhile
+		d.mu.Unlock()
+		return
+	}
+	n := d.releaseLocked()
+	d.mu.Unlock()
+	d.log.Info("another instance took over delivery to this target; leaving it the events held here", zap.Int("events", n))
 }
 
 // released reports whether l's events were left to another instance.
@@ -437,7 +511,6 @@ func (d *dispatcher) runLane(l *lane) {
 		}
 		l.queue = l.queue[1:]
 		d.held--
-		d.settledLocked(streamSeq(msg))
 		d.cond.Broadcast()
 		if len(l.queue) == 0 {
 			delete(d.lanes, l.key)
@@ -449,7 +522,11 @@ func (d *dispatcher) runLane(l *lane) {
 	}
 }
 
-// keepAlive tells JetStream that held events are still being worked on.
+// keepAlive tells JetStream that held events are still being worked on. On a cluster it first
+// asks the consumer whether the pin is still this instance's: an instance that lost it (the
+// NATS node leading the consumer went away) would otherwise keep the events it holds alive
+// until its next pull is refused, and the new holder could stop holding back before they
+// come back to it (see take).
 func (d *dispatcher) keepAlive() {
 	defer d.wg.Done()
 	tick := time.NewTicker(keepAliveEvery)
@@ -459,6 +536,13 @@ func (d *dispatcher) keepAlive() {
 		case <-d.ctx.Done():
 			return
 		case <-tick.C:
+		}
+		d.mu.Lock()
+		pin := d.pin
+		d.mu.Unlock()
+		if pin != "" && d.e.srv == nil && !d.pinnedHere(pin) {
+			d.letGo(pin)
+			continue
 		}
 		d.mu.Lock()
 		msgs := slices.Clone(d.arrived)
@@ -472,6 +556,19 @@ func (d *dispatcher) keepAlive() {
 			}
 		}
 	}
+}
+
+// pinnedHere reports whether the consumer's pin is still pin; true when it cannot tell.
+func (d *dispatcher) pinnedHere(pin string) bool {
+	ctx, cancel := context.WithTimeout(d.ctx, fetchWait)
+	defer cancel()
+	info, err := d.cons.Info(ctx)
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool {
+		return g.Group == pinnedGroup && g.PinnedClientID == pin
+	})
 }
 
 // acquire waits for a delivery slot: not paused, circuit letting traffic through, fewer than

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
@@ -161,3 +162,80 @@ func TestGracefulStopHandsOverAtOnce(t *testing.T) {
 	gatewaytest.Eventually(t, deliverWithin, "instance b settling the call", func() bool { return targetStatus(t, b, "handover").Held == 0 })
 	t.Logf("graceful stop to the call delivered by the other instance: %s", took.Round(time.Millisecond))
 }
+
+// A delivery lost on its way to the instance that holds the pin (nats.go gave up on the pull
+// before the server's answer came) stays pending and comes back after its ack deadline. The
+// call's later events, handed out meanwhile, wait for it: the gap in the consumer sequence
+// shows the loss. Without noteDeliveryLocked, L/1…L/3 reach the CRM an ack deadline before L/0.
+func TestLostDeliveryKeepsCallOrder(t *testing.T) {
+	c := gatewaytest.NewCRM(t, nil)
+	e, logs := openEngineLogs(t, Config{})
+	tg := testTarget(c.URL)
+	tg.Name = "lost"
+	applyTargets(t, e, tg)
+	// Nothing was handed out yet, so nobody holds the pin: the dispatcher on the losing
+	// consumer gets it with the first event.
+	ctx := context.Background()
+	d := e.dispatcher(tg.Name)
+	d.stop(ctx)
+	lx := callEvents("L", 4)
+	var lost atomic.Bool
+	losing := losingConsumer{Consumer: d.cons, lose: func(m jetstream.Msg) bool {
+		meta, err := m.Metadata()
+		return err == nil && meta.NumDelivered == 1 && m.Headers().Get(headerKey) == "L" && !lost.Swap(true)
+	}}
+	e.mu.Lock()
+	e.dispatchers[tg.Name] = startDispatcher(e, d.target, losing)
+	e.mu.Unlock()
+
+	warm := callEvents("W", 1)
+	if _, err := e.Enqueue(ctx, warm); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitDelivered(t, 1, deliverWithin)
+	if _, err := e.Enqueue(ctx, lx); err != nil {
+		t.Fatal(err)
+	}
+	got := c.WaitDelivered(t, 1+len(lx), ackWait+handover+deliverWithin)
+	if !lost.Load() {
+		t.Fatal("no delivery was lost")
+	}
+	position := map[string]int{warm[0].ID: 0}
+	for i, ev := range lx {
+		position[ev.ID] = i
+	}
+	gatewaytest.CheckCallOrder(t, got, position)
+	if n := logs.FilterMessageSnippet("lost on their way").Len(); n != 1 {
+		t.Errorf("logged %d lost deliveries, want 1", n)
+	}
+}
+
+// losingConsumer loses the events lose picks on their way from the server to the dispatcher.
+type losingConsumer struct {
+	jetstream.Consumer
+	lose func(jetstream.Msg) bool
+}
+
+func (c losingConsumer) Fetch(n int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error) {
+	batch, err := c.Consumer.Fetch(n, opts...)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make(chan jetstream.Msg, n)
+	go func() {
+		defer close(msgs)
+		for m := range batch.Messages() {
+			if !c.lose(m) {
+				msgs <- m
+			}
+		}
+	}()
+	return losingBatch{MessageBatch: batch, msgs: msgs}, nil
+}
+
+type losingBatch struct {
+	jetstream.MessageBatch
+	msgs chan jetstream.Msg
+}
+
+func (b losingBatch) Messages() <-chan jetstream.Msg { return b.msgs }
