@@ -105,6 +105,10 @@ func reply(w http.ResponseWriter, v any, err error) error {
 	if errors.Is(err, delivery.ErrNoTarget) {
 		return apiError(http.StatusConflict, err.Error())
 	}
+	if errors.Is(err, delivery.ErrNotReady) { // a NATS node rejoining: try again shortly
+		w.Header().Set("Retry-After", retryAfter)
+		return apiError(http.StatusServiceUnavailable, err.Error())
+	}
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
