@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 )
 
 // natsCluster is a NATS JetStream cluster of in-process servers on 127.0.0.1 ports, each with
@@ -79,25 +80,16 @@ func (c *natsCluster) start(i int) {
 		port, clusterPort = n.port, n.clusterPort
 	}
 	opts := &server.Options{
-		ServerName: n.name, Host: "127.0.0.1", Port: port,
-		JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true,
+		ServerName: n.name, Port: port, StoreDir: n.dir,
 		Cluster: server.ClusterOpts{Name: "pbxbridge-test", Host: "127.0.0.1", Port: clusterPort},
 		Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 	}
 	// A port of a node that was down may be some process's for a moment (a connection's
 	// local port): a server that cannot bind never gets ready, so try again.
 	gatewaytest.Eventually(c.t, time.Minute, "NATS node "+n.name+" listening", func() bool {
-		srv, err := server.NewServer(opts)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		go srv.Start()
-		if !srv.ReadyForConnections(20 * time.Second) {
-			srv.Shutdown()
-			return false
-		}
+		srv, err := natstest.Start(opts)
 		n.srv = srv
-		return true
+		return err == nil
 	})
 	n.port, n.clusterPort = n.srv.Addr().(*net.TCPAddr).Port, n.srv.ClusterAddr().Port
 }

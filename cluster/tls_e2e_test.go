@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
@@ -98,9 +100,7 @@ func TestNATSOverTLS(t *testing.T) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}, "client")
 
-	port := gatewaytest.FreePort(t)
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	srv := natstest.RunServer(t, &server.Options{
 		TLS: true, TLSVerify: true, TLSTimeout: 5,
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
@@ -109,20 +109,12 @@ func TestNATSOverTLS(t *testing.T) {
 			ClientCAs:    ca.pool,
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(srv.Shutdown)
 
 	block := func(cert string) string {
 		return fmt.Sprintf("tls {\n\t\t\t\tca %s\n\t\t\t\tcert %s\n\t\t\t\tkey %s\n\t\t\t\tserver_name nats.test\n\t\t\t}",
 			ca.path("ca.pem"), cert, ca.path("client.key"))
 	}
-	urls := []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	urls := []string{fmt.Sprintf("nats://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)}
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startGateway(t, "g1", urls, block(ca.path("client.pem")), crm.URL+"/events")
 	for _, m := range mango.SampleCall("tls-1", "tls-1-leg", time.Now()) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 	"go.uber.org/zap"
 )
 
@@ -131,7 +132,7 @@ func TestCommandsAwait(t *testing.T) {
 // no more commands get a turn than one gateway alone would give, and a pause one of them sets
 // (Mango's lock-out) holds on the other, unshortened by a shorter one and unmoved by asking.
 func TestCommandPaceSharedByGateways(t *testing.T) {
-	srv := startNATS(t)
+	srv := natstest.RunBasicJetStreamServer(t)
 	var gateways []*Commands
 	for range 2 {
 		e := openEngine(t, Config{NATS: &NATSConfig{URLs: []string{srv.ClientURL()}}})

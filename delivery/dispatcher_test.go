@@ -22,6 +22,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 )
 
 // The dispatcher's metrics are process-wide and labelled by target, so every test here has a
@@ -834,7 +835,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 // other takes over after the TTL once it is gone.
 func TestClusterDeliversFromOneInstanceAtATime(t *testing.T) {
 	t.Parallel() // mostly waiting
-	srv := startNATS(t)
+	srv := natstest.RunBasicJetStreamServer(t)
 	var down atomic.Bool
 	c := gatewaytest.NewCRM(t, func(event.Event, int) int {
 		if down.Load() {

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 )
 
 // The pin moves from a live instance that holds a call's events (one at the CRM, four parked
@@ -22,7 +22,7 @@ import (
 // the second delivers the call's next event only after them, and the call's first deliveries
 // stay in order. Without the hold-back in dispatcher.take, X/5 reaches the CRM before X/1…X/4.
 func TestTakeOverKeepsCallOrder(t *testing.T) {
-	srv := startNATS(t)
+	srv := natstest.RunBasicJetStreamServer(t)
 
 	x, y := callEvents("X", 6), callEvents("Y", 1)
 	// The CRM holds the first attempt of X/0 until released, so that instance a holds the call.
@@ -90,29 +90,11 @@ func TestTakeOverKeepsCallOrder(t *testing.T) {
 	t.Logf("deliveries in arrival order: %v", who)
 }
 
-// startNATS runs a NATS server with JetStream on a 127.0.0.1 port, as an external cluster the
-// engines connect to; it shuts down after the engines' cleanups.
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
 // A graceful stop of the instance that delivers, holding a call's events in backoff, hands
 // them over at once: the other instance delivers them, in order, long before the pin's TTL
 // and the ack deadlines would have let it (a rolling deploy, not a crash).
 func TestGracefulStopHandsOverAtOnce(t *testing.T) {
-	srv := startNATS(t)
+	srv := natstest.RunBasicJetStreamServer(t)
 	c := gatewaytest.NewCRM(t, nil)
 	x := callEvents("H", 5)
 	var refusedByA atomic.Int64

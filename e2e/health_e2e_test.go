@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/internal/natstest"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
@@ -114,26 +116,13 @@ func startWithStore(t *testing.T, crm *gatewaytest.CRM, store string) *gatewayte
 	return g
 }
 
-// startNATS runs a NATS JetStream server on 127.0.0.1:port with its store in dir.
-func startNATS(t *testing.T, port int, dir string) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	return s
-}
-
 // With an external NATS cluster that goes away, pbx_health turns 503 "queue not ready",
 // webhooks get 503 and pbxbridge_queue_ready is 0; when NATS is back, all recover and
 // delivery goes on.
 func TestHealthQueueNotReady(t *testing.T) {
-	port, dir := gatewaytest.FreePort(t), t.TempDir()
-	nats := startNATS(t, port, dir)
+	dir := t.TempDir()
+	nats := natstest.RunServer(t, &server.Options{StoreDir: dir})
+	port := nats.Addr().(*net.TCPAddr).Port // the restart takes the same one
 	t.Cleanup(func() { nats.Shutdown() })
 	crm := gatewaytest.NewCRM(t, nil)
 	g := startWithStore(t, crm, fmt.Sprintf("nats nats://127.0.0.1:%d", port))
@@ -148,7 +137,7 @@ func TestHealthQueueNotReady(t *testing.T) {
 	waitMetric(t, g, "pbxbridge_queue_ready", 0)
 	postMango(t, g, mango.SampleCall("E-nats-2", "L", time.Now())[0], http.StatusServiceUnavailable)
 
-	nats = startNATS(t, port, dir)
+	nats = natstest.RunServer(t, &server.Options{Port: port, StoreDir: dir})
 	wantHealthy(t, waitHealth(t, g, http.StatusOK, ""))
 	waitMetric(t, g, "pbxbridge_queue_ready", 1)
 	postCall(t, g, "E-nats-3")
