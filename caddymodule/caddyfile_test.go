@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the Caddyfile adapt golden file
 // TestCaddyfileAdapt adapts every testdata/caddyfile/*.caddyfile and compares the JSON with
 // its golden file: every option of docs/configuration.md is in them.
 func TestCaddyfileAdapt(t *testing.T) {
-	files, err := filepath.Glob("../testdata/caddyfile/*.caddyfile")
+	files, err := filepath.Glob("testdata/caddyfile/*.caddyfile")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Caddyfiles: %v", err)
 	}

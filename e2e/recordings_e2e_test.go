@@ -149,7 +149,7 @@ func TestRecordingsEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("xvb record_link as given", func(t *testing.T) {
-		form, err := os.ReadFile(filepath.Join("..", "testdata", "xvb", "02-xvb-event-completed.form"))
+		form, err := os.ReadFile(filepath.Join("..", "pbx", "xvb", "testdata", "fixtures", "02-xvb-event-completed.form"))
 		if err != nil {
 			t.Fatal(err)
 		}

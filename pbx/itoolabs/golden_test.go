@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	fixtureDir = "../../testdata/itoolabs"
-	goldenDir  = "../../testdata/golden/itoolabs"
+	fixtureDir = "testdata/fixtures"
+	goldenDir  = "testdata/golden"
 	formType   = "application/x-www-form-urlencoded"
 )
 

@@ -33,14 +33,14 @@ func TestCommandsMatchOfficialExamples(t *testing.T) {
 			if tt.cmd.Path() != tt.path {
 				t.Errorf("path %s, want %s", tt.cmd.Path(), tt.path)
 			}
-			want, err := os.ReadFile(filepath.Join(fixtures, tt.file+".json"))
+			want, err := os.ReadFile(filepath.Join(fixtureDir, tt.file+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.cmd.JSON != string(want) {
 				t.Errorf("json\n%s\nwant\n%s", tt.cmd.JSON, want)
 			}
-			body, err := os.ReadFile(filepath.Join(fixtures, tt.file+".form"))
+			body, err := os.ReadFile(filepath.Join(fixtureDir, tt.file+".form"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -41,7 +41,7 @@ func TestSignedFixtures(t *testing.T) {
 		{"synthetic_signed_summary_cyrillic.form", testKey, testSalt, "1bbf700d5f4d5dd26f870a0af1f6762806a4bb9d648ab76c54464d622377a0e3", "summary_outbound_missed_doc2026.json"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join(fixtures, tt.file))
+			body, err := os.ReadFile(filepath.Join(fixtureDir, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +59,7 @@ func TestSignedFixtures(t *testing.T) {
 				t.Error("Verify = false")
 			}
 			if tt.json != "" {
-				want, err := os.ReadFile(filepath.Join(fixtures, tt.json))
+				want, err := os.ReadFile(filepath.Join(fixtureDir, tt.json))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -169,12 +169,12 @@ func FuzzParseForm(f *testing.F) {
 
 // addFixtureSeeds calls add for every fixture file.
 func addFixtureSeeds(f *testing.F, add func(name string, body []byte)) {
-	entries, err := os.ReadDir(fixtures)
+	entries, err := os.ReadDir(fixtureDir)
 	if err != nil {
 		f.Fatal(err)
 	}
 	for _, e := range entries {
-		body, err := os.ReadFile(filepath.Join(fixtures, e.Name()))
+		body, err := os.ReadFile(filepath.Join(fixtureDir, e.Name()))
 		if err != nil {
 			f.Fatal(err)
 		}

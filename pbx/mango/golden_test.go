@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	fixtures = "../../testdata/mango"
-	goldens  = "../../testdata/golden/mango"
+	fixtureDir = "testdata/fixtures"
+	goldenDir  = "testdata/golden"
 
 	testKey  = "testkey0123456789abcdefghijklmnop"
 	testSalt = "testsalt0123456789abcdefghijklmno"
@@ -49,7 +49,7 @@ var fixtureRoutes = []struct {
 }
 
 // fixturePayload returns the json payload of a fixture; a .form goes through ParseForm and
-// Verify first, with the key and salt of fixtures/README.md.
+// Verify first, with testKey and testSalt (phpKey and phpSalt for the official PHP examples).
 func fixturePayload(t *testing.T, name string, body []byte) []byte {
 	t.Helper()
 	if !strings.HasSuffix(name, ".form") {
@@ -70,14 +70,14 @@ func fixturePayload(t *testing.T, name string, body []byte) []byte {
 }
 
 func TestGolden(t *testing.T) {
-	entries, err := os.ReadDir(fixtures)
+	entries, err := os.ReadDir(fixtureDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
 		name := e.Name()
 		t.Run(name, func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join(fixtures, name))
+			body, err := os.ReadFile(filepath.Join(fixtureDir, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,10 +100,10 @@ func TestGolden(t *testing.T) {
 				t.Errorf("type %s (error %q), want unmapped=%v", evs[0].Type, evs[0].Data.Error, r.unmapped)
 			}
 			checkEvents(t, evs)
-			pbxtest.Golden(t, goldens, name, evs)
+			pbxtest.Golden(t, goldenDir, name, evs)
 		})
 	}
-	pbxtest.GoldensHaveFixtures(t, goldens, func(name string) string { return filepath.Join(fixtures, name) })
+	pbxtest.GoldensHaveFixtures(t, goldenDir, func(name string) string { return filepath.Join(fixtureDir, name) })
 }
 
 // checkEvents is pbxtest.CheckEvents with the fixtures' secrets.

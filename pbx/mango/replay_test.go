@@ -76,7 +76,7 @@ func TestCheckWithoutStaleAfter(t *testing.T) {
 // Every message fixture passes under the suffix Mango posts it to (fixtureRoutes), mapped or
 // not: the marks never refuse a genuine message. cmd_* and stats_* are bodies Mango receives.
 func TestCheckPassesEveryFixture(t *testing.T) {
-	names, err := filepath.Glob(filepath.Join(fixtures, "*"))
+	names, err := filepath.Glob(filepath.Join(fixtureDir, "*"))
 	if err != nil || len(names) == 0 {
 		t.Fatalf("no fixtures: %v", err)
 	}

@@ -14,8 +14,8 @@ import (
 )
 
 const (
-	fixtureDir = "../../testdata/xvb"
-	goldenDir  = "../../testdata/golden/xvb"
+	fixtureDir = "testdata/fixtures"
+	goldenDir  = "testdata/golden"
 	formType   = "application/x-www-form-urlencoded"
 )
 
