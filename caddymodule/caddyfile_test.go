@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/pbxbridge/pbxbridge/caddymodule"
@@ -19,7 +21,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the Caddyfile adapt golden files")
 
 // TestCaddyfileAdapt adapts every testdata/caddyfile/*.caddyfile and compares the JSON with
-// its golden file: every option of docs/configuration.md is in them.
+// its golden file (caddytest.CompareAdapt): every option of docs/configuration.md is in them.
 func TestCaddyfileAdapt(t *testing.T) {
 	files, err := filepath.Glob("testdata/caddyfile/*.caddyfile")
 	if err != nil || len(files) == 0 {
@@ -31,32 +33,23 @@ func TestCaddyfileAdapt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(in, map[string]any{"filename": file})
-			if err != nil {
-				t.Fatal(err)
+			if w, messy := caddyfile.FormattingDifference(file, in); messy {
+				t.Errorf("line %d: %s", w.Line, w.Message)
 			}
-			for _, w := range warnings {
-				t.Errorf("warning: %s", w.Message)
-			}
-			var pretty bytes.Buffer
-			if err := json.Indent(&pretty, out, "", "\t"); err != nil {
-				t.Fatal(err)
-			}
-			pretty.WriteByte('\n')
 			golden := strings.TrimSuffix(file, ".caddyfile") + ".json"
 			if *update {
-				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				writeAdapted(t, file, in, golden)
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
 				t.Fatalf("no golden file (run with -update): %v", err)
 			}
-			if !bytes.Equal(pretty.Bytes(), want) {
-				t.Errorf("adapted JSON differs from %s:\n%s", golden, pretty.String())
+			// CompareAdapt prints the diff on stdout.
+			if !caddytest.CompareAdapt(t, file, string(in), "caddyfile", strings.TrimSuffix(string(want), "\n")) {
+				t.Errorf("adapted JSON differs from %s (-update rewrites it; review the diff)", golden)
 			}
-			// The adapted config provisions (without starting anything) once the secrets exist.
+			// The golden config, the adapted one as compared, provisions (without starting anything)
+			// once the secrets exist.
 			for k, v := range map[string]string{
 				"CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "CRM_WEBHOOK_SECRET_NEXT": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
 				"CRM_TOKEN": "t", "MANGO_API_KEY": "k", "MANGO_API_SALT": "s", "XVB_ACCESS_CODE": "10019",
@@ -67,13 +60,34 @@ func TestCaddyfileAdapt(t *testing.T) {
 			}
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
 			var cfg caddy.Config
-			if err := json.Unmarshal(out, &cfg); err != nil {
+			if err := json.Unmarshal(want, &cfg); err != nil {
 				t.Fatal(err)
 			}
 			if err := caddy.Validate(&cfg); err != nil {
 				t.Errorf("adapted config does not provision: %v", err)
 			}
 		})
+	}
+}
+
+// writeAdapted writes the JSON that file's Caddyfile in adapts to, indented as CompareAdapt
+// compares it, to golden.
+func writeAdapted(t *testing.T, file string, in []byte, golden string) {
+	t.Helper()
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(in, map[string]any{"filename": file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warnings {
+		t.Errorf("warning: %s:%d: %s", file, w.Line, w.Message)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteByte('\n')
+	if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
