@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -20,45 +19,19 @@ import (
 func TestDashboardAndAlertsNameExportedMetrics(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
 	lookup := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusNotFound })
-	config := fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target crm %s
-		mango office {
-			api_key %s
-			api_salt {env.TEST_MANGO_SALT}
-			sources 127.0.0.1
-			forward crm
-		}
-		xvb main {
-			access_code 10019
-			sources 127.0.0.1
-			lookup %s
-			forward crm
-		}
+	config := gatewaytest.Caddyfile{
+		PBX: []string{
+			"target crm " + crm.URL,
+			mangoOffice("127.0.0.1"),
+			gatewaytest.Block("xvb main", "access_code 10019", "sources 127.0.0.1", "lookup "+lookup.URL, "forward crm"),
+		},
+		Site: []string{
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
+			gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token {env.TEST_COMMAND_TOKEN}")),
+		},
 	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /hooks/xvb {
-		pbx_webhook main
-	}
-	route /calls {
-		pbx_originate {
-			token {env.TEST_COMMAND_TOKEN}
-		}
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, crm.URL, testKey, lookup.URL)
-	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt, "TEST_COMMAND_TOKEN=dashboard-test-token")
+	g := gatewaytest.Start(t, config.String(), "TEST_MANGO_SALT="+testSalt, "TEST_COMMAND_TOKEN=dashboard-test-token")
 	g.WaitReady()
 	postCall(t, g, "E-dashboard")
 	if code, body := g.Post("/hooks/xvb", formType, "access_code=10019&cmd=contact&phone=79201119613"); code != http.StatusOK {

@@ -82,7 +82,7 @@ func TestDeadLettersAPI(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 
 	postCall(t, g, good)
 	postCall(t, g, bad)
@@ -236,7 +236,7 @@ func TestDeadLettersCLI(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	postCall(t, g, c1)
 	postCall(t, g, c2)
 	dls := waitDeadLetters(t, g, 8)
@@ -376,11 +376,11 @@ func regexpMatch(pattern, s string) bool {
 // but a replay, which nothing would deliver, is refused rather than losing the event.
 func TestDeadLettersOfRemovedTarget(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusUnprocessableEntity })
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	postMango(t, g, mango.SampleCall("E-removed", "L", time.Now())[0], http.StatusOK)
 	dl := waitDeadLetters(t, g, 1)[0]
 
-	renamed := strings.ReplaceAll(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), " crm", " crm2")
+	renamed := strings.ReplaceAll(mangoGateway(crm.URL+"/events", "127.0.0.1").String(), " crm", " crm2")
 	if err := g.Reload(renamed); err != nil {
 		t.Fatal(err)
 	}

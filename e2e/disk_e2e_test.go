@@ -18,9 +18,11 @@ const diskCommandToken = "disk-test-command-token"
 // smallDiskGateway is mangoGateway with its store on dir, the default max_store, the write
 // timeout docs/originate.md recommends and pbx_originate at /calls.
 func smallDiskGateway(crmURL, dir string) string {
-	config := mangoGateway(crmURL, "127.0.0.1", "servers {\n\t\ttimeouts {\n\t\t\twrite 15s\n\t\t}\n\t}")
-	config = strings.Replace(config, "data_dir {DATA}", "data_dir "+filepath.Join(dir, "store"), 1)
-	return strings.Replace(config, "\troute /healthz {", "\troute /calls {\n\t\tpbx_originate {\n\t\t\ttoken "+diskCommandToken+"\n\t\t}\n\t}\n\troute /healthz {", 1)
+	config := mangoGateway(crmURL, "127.0.0.1")
+	config.Global = []string{gatewaytest.Block("servers", gatewaytest.Block("timeouts", "write 15s"))}
+	config.Store = "data_dir " + filepath.Join(dir, "store")
+	config.Site = append(config.Site, gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token "+diskCommandToken)))
+	return config.String()
 }
 
 // webhooks posts Mango call starts of calls prefix-0, prefix-1, … to g.

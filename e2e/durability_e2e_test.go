@@ -30,7 +30,7 @@ func flakyCRM(t *testing.T) *gatewaytest.CRM {
 
 func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	crm := flakyCRM(t)
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	deadline := time.Now().Add(3 * time.Minute)
 	done := make(chan *gatewaytest.Accepted, 1)
 	go func() {
@@ -60,9 +60,9 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 
 func TestFullStoreAnswers503ThenRecovers(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
-	config := strings.Replace(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "data_dir {DATA}", "data_dir {DATA}\n\t\tmax_store 48KiB", 1)
-	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt)
-	g.WaitReady()
+	config := mangoGateway(crm.URL+"/events", "127.0.0.1")
+	config.PBX = append(config.PBX, "max_store 48KiB")
+	g := startMangoGateway(t, config)
 
 	accepted := 0
 	var full string

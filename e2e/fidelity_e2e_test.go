@@ -67,7 +67,7 @@ func TestXVBCompletedTakesTheOpenCall(t *testing.T) {
 // while leg 1 of a click-to-call (commands/callback) is outbound.
 func TestMangoRoutedLegStaysInbound(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	post := func(suffix, payload string) {
 		t.Helper()
 		code, body := g.Post("/hooks/mango"+suffix, formType, mango.FormBody(testKey, testSalt, payload))

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,45 +26,18 @@ func TestTargetFormatsAndSignatures(t *testing.T) {
 	binary := gatewaytest.NewCRM(t, nil)
 	flat := gatewaytest.NewCRM(t, nil)
 	failing := gatewaytest.NewCRM(t, nil)
-	config := fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target binary %s {
-			format cloudevents-binary
-			secret %s
-			secret {env.TEST_NEW_SECRET}
-		}
-		target flat %s {
-			format jq `+"`%s`"+`
-			events call.ringing call.answered call.completed
-		}
-		target failing %s {
-			format jq `+"`"+`if .type == "call.answered" then error("no answers here") else {id} end`+"`"+`
-			retry {
-				backoff 20ms 100ms
-			}
-		}
-		mango office {
-			api_key %s
-			api_salt {env.TEST_MANGO_SALT}
-			sources 127.0.0.1
-			forward binary flat failing
-		}
+	config := gatewaytest.Caddyfile{
+		PBX: []string{
+			gatewaytest.Block("target binary "+binary.URL, "format cloudevents-binary", "secret "+secretOld, "secret {env.TEST_NEW_SECRET}"),
+			gatewaytest.Block("target flat "+flat.URL, "format jq `"+delivery.FlatJQExample+"`", "events call.ringing call.answered call.completed"),
+			gatewaytest.Block("target failing "+failing.URL,
+				"format jq `"+`if .type == "call.answered" then error("no answers here") else {id} end`+"`",
+				gatewaytest.Block("retry", "backoff 20ms 100ms")),
+			gatewaytest.Block("mango office", "api_key "+testKey, "api_salt {env.TEST_MANGO_SALT}", "sources 127.0.0.1", "forward binary flat failing"),
+		},
+		Site: []string{gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office")},
 	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, binary.URL, secretOld, flat.URL, delivery.FlatJQExample, failing.URL, testKey)
-	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt, "TEST_NEW_SECRET="+secretNew)
+	g := gatewaytest.Start(t, config.String(), "TEST_MANGO_SALT="+testSalt, "TEST_NEW_SECRET="+secretNew)
 	g.WaitReady()
 	// A Cyrillic subject exercises the binding's percent-encoding.
 	postCall(t, g, "звонок-1")

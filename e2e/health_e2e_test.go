@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,7 +79,9 @@ func TestHealthStoreFull(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := startWithStore(t, crm, "data_dir {DATA}\n\t\tmax_store 64KiB")
+	config := mangoGateway(crm.URL+"/events", "127.0.0.1")
+	config.PBX = append(config.PBX, "max_store 64KiB")
+	g := startMangoGateway(t, config)
 	wantHealthy(t, health(t, g))
 
 	accepted := 0
@@ -106,16 +107,6 @@ fill:
 	crm.WaitDelivered(t, accepted, 30*time.Second)
 }
 
-// startWithStore runs mangoGateway with store (`data_dir …` and `max_store …`, or `nats …`)
-// in place of its data_dir.
-func startWithStore(t *testing.T, crm *gatewaytest.CRM, store string) *gatewaytest.Gateway {
-	t.Helper()
-	config := strings.Replace(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "data_dir {DATA}", store, 1)
-	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt)
-	g.WaitReady()
-	return g
-}
-
 // With an external NATS cluster that goes away, pbx_health turns 503 "queue not ready",
 // webhooks get 503 and pbxbridge_queue_ready is 0; when NATS is back, all recover and
 // delivery goes on.
@@ -125,7 +116,9 @@ func TestHealthQueueNotReady(t *testing.T) {
 	port := nats.Addr().(*net.TCPAddr).Port // the restart takes the same one
 	t.Cleanup(func() { nats.Shutdown() })
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startWithStore(t, crm, fmt.Sprintf("nats nats://127.0.0.1:%d", port))
+	config := mangoGateway(crm.URL+"/events", "127.0.0.1")
+	config.Store = fmt.Sprintf("nats nats://127.0.0.1:%d", port)
+	g := startMangoGateway(t, config)
 	wantHealthy(t, health(t, g))
 	waitMetric(t, g, "pbxbridge_queue_ready", 1)
 	postCall(t, g, "E-nats-1")

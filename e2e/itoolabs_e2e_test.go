@@ -35,69 +35,26 @@ const (
 // and token (a robot's command) out, as docs/security.md says. The account `elsewhere` takes
 // webhooks only from an address the tests never send from.
 func itoolabsGateway(crmURL, apiURL, lookupURL string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target crm %[1]s {
-			retry {
-				backoff 20ms 200ms
-			}
-		}
-		itoolabs main {
-			crm_token {env.TEST_ITOOLABS_CRM_TOKEN}
-			sources 127.0.0.1
-			api_url %[2]s
-			token {env.TEST_ITOOLABS_TOKEN}
-			lookup %[3]s {
-				header Authorization "Bearer {env.TEST_LOOKUP_TOKEN}"
-				timeout %[4]s
-			}
-			forward crm
-		}
-		itoolabs revoked {
-			crm_token revoked-crm-token
-			sources any
-			api_url %[2]s
-			token %[5]s
-			forward crm
-		}
-		itoolabs elsewhere {
-			crm_token {env.TEST_ITOOLABS_CRM_TOKEN}
-			sources 198.51.100.7
-			forward crm
-		}
-	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	log {
-		output stderr
-		format filter {
-			request>uri query {
-				delete crm_token
-				delete token
-			}
-		}
-	}
-	route /hooks/itoolabs {
-		pbx_webhook main
-	}
-	route /hooks/itoolabs-elsewhere {
-		pbx_webhook elsewhere
-	}
-	route /calls {
-		pbx_originate {
-			token {env.CRM_COMMAND_TOKEN}
-			timeout 2s
-		}
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, crmURL, apiURL, lookupURL, lookupTimeout, itoolabsWrongToken)
+	return gatewaytest.Caddyfile{
+		PBX: []string{
+			crmTarget(crmURL),
+			gatewaytest.Block("itoolabs main",
+				"crm_token {env.TEST_ITOOLABS_CRM_TOKEN}",
+				"sources 127.0.0.1",
+				"api_url "+apiURL,
+				"token {env.TEST_ITOOLABS_TOKEN}",
+				gatewaytest.Block("lookup "+lookupURL, `header Authorization "Bearer {env.TEST_LOOKUP_TOKEN}"`, "timeout "+lookupTimeout.String()),
+				"forward crm"),
+			gatewaytest.Block("itoolabs revoked", "crm_token revoked-crm-token", "sources any", "api_url "+apiURL, "token "+itoolabsWrongToken, "forward crm"),
+			gatewaytest.Block("itoolabs elsewhere", "crm_token {env.TEST_ITOOLABS_CRM_TOKEN}", "sources 198.51.100.7", "forward crm"),
+		},
+		Site: []string{
+			gatewaytest.AccessLogWithout("crm_token", "token"),
+			gatewaytest.Block("route /hooks/itoolabs", "pbx_webhook main"),
+			gatewaytest.Block("route /hooks/itoolabs-elsewhere", "pbx_webhook elsewhere"),
+			gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token {env.CRM_COMMAND_TOKEN}", "timeout 2s")),
+		},
+	}.String()
 }
 
 // itoolabsSetup is a gateway with its CRM, lookup endpoint and fake PBX API.

@@ -25,57 +25,21 @@ const (
 	fakeXVBCode    = "10019"
 )
 
+// originateGateway has a Mango and an XVB account whose APIs are at mangoAPI and xvbAPI, and
+// pbx_originate at /calls; the access log keeps a robot's token out.
 func originateGateway(crmURL, mangoAPI, xvbAPI string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target crm %s {
-			retry {
-				backoff 20ms 200ms
-			}
-		}
-		mango office {
-			api_key %s
-			api_salt {env.TEST_MANGO_SALT}
-			api_url %s
-			sources any
-			forward crm
-		}
-		xvb main {
-			access_code %s
-			api_url %s
-			token {env.TEST_XVB_TOKEN}
-			sources any
-			forward crm
-		}
-	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	log {
-		output stderr
-		format filter {
-			request>uri query {
-				delete token
-			}
-		}
-	}
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /calls {
-		pbx_originate {
-			token {env.CRM_COMMAND_TOKEN}
-			timeout 2s
-		}
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, crmURL, fakeMangoKey, mangoAPI, fakeXVBCode, xvbAPI)
+	return gatewaytest.Caddyfile{
+		PBX: []string{
+			crmTarget(crmURL),
+			gatewaytest.Block("mango office", "api_key "+fakeMangoKey, "api_salt {env.TEST_MANGO_SALT}", "api_url "+mangoAPI, "sources any", "forward crm"),
+			gatewaytest.Block("xvb main", "access_code "+fakeXVBCode, "api_url "+xvbAPI, "token {env.TEST_XVB_TOKEN}", "sources any", "forward crm"),
+		},
+		Site: []string{
+			gatewaytest.AccessLogWithout("token"),
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token {env.CRM_COMMAND_TOKEN}", "timeout 2s")),
+		},
+	}.String()
 }
 
 // sendCommand sends a command to the gateway as a CRM does: JSON with the bearer token, or,

@@ -27,46 +27,19 @@ func recordingsGateway(crmURL, apiURL, tokenVar string) string {
 }
 
 func recordingsGatewayAllowing(crmURL, apiURL, tokenVar, outboundAllow string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		%s
-		target crm %s
-		mango office {
-			api_key e2e-key
-			api_salt e2e-salt
-			sources any
-			forward crm
-			api_url %s
-		}
-		xvb main {
-			access_code 10019
-			sources any
-			forward crm
-		}
-	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /hooks/xvb {
-		pbx_webhook main
-	}
-	route /recordings/* {
-		pbx_recordings {
-			token {env.%s}
-			public_url {HTTP}/recordings
-		}
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, outboundAllow, crmURL, apiURL, tokenVar)
+	return gatewaytest.Caddyfile{
+		PBX: []string{
+			outboundAllow,
+			"target crm " + crmURL,
+			gatewaytest.Block("mango office", "api_key e2e-key", "api_salt e2e-salt", "sources any", "forward crm", "api_url "+apiURL),
+			gatewaytest.Block("xvb main", "access_code 10019", "sources any", "forward crm"),
+		},
+		Site: []string{
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
+			gatewaytest.Block("route /recordings/*", gatewaytest.Block("pbx_recordings", "token {env."+tokenVar+"}", "public_url {HTTP}/recordings")),
+		},
+	}.String()
 }
 
 // recordAdded posts Mango's /events/record/added for id and returns the link the CRM got in

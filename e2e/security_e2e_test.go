@@ -80,40 +80,22 @@ func TestUnsafeRecordLinkNeverReachesTheCRM(t *testing.T) {
 
 // tokenGateway has pbx_originate and pbx_recordings with one token, and a Mango account whose
 // API is never reached by a refused request.
-const tokenGateway = `{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target crm http://127.0.0.1:9/events
-		mango office {
-			api_key k
-			api_salt s
-			api_url http://127.0.0.1:9/vpbx
-			sources any
-			forward crm
-		}
-	}
+var tokenGateway = gatewaytest.Caddyfile{
+	PBX: []string{
+		"target crm http://127.0.0.1:9/events",
+		gatewaytest.Block("mango office", "api_key k", "api_salt s", "api_url http://127.0.0.1:9/vpbx", "sources any", "forward crm"),
+	},
+	Site: []string{
+		gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token {env.TEST_TOKEN}")),
+		gatewaytest.Block("route /recordings/*", gatewaytest.Block("pbx_recordings", "token {env.TEST_TOKEN}")),
+	},
 }
-{HTTP} {
-	bind 127.0.0.1
-	route /calls {
-		pbx_originate {
-			token {env.TEST_TOKEN}
-		}
-	}
-	route /recordings/* {
-		pbx_recordings {
-			token {env.TEST_TOKEN}
-		}
-	}
-}
-`
 
 // One rule for every bearer token: the scheme, one space, exactly the token; ?token= exactly
 // the token. Each variant is refused with 401 on both routes that take a token.
 func TestTokensMatchExactly(t *testing.T) {
 	const token = "e2e-token-0123456789abcdef"
-	g := gatewaytest.Start(t, tokenGateway, "TEST_TOKEN="+token)
+	g := gatewaytest.Start(t, tokenGateway.String(), "TEST_TOKEN="+token)
 	command := `{"account":"office","from":"101","to":"+79001234567"}`
 	for _, tt := range []struct {
 		name, query string
@@ -162,12 +144,7 @@ func TestTokensMatchExactly(t *testing.T) {
 // mark of any kind, re-posted under another path, is one event.
 func TestMangoReplaysUnderOtherSuffixes(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	config := strings.Replace(mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "forward crm\n\t\t}", "forward crm\n\t\t\tstale_after 24h\n\t\t}", 1)
-	if !strings.Contains(config, "stale_after") {
-		t.Fatal("the test config has no stale_after")
-	}
-	g := gatewaytest.Start(t, config, "TEST_MANGO_SALT="+testSalt)
-	g.WaitReady()
+	g := startMangoGateway(t, mangoGateway(crm.URL+"/events", "127.0.0.1", "stale_after 24h"))
 	now := time.Now()
 	call := mango.SampleCall("E-replay", "L-replay", now)
 	post := func(path, json string) (int, string) {

@@ -82,7 +82,7 @@ func TestStartupErrors(t *testing.T) {
 // the process starts, as a PBX's re-sends would be.
 func TestFirstWebhookAfterStartIsAccepted(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := gatewaytest.Start(t, mangoGateway(crm.URL+"/events", "127.0.0.1", ""), "TEST_MANGO_SALT="+testSalt)
+	g := gatewaytest.Start(t, mangoGateway(crm.URL+"/events", "127.0.0.1").String(), "TEST_MANGO_SALT="+testSalt)
 	for start := range 3 {
 		g.Stop()
 		m := mango.SampleCall(fmt.Sprintf("E-first-%d", start), fmt.Sprintf("L-first-%d", start), time.Unix(1764065700, 0))[0]

@@ -2,10 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,47 +22,47 @@ const (
 	formType = "application/x-www-form-urlencoded"
 )
 
-// mangoGateway is a Caddyfile with one Mango account forwarding to one target at crmURL.
-// extraGlobal goes into the global options (e.g. servers { trusted_proxies … }); sources is
-// the account's sources line.
-func mangoGateway(crmURL, sources, extraGlobal string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	%s
-	pbx {
-		data_dir {DATA}
-		target crm %s {
-			retry {
-				backoff 20ms 200ms
-			}
-		}
-		mango office {
-			api_key %s
-			api_salt {env.TEST_MANGO_SALT}
-			sources %s
-			forward crm
-		}
+// mangoGateway is a gateway with the Mango account office (mangoOffice, taking webhooks from
+// sources, with accountOptions) forwarding to crmTarget at crmURL; /healthz is pbx_health.
+func mangoGateway(crmURL, sources string, accountOptions ...string) gatewaytest.Caddyfile {
+	return gatewaytest.Caddyfile{
+		PBX: []string{crmTarget(crmURL), mangoOffice(sources, accountOptions...)},
+		Site: []string{
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /healthz", "pbx_health"),
+		},
 	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /healthz {
-		pbx_health
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, extraGlobal, crmURL, testKey, sources)
 }
 
-func startMango(t *testing.T, crm *gatewaytest.CRM, sources, extraGlobal string) *gatewaytest.Gateway {
+// mangoOffice is the Mango account office with the test key and salt, taking webhooks from
+// sources and forwarding to crm, with more options.
+func mangoOffice(sources string, options ...string) string {
+	return gatewaytest.Block("mango office", slices.Concat([]string{
+		"api_key " + testKey,
+		"api_salt {env.TEST_MANGO_SALT}",
+		"sources " + sources,
+		"forward crm",
+	}, options)...)
+}
+
+// crmTarget is the target crm at url, retrying within milliseconds so that retries do not
+// slow the tests down.
+func crmTarget(url string) string {
+	return gatewaytest.Block("target crm "+url, gatewaytest.Block("retry", "backoff 20ms 200ms"))
+}
+
+// startMango runs mangoGateway with the global options global (e.g. a servers block).
+func startMango(t *testing.T, crm *gatewaytest.CRM, sources string, global ...string) *gatewaytest.Gateway {
 	t.Helper()
-	g := gatewaytest.Start(t, mangoGateway(crm.URL+"/events", sources, extraGlobal), "TEST_MANGO_SALT="+testSalt)
+	config := mangoGateway(crm.URL+"/events", sources)
+	config.Global = global
+	return startMangoGateway(t, config)
+}
+
+// startMangoGateway runs config, a gateway with mangoOffice, and waits until it is ready.
+func startMangoGateway(t *testing.T, config gatewaytest.Caddyfile) *gatewaytest.Gateway {
+	t.Helper()
+	g := gatewaytest.Start(t, config.String(), "TEST_MANGO_SALT="+testSalt)
 	g.WaitReady()
 	return g
 }
@@ -80,7 +80,7 @@ func postCall(t *testing.T, g *gatewaytest.Gateway, entry string, header ...stri
 
 func TestMangoCallReachesCRMInOrder(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	postCall(t, g, "MTYxNzM5NjY0OTE=")
 
 	got := crm.WaitDelivered(t, 4, 30*time.Second)
@@ -124,7 +124,7 @@ func TestMangoCallReachesCRMInOrder(t *testing.T) {
 
 func TestMangoRejections(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	msg := mango.SampleCall("E-reject", "L", time.Now())[0]
 	good := mango.FormBody(testKey, testSalt, msg.JSON)
 	for _, tt := range []struct {
@@ -187,7 +187,7 @@ func TestMangoSourceCheck(t *testing.T) {
 
 	t.Run("outside the list", func(t *testing.T) {
 		crm := gatewaytest.NewCRM(t, nil)
-		g := startMango(t, crm, "mango", "")
+		g := startMango(t, crm, "mango")
 		if code, answer := g.Post("/hooks/mango/events/call", formType, body); code != http.StatusForbidden {
 			t.Fatalf("%d %s, want 403", code, answer)
 		}
@@ -201,7 +201,7 @@ func TestMangoSourceCheck(t *testing.T) {
 	})
 	t.Run("behind a trusted proxy", func(t *testing.T) {
 		crm := gatewaytest.NewCRM(t, nil)
-		g := startMango(t, crm, "mango", "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}")
+		g := startMango(t, crm, "mango", gatewaytest.Block("servers", "trusted_proxies static 127.0.0.1/32"))
 		if code, answer := g.Post("/hooks/mango/events/call", formType, body, "X-Forwarded-For", mangoAddr); code != http.StatusOK {
 			t.Fatalf("forwarded Mango address: %d %s, want 200", code, answer)
 		}
@@ -229,7 +229,7 @@ func TestMangoSourceCheck(t *testing.T) {
 	})
 	t.Run("behind a chain of trusted proxies, strict", func(t *testing.T) {
 		crm := gatewaytest.NewCRM(t, nil)
-		g := startMango(t, crm, "mango", "servers {\n\t\ttrusted_proxies static 127.0.0.1/32 10.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}")
+		g := startMango(t, crm, "mango", gatewaytest.Block("servers", "trusted_proxies static 127.0.0.1/32 10.0.0.0/8", "trusted_proxies_strict"))
 		if code, answer := postForwarded(t, g, body, mangoAddr+", 203.0.113.9, 10.1.2.3"); code != http.StatusForbidden {
 			t.Fatalf("forged entry: %d %s, want 403", code, answer)
 		}
@@ -270,7 +270,7 @@ func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	retried := mango.SampleCall("E-503", "L1", time.Now())[0]
 	rejected := mango.SampleCall("E-422", "L2", time.Now())[0]
 	for _, m := range []mango.Message{retried, retried, rejected} { // the second is a re-send
@@ -309,7 +309,7 @@ func TestRetriesDuplicatesAndDeadLetters(t *testing.T) {
 
 func TestAcknowledgedSurvivesKill9WhileCRMDown(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusServiceUnavailable })
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	postCall(t, g, "E-kill")
 	gatewaytest.Eventually(t, 30*time.Second, "a failed attempt", func() bool { return len(crm.Requests()) > 0 })
 	g.Kill()
@@ -332,7 +332,7 @@ func TestAcknowledgedSurvivesKill9WhileCRMDown(t *testing.T) {
 
 func TestReloadKeepsMetricsAndQueue(t *testing.T) {
 	crm := gatewaytest.NewCRM(t, nil)
-	g := startMango(t, crm, "127.0.0.1", "")
+	g := startMango(t, crm, "127.0.0.1")
 	postCall(t, g, "E-reload-1")
 	crm.WaitDelivered(t, 4, 30*time.Second)
 	config, err := os.ReadFile(g.ConfigPath())

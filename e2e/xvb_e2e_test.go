@@ -42,59 +42,25 @@ const (
 // address the tests never send from. The access log keeps the webhook key out, as docs/xvb.md
 // recommends. /baseline is a plain `respond` route, what the benchmarks compare against.
 func xvbGateway(crmURL, lookupURL string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	pbx {
-		data_dir {DATA}
-		target crm %s {
-			retry {
-				backoff 20ms 200ms
-			}
-		}
-		xvb main {
-			access_code %s
-			secret {env.TEST_XVB_KEY}
-			sources 127.0.0.1
-			token {env.TEST_XVB_TOKEN}
-			lookup %s {
-				header Authorization "Bearer {env.TEST_LOOKUP_TOKEN}"
-				timeout %s
-				cache 60s
-			}
-			forward crm
-		}
-		xvb elsewhere {
-			access_code 10020
-			sources 198.51.100.7
-			forward crm
-		}
-	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	log {
-		output stderr
-		format filter {
-			request>uri query {
-				delete key
-			}
-		}
-	}
-	route /hooks/xvb {
-		pbx_webhook main
-	}
-	route /hooks/xvb-elsewhere {
-		pbx_webhook elsewhere
-	}
-	route /baseline {
-		respond "accepted" 200
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, crmURL, xvbAccessCode, lookupURL, lookupTimeout)
+	return gatewaytest.Caddyfile{
+		PBX: []string{
+			crmTarget(crmURL),
+			gatewaytest.Block("xvb main",
+				"access_code "+xvbAccessCode,
+				"secret {env.TEST_XVB_KEY}",
+				"sources 127.0.0.1",
+				"token {env.TEST_XVB_TOKEN}",
+				gatewaytest.Block("lookup "+lookupURL, `header Authorization "Bearer {env.TEST_LOOKUP_TOKEN}"`, "timeout "+lookupTimeout.String(), "cache 60s"),
+				"forward crm"),
+			gatewaytest.Block("xvb elsewhere", "access_code 10020", "sources 198.51.100.7", "forward crm"),
+		},
+		Site: []string{
+			gatewaytest.AccessLogWithout("key"),
+			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
+			gatewaytest.Block("route /hooks/xvb-elsewhere", "pbx_webhook elsewhere"),
+			gatewaytest.Block("route /baseline", `respond "accepted" 200`),
+		},
+	}.String()
 }
 
 func startXVB(t testing.TB, crm *gatewaytest.CRM, lookup *contactCRM) *gatewaytest.Gateway {

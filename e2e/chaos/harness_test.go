@@ -18,6 +18,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,104 +93,51 @@ var (
 // recording and health handlers, and the access log filter docs/xvb.md and docs/originate.md
 // recommend.
 func (c config) caddyfile(crmURL, erpURL, lookupURL string) string {
-	erpSecrets := "secret {env.CHAOS_ERP_SECRET}"
+	target := func(name, url string, options ...string) string {
+		return gatewaytest.Block("target "+name+" "+url, slices.Concat(options, []string{
+			"timeout " + c.timeout,
+			"concurrency " + strconv.Itoa(c.concurrency),
+			gatewaytest.Block("retry", "backoff "+c.backoff),
+		})...)
+	}
+	erpSecrets := []string{"secret {env.CHAOS_ERP_SECRET}"}
 	if c.erpRotating {
-		erpSecrets += "\n\t\t\tsecret {env.CHAOS_ERP_NEXT_SECRET}"
+		erpSecrets = append(erpSecrets, "secret {env.CHAOS_ERP_NEXT_SECRET}")
 	}
-	raw := "off"
+	raw := "raw off"
 	if c.erpRaw {
-		raw = "on"
+		raw = "raw on"
 	}
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	debug
-	servers {
-		timeouts {
-			read_body 2s
-			read_header 2s
-		}
-	}
-	pbx {
-		data_dir {DATA}
-		max_store %[1]s
-		target crm %[2]s {
-			secret {env.CHAOS_CRM_SECRET}
-			header Authorization "Bearer {env.CHAOS_CRM_TOKEN}"
-			timeout %[3]s
-			concurrency %[4]d
-			raw on
-			retry {
-				backoff %[5]s
-			}
-		}
-		target erp %[6]s {
-			%[7]s
-			timeout %[3]s
-			concurrency %[4]d
-			raw %[8]s
-			retry {
-				backoff %[5]s
-			}
-		}
-		mango office {
-			api_key {env.CHAOS_MANGO_KEY}
-			api_salt {env.CHAOS_MANGO_SALT}
-			api_url http://127.0.0.1:1/vpbx
-			sources 127.0.0.1
-			forward crm erp
-		}
-		xvb main {
-			access_code %[9]s
-			secret {env.CHAOS_XVB_KEY}
-			sources 127.0.0.1
-			api_url http://127.0.0.1:1/commoncrm/%[9]s
-			token {env.CHAOS_XVB_TOKEN}
-			lookup %[10]s {
-				header Authorization "Bearer {env.CHAOS_LOOKUP_TOKEN}"
-				timeout 500ms
-			}
-			forward crm erp
-		}
-	}
-}
-{HTTP} {
-	bind 127.0.0.1
-	log {
-		output stderr
-		format filter {
-			request>uri query {
-				delete key
-				delete token
-			}
-		}
-	}
-	route /hooks/mango/* {
-		pbx_webhook office
-	}
-	route /hooks/xvb* {
-		pbx_webhook main
-	}
-	route /calls {
-		pbx_originate {
-			token {env.CHAOS_COMMAND_TOKEN}
-			timeout 2s
-		}
-	}
-	route /recordings/* {
-		pbx_recordings {
-			token {env.CHAOS_RECORDING_TOKEN}
-			public_url {HTTP}/recordings
-		}
-	}
-	route /healthz {
-		pbx_health
-	}
-}
-{METRICS} {
-	bind 127.0.0.1
-	metrics
-}
-`, c.maxStore, crmURL, c.timeout, c.concurrency, c.backoff, erpURL, erpSecrets, raw, xvbAccessCode, lookupURL)
+	return gatewaytest.Caddyfile{
+		Global: []string{"debug", gatewaytest.Block("servers", gatewaytest.Block("timeouts", "read_body 2s", "read_header 2s"))},
+		PBX: []string{
+			"max_store " + c.maxStore,
+			target("crm", crmURL, "secret {env.CHAOS_CRM_SECRET}", `header Authorization "Bearer {env.CHAOS_CRM_TOKEN}"`, "raw on"),
+			target("erp", erpURL, append(erpSecrets, raw)...),
+			gatewaytest.Block("mango office",
+				"api_key {env.CHAOS_MANGO_KEY}",
+				"api_salt {env.CHAOS_MANGO_SALT}",
+				"api_url http://127.0.0.1:1/vpbx",
+				"sources 127.0.0.1",
+				"forward crm erp"),
+			gatewaytest.Block("xvb main",
+				"access_code "+xvbAccessCode,
+				"secret {env.CHAOS_XVB_KEY}",
+				"sources 127.0.0.1",
+				"api_url http://127.0.0.1:1/commoncrm/"+xvbAccessCode,
+				"token {env.CHAOS_XVB_TOKEN}",
+				gatewaytest.Block("lookup "+lookupURL, `header Authorization "Bearer {env.CHAOS_LOOKUP_TOKEN}"`, "timeout 500ms"),
+				"forward crm erp"),
+		},
+		Site: []string{
+			gatewaytest.AccessLogWithout("key", "token"),
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /hooks/xvb*", "pbx_webhook main"),
+			gatewaytest.Block("route /calls", gatewaytest.Block("pbx_originate", "token {env.CHAOS_COMMAND_TOKEN}", "timeout 2s")),
+			gatewaytest.Block("route /recordings/*", gatewaytest.Block("pbx_recordings", "token {env.CHAOS_RECORDING_TOKEN}", "public_url {HTTP}/recordings")),
+			gatewaytest.Block("route /healthz", "pbx_health"),
+		},
+	}.String()
 }
 
 // harness is a chaos gateway with its CRMs (crm and erp, each behind a front that can fail)
