@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -62,15 +63,27 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// Ports FreePort hands out lie below the kernel's ephemeral range (Linux: 32768 and up), so
+// that no connection's local port and no other process's listen on port 0 takes one between
+// FreePort and the gateway's bind: that happened while several test packages ran at once
+// (a gateway restarted after a kill found its admin port taken).
+const (
+	portsFrom = 20000
+	portsTo   = 32000
+)
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := portsFrom + rand.IntN(portsTo-portsFrom)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d on 127.0.0.1", portsFrom, portsTo)
+	return 0
 }
 
 // Gateway is a running pbxbridge process.
