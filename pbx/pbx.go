@@ -109,6 +109,36 @@ func (in *Inbound) Body() ([]byte, *Rejection) {
 	return body, nil
 }
 
+// Common is what every account has: where its events come from, where they go and which
+// addresses may send them. Accounts embed it for Origin, Forward and Sources.
+type Common struct {
+	origin  event.Origin
+	forward []string
+	sources Sources
+}
+
+// NewCommon reads the forward and sources options; presets are the named address lists the
+// PBX publishes.
+func NewCommon(env Env, forward, sources []string, presets map[string][]string) (Common, error) {
+	parsed, err := ParseSources(sources, presets)
+	return Common{origin: env.Origin, forward: forward, sources: parsed}, err
+}
+
+func (c *Common) Origin() event.Origin { return c.origin }
+func (c *Common) Forward() []string    { return c.forward }
+func (c *Common) Sources() Sources     { return c.sources }
+
+// InOut is the direction of a PBX's "in" or "out" (XVB's type, ITooLabs' direction and type).
+func InOut(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "in":
+		return event.DirectionInbound
+	case "out":
+		return event.DirectionOutbound
+	}
+	return event.DirectionUnknown
+}
+
 // Reply is what an accepted webhook gives.
 type Reply struct {
 	// Events are to be stored durably before the PBX gets 200.

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/lookup"
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
@@ -38,9 +37,7 @@ type Config struct {
 
 // Account is a provisioned PBX of the family.
 type Account struct {
-	origin          event.Origin
-	sources         pbx.Sources
-	forward         []string
+	pbx.Common
 	crmToken, token string
 	apiURL          string
 	lookup          *lookup.Client // nil: every lookup is answered {}
@@ -49,8 +46,6 @@ type Account struct {
 // Provision checks the configuration.
 func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	a := &Account{
-		origin:   env.Origin,
-		forward:  c.Forward,
 		crmToken: env.Expand(c.CRMToken),
 		token:    env.Expand(c.Token),
 		apiURL:   strings.TrimSpace(env.Expand(c.APIURL)),
@@ -62,7 +57,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 		return nil, errors.New("sources is required: the ITooLabs family publishes no addresses; give your PBX's addresses (ask the operator), or `sources any` to rely on crm_token alone")
 	}
 	var err error
-	if a.sources, err = pbx.ParseSources(c.Sources, nil); err != nil {
+	if a.Common, err = pbx.NewCommon(env, c.Forward, c.Sources, nil); err != nil {
 		return nil, err
 	}
 	if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
@@ -71,10 +66,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	return a, nil
 }
 
-func (a *Account) Origin() event.Origin { return a.origin }
-func (a *Account) Forward() []string    { return a.forward }
-func (a *Account) Sources() pbx.Sources { return a.sources }
-func (a *Account) Looks() bool          { return a.lookup != nil }
+func (a *Account) Looks() bool { return a.lookup != nil }
 
 // Receive authenticates a message and translates it; a contact lookup is answered. Refusals
 // carry the bodies the PBX expects (RejectionBody).
@@ -100,9 +92,9 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 		return pbx.Reply{}, refused(pbx.Unauthorized("crm_token does not match the account"))
 	}
 	if fields.IsContact() {
-		return a.lookup.Reply(in.Context(), a.origin, fields.Phone(), fields.CallID()), nil
+		return a.lookup.Reply(in.Context(), a.Origin(), fields.Phone(), fields.CallID()), nil
 	}
-	return pbx.Reply{Events: Translate(a.origin, fields, in.Now)}, nil
+	return pbx.Reply{Events: Translate(a.Origin(), fields, in.Now)}, nil
 }
 
 // refused gives a rejection the body the PBX reads.
@@ -119,7 +111,7 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 		return pbx.Command{Name: "hangup"}, errors.New("the ITooLabs REST API for CRM has no hangup command")
 	}
 	if a.apiURL == "" || a.token == "" {
-		return cmd, fmt.Errorf("itoolabs account %s has no api_url and token: set both to make calls", a.origin.Account)
+		return cmd, fmt.Errorf("itoolabs account %s has no api_url and token: set both to make calls", a.Origin().Account)
 	}
 	if err := req.Unused("from_group", "to_group", "leg_id"); err != nil {
 		return cmd, fmt.Errorf("%w: makeCall takes from, to and line only", err)
@@ -131,11 +123,11 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 		return cmd, err
 	}
 	var err error
-	if req.To, err = pbx.DialNumber("to", req.To, a.origin.Region); err != nil {
+	if req.To, err = pbx.DialNumber("to", req.To, a.Origin().Region); err != nil {
 		return cmd, err
 	}
 	if req.Line != "" {
-		if req.Line, err = pbx.DialNumber("line", req.Line, a.origin.Region); err != nil {
+		if req.Line, err = pbx.DialNumber("line", req.Line, a.Origin().Region); err != nil {
 			return cmd, err
 		}
 	}

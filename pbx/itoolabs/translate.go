@@ -114,7 +114,7 @@ func (m message) leg(received time.Time) []event.Event {
 	}
 	// Older platforms send no direction: then OUTGOING is the employee calling out and INCOMING
 	// a call coming in; the other types do not say.
-	direction := directionOf(m.f["direction"])
+	direction := pbx.InOut(m.f["direction"])
 	switch {
 	case direction != event.DirectionUnknown:
 	case typ == "INCOMING":
@@ -138,7 +138,7 @@ func (m message) history(received time.Time) []event.Event {
 			strings.ToLower(strings.TrimSpace(m.f["type"])), strings.TrimSpace(m.f["user"]),
 			strings.TrimSpace(m.f["ext"]), m.phone(), strings.TrimSpace(m.f["start"]))), CorrelationDerived
 	}
-	direction := directionOf(m.f["type"])
+	direction := pbx.InOut(m.f["type"])
 	start, hasStart := parseStart(m.f["start"])
 	duration, hasDuration := parseDuration(m.f["duration"])
 	occurred := received
@@ -172,16 +172,6 @@ func (m message) history(received time.Time) []event.Event {
 	rec := m.callEvent(event.TypeRecordingReady, key, callID, direction, occurred)
 	rec.Data.Correlation, rec.Data.RecordingURL = how, link
 	return []event.Event{ev, rec}
-}
-
-func directionOf(s string) string {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "in":
-		return event.DirectionInbound
-	case "out":
-		return event.DirectionOutbound
-	}
-	return event.DirectionUnknown
 }
 
 // parseStart reads history's start. A year outside 2000–2099 is garbage, and the bound keeps

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
@@ -50,9 +49,7 @@ type Config struct {
 
 // Account is a provisioned Mango account.
 type Account struct {
-	origin                  event.Origin
-	sources                 pbx.Sources
-	forward                 []string
+	pbx.Common
 	apiKey, apiSalt, apiURL string
 	staleAfter              time.Duration
 }
@@ -60,8 +57,6 @@ type Account struct {
 // Provision checks the configuration.
 func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	a := &Account{
-		origin:     env.Origin,
-		forward:    c.Forward,
 		apiKey:     env.Expand(c.APIKey),
 		apiSalt:    env.Expand(c.APISalt),
 		apiURL:     strings.TrimSuffix(env.Expand(c.APIURL), "/"),
@@ -81,15 +76,11 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 		sources = []string{"mango"}
 	}
 	var err error
-	if a.sources, err = pbx.ParseSources(sources, map[string][]string{"mango": webhookSources}); err != nil {
+	if a.Common, err = pbx.NewCommon(env, c.Forward, sources, map[string][]string{"mango": webhookSources}); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
-
-func (a *Account) Origin() event.Origin { return a.origin }
-func (a *Account) Forward() []string    { return a.forward }
-func (a *Account) Sources() pbx.Sources { return a.sources }
 
 // Receive verifies and translates a Mango webhook; the cabinet's connection test is answered.
 func (a *Account) Receive(_ context.Context, in *pbx.Inbound) (pbx.Reply, *pbx.Rejection) {
@@ -118,7 +109,7 @@ func (a *Account) Receive(_ context.Context, in *pbx.Inbound) (pbx.Reply, *pbx.R
 	if err := Check(suffix, []byte(form.JSON), in.Now, a.staleAfter); err != nil {
 		return pbx.Reply{}, &pbx.Rejection{Status: http.StatusBadRequest, Reason: "replay", Msg: err.Error()}
 	}
-	return pbx.Reply{Events: Translate(a.origin, suffix, []byte(form.JSON), in.Now)}, nil
+	return pbx.Reply{Events: Translate(a.Origin(), suffix, []byte(form.JSON), in.Now)}, nil
 }
 
 // Command builds a callback, a group callback or a hang-up (docs/mango.md, Commands).
@@ -126,7 +117,7 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 	cmd := pbx.Command{Interval: commandInterval, Answer: answer}
 	var mc Command
 	var err error
-	region := a.origin.Region
+	region := a.Origin().Region
 	switch {
 	case req.Action == "hangup":
 		cmd.Name = "hangup"

@@ -37,9 +37,7 @@ type Config struct {
 
 // Account is a provisioned XVB tenant.
 type Account struct {
-	origin                    event.Origin
-	sources                   pbx.Sources
-	forward                   []string
+	pbx.Common
 	accessCode, secret, token string
 	apiURL                    string
 	lookup                    *lookup.Client // nil: every lookup is answered {}
@@ -50,8 +48,6 @@ type Account struct {
 // Provision checks the configuration.
 func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	a := &Account{
-		origin:     env.Origin,
-		forward:    c.Forward,
 		accessCode: env.Expand(c.AccessCode),
 		secret:     env.Expand(c.Secret),
 		token:      env.Expand(c.Token),
@@ -66,7 +62,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 		return nil, errors.New("sources is required: XVB signs nothing and publishes no addresses; give your XVB server's addresses, or `sources any` to accept any sender")
 	}
 	var err error
-	if a.sources, err = pbx.ParseSources(c.Sources, nil); err != nil {
+	if a.Common, err = pbx.NewCommon(env, c.Forward, c.Sources, nil); err != nil {
 		return nil, err
 	}
 	if a.lookup, err = c.Lookup.Provision(env.Expand); err != nil {
@@ -75,10 +71,7 @@ func (c *Config) Provision(name string, env pbx.Env) (pbx.Account, error) {
 	return a, nil
 }
 
-func (a *Account) Origin() event.Origin { return a.origin }
-func (a *Account) Forward() []string    { return a.forward }
-func (a *Account) Sources() pbx.Sources { return a.sources }
-func (a *Account) Looks() bool          { return a.lookup != nil }
+func (a *Account) Looks() bool { return a.lookup != nil }
 
 // Receive authenticates an XVB message and translates it; a contact lookup is answered.
 func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx.Rejection) {
@@ -100,16 +93,16 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 		return pbx.Reply{}, pbx.Unauthorized("missing or wrong ?key= in the webhook URL")
 	}
 	if recoded {
-		a.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", a.origin.Account))
+		a.logger.Info("XVB message was not UTF-8; decoded as CP1251", zap.String("account", a.Origin().Account))
 	}
 	if fields.IsContact() {
-		return a.lookup.Reply(in.Context(), a.origin, fields.Phone(), ""), nil
+		return a.lookup.Reply(in.Context(), a.Origin(), fields.Phone(), ""), nil
 	}
 	corr, err := a.correlate(ctx, fields)
 	if err != nil {
 		return pbx.Reply{}, pbx.Unavailable("call correlation: %v", err)
 	}
-	return pbx.Reply{Events: Translate(a.origin, fields, corr, in.Now), Wait: a.noteAnswer(ctx, fields)}, nil
+	return pbx.Reply{Events: Translate(a.Origin(), fields, corr, in.Now), Wait: a.noteAnswer(ctx, fields)}, nil
 }
 
 // correlate finds the call of an XVB message and what its earlier messages said
@@ -127,14 +120,14 @@ func (a *Account) correlate(ctx context.Context, f Fields) (Correlation, error) 
 	if err != nil {
 		return Correlation{}, err
 	}
-	phone := event.Number(f.Phone(), a.origin.Region)
+	phone := event.Number(f.Phone(), a.Origin().Region)
 	if name == "INCOMING" {
 		if phone == "" {
 			return Correlation{}, nil
 		}
-		return Correlation{}, calls.Open(ctx, a.origin.Account, phone, pbx.OpenCall{ID: id, Type: f["type"], Ext: f["ext"]})
+		return Correlation{}, calls.Open(ctx, a.Origin().Account, phone, pbx.OpenCall{ID: id, Type: f["type"], Ext: f["ext"]})
 	}
-	open, err := calls.Close(ctx, a.origin.Account, phone, id)
+	open, err := calls.Close(ctx, a.Origin().Account, phone, id)
 	if err != nil {
 		return Correlation{}, err
 	}
@@ -165,11 +158,11 @@ func (a *Account) noteAnswer(ctx context.Context, f Fields) (wait func()) {
 		defer close(done)
 		calls, err := a.calls(ctx)
 		if err == nil {
-			err = calls.Answer(ctx, a.origin.Account, id, ext)
+			err = calls.Answer(ctx, a.Origin().Account, id, ext)
 		}
 		if err != nil {
 			a.logger.Warn("could not note who answered; a COMPLETED without ext will not name the agent",
-				zap.String("account", a.origin.Account), zap.Error(err))
+				zap.String("account", a.Origin().Account), zap.Error(err))
 		}
 	}()
 	return func() { <-done }
@@ -182,7 +175,7 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 		return pbx.Command{Name: "hangup"}, errors.New("XVB has no hangup command")
 	}
 	if a.apiURL == "" || a.token == "" {
-		return cmd, fmt.Errorf("xvb account %s has no api_url and token: set both to make calls", a.origin.Account)
+		return cmd, fmt.Errorf("xvb account %s has no api_url and token: set both to make calls", a.Origin().Account)
 	}
 	if err := req.Unused("line", "from_group", "to_group", "leg_id"); err != nil {
 		return cmd, fmt.Errorf("%w: XVB's makeCall takes from and to only", err)
@@ -191,7 +184,7 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 		return cmd, err
 	}
 	var err error
-	if req.To, err = pbx.DialNumber("to", req.To, a.origin.Region); err != nil {
+	if req.To, err = pbx.DialNumber("to", req.To, a.Origin().Region); err != nil {
 		return cmd, err
 	}
 	cmd.URL = a.apiURL

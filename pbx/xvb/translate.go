@@ -107,7 +107,7 @@ func Translate(src event.Origin, f Fields, corr Correlation, received time.Time)
 		ev := src.New(typ, key, callID, received)
 		d := &ev.Data
 		d.Correlation = how
-		d.Direction = direction(callType)
+		d.Direction = pbx.InOut(callType)
 		external := event.Party{Number: event.Number(f.Phone(), src.Region)}
 		employee := event.Party{Extension: ext}
 		// Without type the phone is laid out as on inbound: XVB's page calls it the caller, and
@@ -147,16 +147,6 @@ func Translate(src event.Origin, f Fields, corr Correlation, received time.Time)
 	rec := newEvent(event.TypeRecordingReady)
 	rec.Data.RecordingURL = d.RecordingURL
 	return []event.Event{ev, rec}
-}
-
-func direction(typ string) string {
-	switch strings.ToLower(strings.TrimSpace(typ)) {
-	case "in":
-		return event.DirectionInbound
-	case "out":
-		return event.DirectionOutbound
-	}
-	return event.DirectionUnknown
 }
 
 // parseDuration accepts whole non-negative seconds up to maxDurationS. Anything else leaves
