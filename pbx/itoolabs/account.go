@@ -19,7 +19,7 @@ var Kind = pbx.Kind{Name: "itoolabs", NewConfig: func() pbx.Config { return new(
 
 // commandInterval paces an account's commands. The family documents no limit; this is Mango's
 // pace, which no PBX has been seen to refuse.
-const commandInterval = 275 * time.Millisecond
+const commandInterval = 300 * time.Millisecond
 
 // Config is one PBX of the family, `itoolabs <name> { … }` (docs/itoolabs.md, Setting up).
 type Config struct {

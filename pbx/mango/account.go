@@ -24,9 +24,10 @@ var webhookSources = []string{"81.88.80.132", "81.88.80.133", "81.88.82.36", "81
 const (
 	defaultAPI = "https://app.mango-office.ru/vpbx"
 	// commandInterval paces an account's commands: Mango allows 4 callbacks or hangups a
-	// second per account (docs/mango.md, Commands); a little slower, so that network jitter
-	// never shows Mango five within one second.
-	commandInterval = 275 * time.Millisecond
+	// second per account (docs/mango.md, Commands), counted as they arrive. Five commands
+	// 300 ms apart span 1.2 s, so a first one delayed by up to 200 ms on its way (a loaded
+	// host, the network) still does not show Mango five within one second.
+	commandInterval = 300 * time.Millisecond
 	// lockout is how long Mango refuses everything after repeated bad requests; sending
 	// meanwhile only prolongs it.
 	lockout = 2 * time.Minute

@@ -20,7 +20,7 @@ var Kind = pbx.Kind{Name: "xvb", NewConfig: func() pbx.Config { return new(Confi
 
 // commandInterval paces an account's commands. XVB documents no limit; this is Mango's pace,
 // which no PBX has been seen to refuse.
-const commandInterval = 275 * time.Millisecond
+const commandInterval = 300 * time.Millisecond
 
 // Config is an XVB PBX tenant, `xvb <name> { … }`.
 type Config struct {
