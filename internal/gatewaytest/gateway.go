@@ -72,13 +72,28 @@ const (
 	portsTo   = 32000
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// handedOut are the ports FreePort gave this process: a port is free again once its probe
+// closes, so without this one gateway could get the same port twice (Caddy binds with
+// SO_REUSEPORT, so both of its servers would then listen on it).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this process
+// has not been given before.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 1000 {
 		port := portsFrom + rand.IntN(portsTo-portsFrom)
+		if handedOut.ports[port] {
+			continue
+		}
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			l.Close()
+			handedOut.ports[port] = true
 			return port
 		}
 	}
