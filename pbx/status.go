@@ -3,6 +3,7 @@ package pbx
 import (
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/pbxbridge/pbxbridge/event"
 )
@@ -46,4 +47,42 @@ func CallAnswerStatus(httpStatus int, accepted bool) int {
 		return httpStatus
 	}
 	return http.StatusBadGateway
+}
+
+// MakeCallAnswer is the CRM's answer for a PBX's answer to a click-to-call (XVB and ITooLabs
+// makeCall): accepted, or refused with refusal as the error text. "Too many" also pauses the
+// account (Answer.Busy).
+func MakeCallAnswer(httpStatus int, accepted bool, refusal string) Answer {
+	ans := Answer{Status: CallAnswerStatus(httpStatus, accepted), Outcome: "accepted", Body: AnswerBody{Status: "accepted"}}
+	if accepted {
+		return ans
+	}
+	ans.Outcome, ans.Body.Status, ans.Body.PBXStatus, ans.Body.Error = "refused", "refused", httpStatus, refusal
+	if ans.Status == http.StatusTooManyRequests {
+		ans.Outcome = "rate_limited"
+	}
+	ans.Busy()
+	return ans
+}
+
+// maxErrorText bounds a PBX's error text passed on to the CRM and the log.
+const maxErrorText = 200
+
+// ErrorText is the first line of a PBX's error text, printable characters only, at most
+// maxErrorText bytes of it.
+func ErrorText(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, strings.TrimSpace(s))
+	if len(s) > maxErrorText {
+		s = strings.ToValidUTF8(s[:maxErrorText], "") // drops a rune cut in half
+	}
+	return strings.TrimSpace(s)
 }

@@ -139,17 +139,7 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 // answer maps the PBX's answer to makeCall.
 func answer(status int, body []byte) pbx.Answer {
 	a := ReadCallAnswer(status, body)
-	ans := pbx.Answer{Status: a.Status(), Outcome: "accepted", Body: pbx.AnswerBody{Status: "accepted"}}
-	if a.Accepted() {
-		return ans
-	}
-	ans.Outcome, ans.Body.Status, ans.Body.PBXStatus = "refused", "refused", status
-	ans.Body.Error = "the PBX refused the call: " + a.Error
-	if ans.Status == http.StatusTooManyRequests {
-		ans.Outcome = "rate_limited"
-	}
-	ans.Busy()
-	return ans
+	return pbx.MakeCallAnswer(status, a.Accepted(), "the PBX refused the call: "+a.Error)
 }
 
 // Interface guards

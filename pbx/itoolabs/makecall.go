@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
-	"unicode"
 
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
-
-// maxErrorText bounds the PBX's error text passed on to the CRM and the log.
-const maxErrorText = 200
 
 // MakeCallForm is the body of a click-to-call POST to the account's api_url (docs/itoolabs.md,
 // Click-to-call): user is the employee (login or extension) whose phone rings first, phone the
@@ -40,13 +35,13 @@ func ReadCallAnswer(status int, body []byte) CallAnswer {
 	a := CallAnswer{HTTPStatus: status}
 	var obj struct{ UUID, Error json.RawMessage }
 	if json.Unmarshal(body, &obj) == nil {
-		a.UUID, a.Error = pbx.Scalar(obj.UUID, false), oneLine(pbx.Scalar(obj.Error, false))
+		a.UUID, a.Error = pbx.Scalar(obj.UUID, false), pbx.ErrorText(pbx.Scalar(obj.Error, false))
 	}
 	if status/100 == 2 {
 		return a
 	}
 	if a.Error == "" {
-		a.Error = cmp.Or(oneLine(string(body)), http.StatusText(status))
+		a.Error = cmp.Or(pbx.ErrorText(string(body)), http.StatusText(status))
 	}
 	switch status {
 	case http.StatusUnauthorized:
@@ -55,21 +50,6 @@ func ReadCallAnswer(status int, body []byte) CallAnswer {
 		a.Error = fmt.Sprintf("the PBX refused user or phone (400 %s)", a.Error)
 	}
 	return a
-}
-
-// oneLine keeps the first line of s, printable characters only, at most maxErrorText bytes.
-func oneLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(strings.ToValidUTF8(s, "")), "\n")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return -1
-	}, s)
-	if len(s) > maxErrorText {
-		s = strings.ToValidUTF8(s[:maxErrorText], "") // drops a rune cut in half
-	}
-	return strings.TrimSpace(s)
 }
 
 // Accepted reports whether the PBX took the call.

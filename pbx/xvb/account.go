@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -195,20 +194,11 @@ func (a *Account) Command(req *pbx.CommandRequest) (pbx.Command, error) {
 // answer maps XVB's answer to makeCall, which is not documented; the log keeps its text.
 func answer(status int, body []byte) pbx.Answer {
 	a := ReadCallAnswer(status, body)
-	ans := pbx.Answer{Status: a.Status(), Outcome: "accepted", Body: pbx.AnswerBody{Status: "accepted"}}
-	if a.Accepted() {
-		return ans
-	}
-	ans.Outcome, ans.Body.Status, ans.Body.PBXStatus = "refused", "refused", status
-	ans.Body.Error = fmt.Sprintf("XVB refused the call: HTTP %d", status)
+	refusal := fmt.Sprintf("XVB refused the call: HTTP %d", status)
 	if a.Error != "" {
-		ans.Body.Error += ": " + a.Error
+		refusal += ": " + a.Error
 	}
-	if ans.Status == http.StatusTooManyRequests {
-		ans.Outcome = "rate_limited"
-	}
-	ans.Busy()
-	return ans
+	return pbx.MakeCallAnswer(status, a.Accepted(), refusal)
 }
 
 // Interface guards

@@ -2,14 +2,9 @@ package xvb
 
 import (
 	"encoding/json"
-	"strings"
-	"unicode"
 
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
-
-// maxErrorText bounds the XVB error text passed on to the CRM and the log.
-const maxErrorText = 200
 
 // CallAnswer is XVB's answer to makeCall. Its body and error codes are not documented (docs/xvb.md,
 // Click-to-call: makeCall): a 2xx is taken as accepted unless the body is a JSON object with an
@@ -32,33 +27,15 @@ func ReadCallAnswer(status int, body []byte) CallAnswer {
 	if json.Unmarshal(body, &obj) == nil {
 		for _, name := range names {
 			if s := pbx.Scalar(obj[name], true); s != "" && s != "0" {
-				a.Error = clip(s)
+				a.Error = pbx.ErrorText(s)
 				return a
 			}
 		}
 	}
 	if failed {
-		a.Error = clip(string(body))
+		a.Error = pbx.ErrorText(string(body))
 	}
 	return a
-}
-
-// clip keeps one line of printable text, at most maxErrorText bytes of it.
-func clip(s string) string {
-	s = strings.ToValidUTF8(s, "")
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return -1
-	}, strings.TrimSpace(s))
-	if len(s) > maxErrorText {
-		s = strings.ToValidUTF8(s[:maxErrorText], "") // drops a rune cut in half
-	}
-	return s
 }
 
 // Accepted reports whether XVB took the call.
