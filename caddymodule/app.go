@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/pbxbridge/pbxbridge/crm"
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
@@ -71,6 +73,8 @@ type App struct {
 	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
 	recordingLinks *recording.Links
+	// connectors are the targets' CRM connectors, by target name.
+	connectors map[string]crm.Connector
 }
 
 // NATS is an existing NATS JetStream cluster that holds the queue, so that several gateways
@@ -131,9 +135,13 @@ func (t *NATSTLS) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Target is a CRM endpoint.
+// Target is a CRM endpoint: a webhook, or a CRM's own API through a connector (crmkinds.go).
 type Target struct {
 	URL string `json:"url"`
+	// Kind is the CRM connector (bitrix24, amocrm); empty for a webhook.
+	Kind string `json:"kind,omitempty"`
+	// Connector holds the kind's own options.
+	Connector json.RawMessage `json:"connector,omitempty"`
 	// Format is cloudevents (default), cloudevents-binary or jq.
 	Format string `json:"format,omitempty"`
 	// JQ is the jq program of format jq.
@@ -196,7 +204,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionTargets(repl); err != nil {
 		return err
 	}
-	return a.provisionAccounts(repl)
+	if err := a.provisionAccounts(repl); err != nil {
+		return err
+	}
+	return a.provisionConnectors(repl)
 }
 
 func (a *App) provisionTargets(repl *caddy.Replacer) error {
@@ -408,6 +419,11 @@ func (a *App) readyEngine(ctx context.Context) *delivery.Engine {
 
 // Stop releases this config's hold on the store; the store closes when no config holds it.
 func (a *App) Stop() error {
+	for _, conn := range a.connectors {
+		if c, ok := conn.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
 	if a.engine.Swap(nil) == nil {
 		return nil
 	}

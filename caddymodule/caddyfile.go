@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/pbxbridge/pbxbridge/crm"
 	"github.com/pbxbridge/pbxbridge/lookup"
 	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
@@ -70,7 +71,7 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //			replicas <n>                     # of every stream and bucket, e.g. 3; default 1
 //			prefix   <name>                  # names streams, subjects, buckets; default pbx
 //		}
-//		target <name> <url> {
+//		target <name> [<kind>] <url> {     # kind: a CRM connector (see its docs) instead of a webhook
 //			format      cloudevents | cloudevents-binary | jq `<expr>`
 //			events      <type glob>...       # default: every type
 //			secret      <whsec_…>            # Standard Webhooks; twice while rotating
@@ -232,11 +233,19 @@ func unmarshalNATSTLS(d *caddyfile.Dispenser) (*NATSTLS, error) {
 func (a *App) unmarshalTarget(d *caddyfile.Dispenser) error {
 	var name string
 	t := new(Target)
-	if !d.Args(&name, &t.URL) {
-		return d.Err("target needs a name and a URL: target <name> <url>")
-	}
-	if d.NextArg() {
-		return d.ArgErr()
+	var cfg crm.Config
+	switch args := d.RemainingArgs(); len(args) {
+	case 2:
+		name, t.URL = args[0], args[1]
+	case 3:
+		name, t.Kind, t.URL = args[0], args[1], args[2]
+		kind, ok := crmKind(t.Kind)
+		if !ok {
+			return d.Errf("target %s: no CRM kind %q (kinds: %s); a webhook target is target <name> <url>", name, t.Kind, crmKindNames())
+		}
+		cfg = kind.NewConfig()
+	default:
+		return d.Err("target needs a name and a URL: target <name> <url>, or target <name> <kind> <url> for a CRM connector")
 	}
 	for d.NextBlock(1) {
 		var err error
@@ -282,10 +291,18 @@ func (a *App) unmarshalTarget(d *caddyfile.Dispenser) error {
 		case "retry":
 			err = unmarshalRetry(d, t)
 		default:
-			return d.Errf("unknown target option %q", d.Val())
+			if cfg == nil {
+				return d.Errf("unknown target option %q", d.Val())
+			}
+			err = unmarshalConnectorOption(d, t.Kind, cfg)
 		}
 		if err != nil {
 			return err
+		}
+	}
+	if cfg != nil {
+		if err := marshalConnector(t, cfg); err != nil {
+			return d.Errf("target %s: %v", name, err)
 		}
 	}
 	if a.Targets == nil {
@@ -424,6 +441,25 @@ func intArg(d *caddyfile.Dispenser, dst *int) error {
 		return d.Errf("%s: %q is not a positive number", d.Val(), s)
 	}
 	*dst = n
+	return nil
+}
+
+// mapArg reads a block of `<key> <value>` lines.
+func mapArg(d *caddyfile.Dispenser, dst *map[string]string) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if *dst == nil {
+		*dst = map[string]string{}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		var value string
+		if !d.AllArgs(&value) {
+			return d.Errf("%s: one value per line: <key> <value>", key)
+		}
+		(*dst)[key] = value
+	}
 	return nil
 }
 

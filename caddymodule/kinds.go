@@ -162,8 +162,7 @@ func (a *App) calls(ctx context.Context) (pbx.Calls, error) {
 }
 
 // unmarshalAccount reads `<kind> <name> { … }`. Each option sets the configuration's field
-// of the same JSON name: a string takes one argument, a list one or more, a duration one
-// such as 10s; `lookup <url> { … }` is the CRM lookup.
+// of the same JSON name (unmarshalOption).
 func (a *App) unmarshalAccount(d *caddyfile.Dispenser, kind pbx.Kind) error {
 	var name string
 	if !d.Args(&name) || d.NextArg() {
@@ -176,20 +175,7 @@ func (a *App) unmarshalAccount(d *caddyfile.Dispenser, kind pbx.Kind) error {
 		if !field.IsValid() {
 			return d.Errf("unknown %s option %q", kind.Name, d.Val())
 		}
-		var err error
-		switch dst := field.Addr().Interface().(type) {
-		case *string:
-			err = oneArg(d, dst)
-		case *[]string:
-			err = listArg(d, dst)
-		case *pbx.Duration:
-			err = parseDuration(d, dst)
-		case **lookup.Config:
-			*dst, err = unmarshalLookup(d)
-		default:
-			return d.Errf("%s option %q: no Caddyfile syntax for %T", kind.Name, d.Val(), dst)
-		}
-		if err != nil {
+		if err := unmarshalOption(d, kind.Name, field); err != nil {
 			return err
 		}
 	}
@@ -198,6 +184,33 @@ func (a *App) unmarshalAccount(d *caddyfile.Dispenser, kind pbx.Kind) error {
 	}
 	a.addAccount(kind.Name, name, cfg)
 	return nil
+}
+
+// unmarshalOption reads the option at d into field (of a PBX account's or a CRM target's
+// configuration, for what): a string takes one argument, a list one or more, a duration one
+// such as 10s, a number one, a switch on or off; a map a block of `<key> <value>` lines;
+// `lookup <url> { … }` is the CRM lookup.
+func unmarshalOption(d *caddyfile.Dispenser, what string, field reflect.Value) error {
+	switch dst := field.Addr().Interface().(type) {
+	case *string:
+		return oneArg(d, dst)
+	case *[]string:
+		return listArg(d, dst)
+	case *pbx.Duration:
+		return parseDuration(d, dst)
+	case *int:
+		return intArg(d, dst)
+	case *bool:
+		return boolArg(d, dst)
+	case *map[string]string:
+		return mapArg(d, dst)
+	case **lookup.Config:
+		var err error
+		*dst, err = unmarshalLookup(d)
+		return err
+	default:
+		return d.Errf("%s option %q: no Caddyfile syntax for %T", what, d.Val(), dst)
+	}
 }
 
 // optionField is the field of a configuration struct whose JSON name is option.

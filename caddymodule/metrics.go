@@ -95,6 +95,9 @@ func registerMetrics(reg *prometheus.Registry) {
 		m.recordingFetches, m.recordingBytes, m.recordingDuration,
 		m.commandDuration,
 	}, delivery.Collectors()...)
+	for _, k := range crmKinds {
+		collectors = append(collectors, k.Metrics...)
+	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			// Several apps or handlers of one config may register the same collector.

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/pbxbridge/pbxbridge/crm"
 	"github.com/pbxbridge/pbxbridge/event"
 )
 
@@ -37,6 +38,9 @@ type outcome struct {
 	err         string // last_error of a dead letter: status and body excerpt, or the error
 	retryAfter  time.Duration
 	unreachable bool // connection error or timeout: opens the circuit at once
+	// down: the CRM refuses the target as a whole (crm.Down); the circuit opens at once and
+	// err is the reason /pbx/status gives.
+	down bool
 }
 
 // bodyExcerpt bounds how much of a CRM's error answer is kept in a dead letter.
@@ -102,6 +106,9 @@ func backoff(t Target, attempt int, retryAfter time.Duration) time.Duration {
 }
 
 func (d *dispatcher) attempt(t Target, ev *event.Event, now time.Time) outcome {
+	if t.Connector != nil {
+		return d.attemptConnector(t, ev)
+	}
 	body, header, err := t.Format.Encode(ev)
 	if err != nil {
 		return outcome{class: classDead, reason: "mapping", err: err.Error()}
@@ -151,6 +158,28 @@ func (d *dispatcher) attempt(t Target, ev *event.Event, now time.Time) outcome {
 	}
 	out.class = classRetry
 	out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return out
+}
+
+// attemptConnector hands ev to the target's CRM connector.
+func (d *dispatcher) attemptConnector(t Target, ev *event.Event) outcome {
+	ctx, cancel := context.WithTimeout(d.attempts, t.Timeout)
+	defer cancel()
+	res := t.Connector.Deliver(ctx, ev)
+	out := outcome{reason: res.Reason, err: res.Error, retryAfter: res.RetryAfter}
+	switch res.Outcome {
+	case crm.Delivered:
+		out.class = classSuccess
+	case crm.Dead:
+		out.class = classDead
+	case crm.Down:
+		out.class, out.unreachable, out.down = classRetry, true, true
+	default:
+		out.class = classRetry
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			out.reason, out.unreachable = "timeout", true
+		}
+	}
 	return out
 }
 

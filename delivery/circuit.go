@@ -19,6 +19,8 @@ type circuit struct {
 	probing    bool
 	nextProbe  time.Time
 	probeDelay time.Duration
+	// reason says why a CRM connector refused the target as a whole (crm.Down), while open.
+	reason string
 }
 
 // allow says whether an attempt may start now, and whether it is the probe.
@@ -41,12 +43,15 @@ func (c *circuit) record(key string, out outcome, probe bool, now time.Time, t T
 	}
 	switch {
 	case out.class == classSuccess:
-		c.open = false
+		c.open, c.reason = false, ""
 		c.failed = nil
 		c.probeDelay = 0
 		return 0
 	case out.class != classRetry:
 		return 0 // the target answered: it is up, whatever it thought of this event
+	}
+	if out.down {
+		c.reason = out.err
 	}
 	if !c.open {
 		if c.failed == nil {

@@ -95,6 +95,7 @@ type Engine struct {
 	closed      atomic.Bool
 	calls       atomic.Pointer[Calls]
 	commands    atomic.Pointer[Commands]
+	crm         atomic.Pointer[jetstream.KeyValue]
 	// routed are the accounts some target's consumer takes events from. JetStream drops a
 	// message nobody is interested in, so Enqueue refuses events of any other account.
 	routed atomic.Pointer[map[Account]bool]
@@ -106,12 +107,12 @@ type Engine struct {
 
 // names are the JetStream names derived from the prefix.
 type names struct {
-	prefix, events, dead, calls, state, commands string
+	prefix, events, dead, calls, state, commands, crm string
 }
 
 func newNames(prefix string) names {
 	up := strings.ToUpper(prefix)
-	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands"}
+	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands", crm: prefix + "_crm"}
 }
 
 // subject is where an event of a PBX account is stored: <prefix>.<pbx>.<account>.<type>.

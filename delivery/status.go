@@ -18,8 +18,11 @@ type TargetStatus struct {
 	InFlight         int     `json:"in_flight"`
 	Held             int     `json:"held"`
 	CircuitOpen      bool    `json:"circuit_open"`
-	Paused           bool    `json:"paused"`
-	DeadLetters      int     `json:"dead_letters"`
+	// CircuitReason says why a CRM refuses the target as a whole (an uninstalled
+	// application, a revoked token), while the circuit is open for it.
+	CircuitReason string `json:"circuit_reason,omitempty"`
+	Paused        bool   `json:"paused"`
+	DeadLetters   int    `json:"dead_letters"`
 }
 
 // Status is the queue's state.
@@ -80,7 +83,7 @@ func (e *Engine) maxStore() int64 {
 
 func (d *dispatcher) status(ctx context.Context) (TargetStatus, error) {
 	d.mu.Lock()
-	ts := TargetStatus{Name: d.name, InFlight: d.inflight, Held: d.held, CircuitOpen: d.circuit.open, Paused: d.paused}
+	ts := TargetStatus{Name: d.name, InFlight: d.inflight, Held: d.held, CircuitOpen: d.circuit.open, CircuitReason: d.circuit.reason, Paused: d.paused}
 	cons := d.cons
 	d.mu.Unlock()
 	info, err := cons.Info(ctx)

@@ -151,6 +151,16 @@ func (e *Engine) ensureBuckets(ctx context.Context) error {
 		return fmt.Errorf("command bucket: %w", err)
 	}
 	e.commands.Store(&Commands{kv: commands})
+	crm, err := e.ensureKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      e.names.crm,
+		Description: "pbxbridge CRM connectors' state: application tokens, the CRM's ids of calls",
+		Storage:     jetstream.FileStorage,
+		Replicas:    e.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("crm bucket: %w", err)
+	}
+	e.crm.Store(&crm)
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pbxbridge/pbxbridge/crm"
 )
 
 // Target is one CRM endpoint and how events are delivered to it.
@@ -33,6 +35,9 @@ type Target struct {
 	Events []string
 	// UserAgent is sent with every attempt.
 	UserAgent string
+	// Connector delivers through the CRM's own API instead of a webhook to URL (nil: a
+	// webhook); Format, Signer, Header and DeadStatus are then unused.
+	Connector crm.Connector
 }
 
 // Account is a PBX account: its events are stored under <prefix>.<PBX>.<Account>.<type>.
