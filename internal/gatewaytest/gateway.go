@@ -60,12 +60,7 @@ type Gateway struct {
 	t testing.TB
 }
 
-// Placeholders a test's Caddyfile may use; Start fills them in:
-//
-//	{ADMIN}   the admin address (use as `admin {ADMIN}` in the global options)
-//	{HTTP}    the site address http://127.0.0.1:<port>
-//	{METRICS} the metrics site address
-//	{DATA}    a data directory for `data_dir`
+// Placeholders a test's Caddyfile may use (gatewayproc's); Start fills them in.
 const (
 	PAdmin   = gatewayproc.PAdmin
 	PHTTP    = gatewayproc.PHTTP
