@@ -35,7 +35,7 @@ var benchSeq atomic.Int64
 //
 // The -pacedN runs send N requests/s instead.
 //
-//	go test -run '^$' -bench BenchmarkXVB -benchtime 2000x ./caddymodule
+//	go test -run '^$' -bench BenchmarkXVB -benchtime 2000x ./e2e
 func BenchmarkXVB(b *testing.B) {
 	crm := gatewaytest.NewCRM(b, nil)
 	lookup := newContactCRM(b)

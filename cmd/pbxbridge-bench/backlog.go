@@ -38,7 +38,7 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer g.stop()
+	defer g.Stop()
 	start, err := g.usage(ctx)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,191 +9,79 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewayproc"
 )
 
-// buildBinary builds ./cmd/pbxbridge of the module the tool runs in, without -race: the
-// benchmark measures what users run.
-func buildBinary(dir string) (string, error) {
-	bin := filepath.Join(dir, "pbxbridge")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/pbxbridge/pbxbridge/cmd/pbxbridge").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// Placeholders of the phase Caddyfiles and the peer's YAML; startProcess fills them in.
+// Placeholders of the phase Caddyfiles and the peer's YAML besides gatewayproc's: the bench
+// fills them in.
 const (
-	pAdmin    = "{ADMIN}"     // the admin address, for `admin {ADMIN}`
-	pSite     = "{SITE}"      // the webhook site, http://127.0.0.1:<port>
-	pSiteAddr = "{SITE_ADDR}" // the same, 127.0.0.1:<port>
-	pMetrics  = "{METRICS}"   // the metrics site
-	pData     = "{DATA}"      // pbx data_dir
 	pCRM      = "{CRM}"       // the sink, http://127.0.0.1:<port>
+	pMaxStore = "{MAX_STORE}" // pbx max_store
+	pHTTPAddr = "{HTTP_ADDR}" // the site, 127.0.0.1:<port> (the peer's input)
 )
 
-// gateway is one run of the binary (or of a peer): its own home, data and config directories
-// under dir, its listeners on free 127.0.0.1 ports, its output in dir/gateway.log.
-type gateway struct {
-	dir     string
-	admin   string // 127.0.0.1:port
-	site    string // http://127.0.0.1:port
-	metrics string // URL of its Prometheus text metrics
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-}
+// gateway is one run of the binary or of a peer (gatewayproc.Process): its own home, data and
+// config directories, its listeners on free 127.0.0.1 ports, its output in gateway.log.
+type gateway struct{ *gatewayproc.Process }
 
-// startGateway runs bin with the Caddyfile config; startPeer runs a peer with its YAML.
-func startGateway(bin, dir, caddyfile, crmURL string) (*gateway, error) {
-	return startProcess(dir, caddyfile, crmURL, "Caddyfile", func(config string, ports []int) (*exec.Cmd, string) {
-		return exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile"),
-			fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[2])
-	})
-}
-
-func startPeer(bin, dir, yaml, crmURL string) (*gateway, error) {
-	return startProcess(dir, yaml, crmURL, "peer.yaml", func(config string, ports []int) (*exec.Cmd, string) {
-		cmd := exec.Command(bin, "-c", config)
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-		cmd.Env = append(os.Environ(), "PEER_METRICS_ADDR="+addr)
-		return cmd, "http://" + addr + "/metrics"
-	})
-}
-
-// startProcess fills in config's placeholders, writes it to dir/name and starts the command
-// that command makes of it, which also says where the process's metrics are.
-func startProcess(dir, config, crmURL, name string, command func(config string, ports []int) (*exec.Cmd, string)) (*gateway, error) {
-	g := &gateway{dir: dir, logPath: filepath.Join(dir, "gateway.log")}
-	ports, err := freePorts(3)
+// startGateway runs bin on the Caddyfile config and returns once its admin endpoint answers
+// and, with queue, once pbxbridge's queue is ready.
+func startGateway(bin, dir, config string, queue bool) (*gateway, error) {
+	g, err := gatewayproc.NewGateway(bin, dir, config)
 	if err != nil {
 		return nil, err
 	}
-	g.admin = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	g.site = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	config = strings.NewReplacer(
-		pAdmin, g.admin,
-		pSite, g.site,
-		pSiteAddr, strings.TrimPrefix(g.site, "http://"),
-		pMetrics, fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
-		pData, filepath.Join(dir, "store"),
-		pCRM, crmURL,
-	).Replace(config)
-	configPath := filepath.Join(dir, name)
-	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
-		return nil, err
+	if err = g.Start(); err == nil && queue {
+		if err = g.WaitReady(); err != nil {
+			g.Stop()
+		}
 	}
-	logFile, err := os.Create(g.logPath)
+	return &gateway{g.Process}, err
+}
+
+// startPeer runs a peer on its YAML and returns once the peer's /ready says its input and
+// output are connected and its input listens.
+func startPeer(bin, dir, yaml string) (*gateway, error) {
+	p, err := gatewayproc.NewProcess(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close() // the child has its own descriptor
-	g.cmd, g.metrics = command(configPath, ports)
-	if g.cmd.Env == nil {
-		g.cmd.Env = os.Environ()
-	}
-	g.cmd.Env = append(g.cmd.Env,
-		"HOME="+dir,
-		"XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"),
-		"XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"),
-	)
-	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
-	if err := g.cmd.Start(); err != nil {
+	p.Env = append(p.Env, "PEER_METRICS_ADDR="+p.MetricsAddr)
+	yaml = strings.ReplaceAll(p.Fill(yaml), pHTTPAddr, fmt.Sprintf("127.0.0.1:%d", p.HTTPPort))
+	config := filepath.Join(dir, "peer.yaml")
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		return nil, err
 	}
-	g.exited = make(chan struct{})
-	go func() { _ = g.cmd.Wait(); close(g.exited) }()
-	if err := g.waitListening(); err != nil {
-		g.stop()
+	if err := p.Start(bin, "-c", config); err != nil {
 		return nil, err
 	}
-	return g, nil
-}
-
-// freePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // held until all are chosen, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// waitListening polls the admin endpoint and the site until both accept connections: a
-// starting process gives no other signal.
-func (g *gateway) waitListening() error {
-	return g.poll(60*time.Second, "listeners", func() bool {
-		for _, addr := range []string{g.admin, strings.TrimPrefix(g.site, "http://")} {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				return false
-			}
-			c.Close()
-		}
-		return true
-	})
-}
-
-// waitQueueReady polls pbxbridge's status until webhooks would be accepted: the queue starts
-// after the listener.
-func (g *gateway) waitQueueReady() error {
-	return g.poll(60*time.Second, "queue ready", func() bool {
-		resp, err := http.Get("http://" + g.admin + "/pbx/status")
+	err = p.Poll(60*time.Second, "peer ready", func() bool {
+		resp, err := http.Get("http://" + p.AdminAddr + "/ready")
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"ready":true`))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.HTTPPort))
+		if err == nil {
+			c.Close()
+		}
+		return resp.StatusCode == http.StatusOK && err == nil
 	})
-}
-
-func (g *gateway) poll(timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-g.exited:
-			return fmt.Errorf("gateway exited while waiting for %s:\n%s", what, g.logTail(30))
-		default:
-		}
-		if cond() {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err != nil {
+		p.Stop()
 	}
-	return fmt.Errorf("gateway: no %s within %s:\n%s", what, timeout, g.logTail(30))
-}
-
-// stop ends the process it started, by its pid: SIGTERM, then SIGKILL after 60 s.
-func (g *gateway) stop() {
-	select {
-	case <-g.exited:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.exited:
-	case <-time.After(60 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-g.exited
-	}
+	return &gateway{p}, err
 }
 
 // usage reads the process's CPU and allocation counters.
 func (g *gateway) usage(ctx context.Context) (usage, error) {
-	return readUsage(ctx, g.cmd.Process.Pid, g.metrics)
+	return readUsage(ctx, g.Pid(), g.Metrics)
 }
 
 // memory is what /proc/<pid>/status says of the process's resident memory, in bytes.
@@ -204,7 +91,7 @@ type memory struct {
 }
 
 func (g *gateway) memory() (memory, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.Pid()))
 	if err != nil {
 		return memory{}, err
 	}
@@ -236,7 +123,7 @@ func (g *gateway) memory() (memory, error) {
 
 // profile saves a pprof profile from the admin endpoint (/debug/pprof/<name>?<query>) to path.
 func (g *gateway) profile(ctx context.Context, name, query, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.admin+"/debug/pprof/"+name+"?"+query, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.AdminAddr+"/debug/pprof/"+name+"?"+query, nil)
 	if err != nil {
 		return err
 	}
@@ -257,10 +144,4 @@ func (g *gateway) profile(ctx context.Context, name, query, path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func (g *gateway) logTail(n int) string {
-	b, _ := os.ReadFile(g.logPath)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewayproc"
 )
 
 type options struct {
@@ -88,7 +90,7 @@ func run(ctx context.Context, opt options) error {
 	b := &bench{opt: opt, work: work, base: time.Now(), bin: opt.binary}
 	if b.bin == "" {
 		progress("building ./cmd/pbxbridge")
-		if b.bin, err = buildBinary(work); err != nil {
+		if b.bin, err = gatewayproc.Build(work, false); err != nil {
 			return err
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
@@ -53,7 +52,7 @@ logger:
   level: WARN
 input:
   http_server:
-    address: {SITE_ADDR}
+    address: {HTTP_ADDR}
     path: /hooks/mango/
     allowed_verbs: [ POST ]
     timeout: 10s
@@ -99,19 +98,6 @@ func peerConfig(kind gatewayKind) string {
 		kindPeerMemory: "  memory:\n    limit: 524288000",
 	}[kind]
 	return strings.ReplaceAll(peerYAML, "{BUFFER}", buffer)
-}
-
-// waitPeerReady polls the peer's /ready until its input and output are connected.
-func (g *gateway) waitPeerReady() error {
-	return g.poll(60*time.Second, "peer ready", func() bool {
-		resp, err := http.Get("http://" + g.admin + "/ready")
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 }
 
 // checkPeerRejectsWrongSign posts a Mango message signed with another salt: a peer that took it

@@ -18,7 +18,7 @@ const (
 	respondConfig = `{
 	admin {ADMIN}
 }
-{SITE} {
+{HTTP} {
 	bind 127.0.0.1
 	respond ` + "`" + `{"status":"accepted"}` + "`" + ` 200
 }
@@ -31,7 +31,7 @@ const (
 	proxyConfig = `{
 	admin {ADMIN}
 }
-{SITE} {
+{HTTP} {
 	bind 127.0.0.1
 	reverse_proxy {CRM}
 }
@@ -67,7 +67,7 @@ const (
 		}
 	}
 }
-{SITE} {
+{HTTP} {
 	bind 127.0.0.1
 	route /hooks/mango/* {
 		pbx_webhook office
@@ -149,27 +149,17 @@ func (b *bench) newGateway(kind gatewayKind, maxStore int64, mangoOnly bool) (*g
 	var g *gateway
 	var err error
 	if kind.isPeer() {
-		g, err = startPeer(b.peer, dir, peerConfig(kind), b.sink.URL)
+		g, err = startPeer(b.peer, dir, strings.ReplaceAll(peerConfig(kind), pCRM, b.sink.URL))
 	} else {
 		config := map[gatewayKind]string{kindRespond: respondConfig, kindProxy: proxyConfig, kindPBXBridge: pbxbridgeConfig}[kind]
-		config = strings.ReplaceAll(config, "{MAX_STORE}", fmt.Sprint(maxStore))
-		g, err = startGateway(b.bin, dir, config, b.sink.URL)
+		config = strings.NewReplacer(pCRM, b.sink.URL, pMaxStore, fmt.Sprint(maxStore)).Replace(config)
+		g, err = startGateway(b.bin, dir, config, kind == kindPBXBridge)
 	}
 	if err != nil {
 		return nil, workload{}, fmt.Errorf("%s: %w", kind, err)
 	}
-	switch {
-	case kind == kindPBXBridge:
-		err = g.waitQueueReady()
-	case kind.isPeer():
-		err = g.waitPeerReady()
-	}
-	if err != nil {
-		g.stop()
-		return nil, workload{}, err
-	}
 	b.sink.reset()
-	return g, workload{run: runID(), base: g.site, mangoOnly: mangoOnly}, nil
+	return g, workload{run: runID(), base: g.URL, mangoOnly: mangoOnly}, nil
 }
 
 func runID() string {
@@ -187,7 +177,7 @@ func (b *bench) phase(ctx context.Context, kind gatewayKind, mangoOnly bool, des
 	if err != nil {
 		return phaseResult{}, err
 	}
-	defer g.stop()
+	defer g.Stop()
 	if kind.isPeer() {
 		if err := checkPeerRejectsWrongSign(ctx, wl); err != nil {
 			return phaseResult{}, fmt.Errorf("%s: %w", kind, err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ const (
 )
 
 // callLength is how many requests one block of the stream has: a whole Mango call (4
-// messages, mangoCallLength) and a whole XVB call (3).
+// messages, mangoCallLength) and a whole XVB call but its contact lookup (3).
 const (
 	mangoCallLength = 4
 	callLength      = mangoCallLength + 3
@@ -32,9 +31,10 @@ var sampleStart = time.Now()
 
 // workload is the request stream of a phase. Request n is a unique webhook that the gateway
 // turns into exactly one canonical event; every callLength requests are one Mango call
-// (Appeared, Connected, Disconnected, summary, signed with the account's salt) and one XVB
-// call (INCOMING, ANSWERED with X-XVB-AC, COMPLETED with callid), each from its own phone
-// number, so the gateway's per-call lanes and XVB's open-call bucket see real calls. With
+// (mango.SampleCall, signed with the account's salt) and one XVB call (xvb.SampleCall:
+// INCOMING, ANSWERED with X-XVB-AC, COMPLETED with callid and no recording, which would add
+// an event; no contact lookup, which makes none), each from its own phone number, so the
+// gateway's per-call lanes and XVB's open-call bucket see real calls. With
 // mangoOnly every block is one Mango call: the job the peers do.
 type workload struct {
 	run       string // makes the ids of this phase unique
@@ -60,29 +60,14 @@ func (w workload) request(n int) request {
 		m := mango.SampleCall(entry, entry+"-leg", sampleStart)[step]
 		return request{url: w.base + "/hooks/mango" + m.Suffix, body: mango.FormBody(mangoKey, mangoSalt, m.JSON)}
 	}
-	form := url.Values{
-		"access_code": {xvbAccessCode},
-		"cmd":         {"event"},
-		"callid":      {fmt.Sprintf("%s-x%d", w.run, call)},
-		"type":        {"in"},
-		"phone":       {fmt.Sprintf("7920%07d", call%10_000_000)},
+	var events []xvb.Message
+	for _, m := range xvb.SampleCall(xvbAccessCode, fmt.Sprintf("%s-x%d", w.run, call), fmt.Sprintf("7920%07d", call%10_000_000), xvb.Completed{CallID: true}) {
+		if !m.Fields.IsContact() {
+			events = append(events, m)
+		}
 	}
-	r := request{url: w.base + "/hooks/xvb"}
-	switch step - mangoCallLength {
-	case 0:
-		form.Set("event", "INCOMING")
-		form.Set("ext", "")
-	case 1:
-		form.Set("event", "ANSWERED")
-		form.Set("ext", "100")
-		r.xvbAC = xvbAccessCode
-	case 2:
-		form.Set("event", "COMPLETED")
-		form.Set("status", "Success")
-		form.Set("duration", "16")
-	}
-	r.body = form.Encode()
-	return r
+	m := events[step-mangoCallLength]
+	return request{url: w.base + "/hooks/xvb", xvbAC: m.AC, body: m.Body()}
 }
 
 // eventIDs are the ids the gateway gives request n's events (webhook-id at the CRM),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
+	"github.com/pbxbridge/pbxbridge/pbx/xvb"
 )
 
 func init() {
@@ -55,13 +56,12 @@ Exit status 1 if any message got an answer other than 200.`,
 	})
 }
 
-// step is one message of a simulated call.
+// step is one message of a simulated call, a form post (every PBX here posts forms).
 type step struct {
-	name        string
-	url         string
-	contentType string
-	header      http.Header
-	body        string
+	name   string
+	url    string
+	header http.Header
+	body   string
 }
 
 func simulateMango(cmd *cobra.Command, _ []string) error {
@@ -73,7 +73,7 @@ func simulateMango(cmd *cobra.Command, _ []string) error {
 	entry, leg := randomID(), randomID()
 	var steps []step
 	for _, m := range mango.SampleCall(entry, leg, time.Now()) {
-		steps = append(steps, step{name: m.Name, url: base + m.Suffix, contentType: "application/x-www-form-urlencoded", body: mango.FormBody(key, salt, m.JSON)})
+		steps = append(steps, step{name: m.Name, url: base + m.Suffix, body: mango.FormBody(key, salt, m.JSON)})
 	}
 	fmt.Printf("Mango call entry_id=%s leg=%s\n", entry, leg)
 	return play(cmd, steps)
@@ -89,22 +89,14 @@ func simulateXVB(cmd *cobra.Command, _ []string) error {
 		q.Set("key", k)
 		u.RawQuery = q.Encode()
 	}
-	code := flag(cmd, "access-code")
 	callID := strings.ReplaceAll(randomID(), "=", "")
-	form := func(kv ...string) string {
-		v := url.Values{"access_code": {code}}
-		for i := 0; i < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
+	var steps []step
+	for _, m := range xvb.SampleCall(flag(cmd, "access-code"), callID, "89201119613", xvb.Completed{Recording: true}) {
+		s := step{name: m.Name, url: u.String(), body: m.Body()}
+		if m.AC != "" {
+			s.header = http.Header{"X-Xvb-Ac": {m.AC}}
 		}
-		return v.Encode()
-	}
-	const ct = "application/x-www-form-urlencoded"
-	steps := []step{
-		{name: "INCOMING", url: u.String(), contentType: ct, body: form("cmd", "event", "callid", callID, "type", "in", "event", "INCOMING", "ext", "", "phone", "89201119613")},
-		{name: "contact", url: u.String(), contentType: ct, body: form("cmd", "contact", "phone", "89201119613")},
-		{name: "ANSWERED", url: u.String(), contentType: ct, header: http.Header{"X-Xvb-Ac": {code}}, body: form("cmd", "event", "callid", callID, "type", "in", "event", "ANSWERED", "ext", "100", "phone", "89201119613")},
-		{name: "COMPLETED", url: u.String(), contentType: ct, body: form("cmd", "event", "event", "COMPLETED", "status", "Success", "duration", "16", "phone", "89201119613",
-			"record_link", "https://pbx.example.net/ui/msg_download/120/"+code+"/"+callID+".q722")},
+		steps = append(steps, s)
 	}
 	fmt.Printf("XVB call callid=%s\n", callID)
 	return play(cmd, steps)
@@ -118,7 +110,7 @@ func simulateITooLabs(cmd *cobra.Command, _ []string) error {
 	callID := randomUUID()
 	var steps []step
 	for _, m := range itoolabs.SampleCall(token, callID, time.Now()) {
-		steps = append(steps, step{name: m.Name, url: u, contentType: "application/x-www-form-urlencoded", body: m.Body})
+		steps = append(steps, step{name: m.Name, url: u, body: m.Body})
 	}
 	fmt.Printf("ITooLabs call callid=%s\n", callID)
 	return play(cmd, steps)
@@ -135,7 +127,7 @@ func play(cmd *cobra.Command, steps []step) error {
 		for k, vs := range s.header {
 			req.Header[k] = vs
 		}
-		req.Header.Set("Content-Type", s.contentType)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {

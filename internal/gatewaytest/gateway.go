@@ -1,26 +1,21 @@
-// Package gatewaytest runs the built pbxbridge binary for end-to-end tests: a real process on
-// 127.0.0.1 ports, with its own data and config directories, that tests can reload, stop and
-// kill -9. It also offers a CRM stand-in that records deliveries.
+// Package gatewaytest runs the built pbxbridge binary for end-to-end tests, on the process
+// harness of internal/gatewayproc: a real process on 127.0.0.1 ports, with its own data and
+// config directories, that tests can reload, stop and kill -9, and that fails the test instead
+// of returning errors. It also offers a CRM stand-in that records deliveries.
 package gatewaytest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/internal/gatewayproc"
 )
 
 var (
@@ -39,18 +34,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "pbxbridge")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/pbxbridge")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = moduleRoot()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = gatewayproc.Build(dir, raceEnabled)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -58,214 +42,57 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// Ports FreePort hands out lie below the kernel's ephemeral range (Linux: 32768 and up), so
-// that no connection's local port and no other process's listen on port 0 takes one between
-// FreePort and the gateway's bind: that happened while several test packages ran at once
-// (a gateway restarted after a kill found its admin port taken).
-const (
-	portsFrom = 20000
-	portsTo   = 32000
-)
-
-// handedOut are the ports FreePort gave this process: a port is free again once its probe
-// closes, so without this one gateway could get the same port twice (Caddy binds with
-// SO_REUSEPORT, so both of its servers would then listen on it).
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this process
-// has not been given before.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this test
+// process has not been given before (gatewayproc.FreePort).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 1000 {
-		port := portsFrom + rand.IntN(portsTo-portsFrom)
-		if handedOut.ports[port] {
-			continue
-		}
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			handedOut.ports[port] = true
-			return port
-		}
+	port, err := gatewayproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free port in %d-%d on 127.0.0.1", portsFrom, portsTo)
-	return 0
+	return port
 }
 
-// Gateway is a running pbxbridge process.
+// Gateway is a running pbxbridge process (gatewayproc.Gateway) that fails its test instead of
+// returning errors.
 type Gateway struct {
-	t         testing.TB
-	Dir       string // per-gateway home: data, config, logs
-	AdminAddr string // 127.0.0.1:port
-	HTTPPort  int
-	URL       string // http://127.0.0.1:HTTPPort
-	Metrics   string // http://127.0.0.1:port/metrics
-	Env       []string
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logFile *os.File
-	config  string
+	*gatewayproc.Gateway
+	t testing.TB
 }
 
-// Placeholders a test's Caddyfile may use; Start fills them in:
-//
-//	{ADMIN}   the admin address (use as `admin {ADMIN}` in the global options)
-//	{HTTP}    the site address http://127.0.0.1:<port>
-//	{METRICS} the metrics site address
-//	{DATA}    a data directory for `data_dir`
+// Placeholders a test's Caddyfile may use (gatewayproc's); Start fills them in.
 const (
-	PAdmin   = "{ADMIN}"
-	PHTTP    = "{HTTP}"
-	PMetrics = "{METRICS}"
-	PData    = "{DATA}"
+	PAdmin   = gatewayproc.PAdmin
+	PHTTP    = gatewayproc.PHTTP
+	PMetrics = gatewayproc.PMetrics
+	PData    = gatewayproc.PData
 )
 
 // Start writes caddyfile (with placeholders filled in) and runs the gateway until the test
 // ends. It returns once the admin endpoint answers.
 func Start(t testing.TB, caddyfile string, env ...string) *Gateway {
 	t.Helper()
-	g := &Gateway{t: t, Dir: t.TempDir(), Env: env}
-	g.AdminAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	g.HTTPPort = FreePort(t)
-	g.URL = fmt.Sprintf("http://127.0.0.1:%d", g.HTTPPort)
-	metricsPort := FreePort(t)
-	g.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
-	g.config = g.fill(caddyfile, metricsPort)
-	var err error
-	if g.logFile, err = os.Create(filepath.Join(g.Dir, "gateway.log")); err != nil {
+	gw, err := gatewayproc.NewGateway(Binary(t), t.TempDir(), caddyfile, env...)
+	if err != nil {
 		t.Fatal(err)
 	}
+	g := &Gateway{Gateway: gw, t: t}
 	t.Cleanup(func() {
 		g.Stop()
-		g.logFile.Close()
 		if t.Failed() {
-			t.Logf("gateway log (last 60 lines):\n%s", tail(g.Logs(), 60))
+			t.Logf("gateway log (last 60 lines):\n%s", g.LogTail(60))
 		}
 	})
 	g.Restart()
 	return g
 }
 
-func (g *Gateway) fill(caddyfile string, metricsPort int) string {
-	return strings.NewReplacer(
-		PAdmin, g.AdminAddr,
-		PHTTP, g.URL,
-		PMetrics, fmt.Sprintf("http://127.0.0.1:%d", metricsPort),
-		PData, filepath.Join(g.Dir, "store"),
-	).Replace(caddyfile)
-}
-
-// ConfigPath is where the current Caddyfile is.
-func (g *Gateway) ConfigPath() string { return filepath.Join(g.Dir, "Caddyfile") }
-
 // Restart starts the process again (after Kill or Stop) with the same config and data.
 func (g *Gateway) Restart() {
 	g.t.Helper()
-	if err := os.WriteFile(g.ConfigPath(), []byte(g.config), 0o600); err != nil {
-		g.t.Fatal(err)
+	if err := g.Start(); err != nil {
+		g.t.Fatalf("gateway: %v", err)
 	}
-	cmd := exec.Command(Binary(g.t), "run", "--config", g.ConfigPath(), "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(),
-		"HOME="+g.Dir,
-		"XDG_DATA_HOME="+filepath.Join(g.Dir, "xdg-data"),
-		"XDG_CONFIG_HOME="+filepath.Join(g.Dir, "xdg-config"),
-	)
-	cmd.Env = append(cmd.Env, g.Env...)
-	cmd.Stdout = g.logFile
-	cmd.Stderr = g.logFile
-	if err := cmd.Start(); err != nil {
-		g.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	g.mu.Lock()
-	g.cmd, g.exited = cmd, exited
-	g.mu.Unlock()
-	g.waitAdmin(exited)
-}
-
-// waitAdmin polls the admin endpoint: a starting process gives no other signal.
-func (g *Gateway) waitAdmin(exited chan struct{}) {
-	g.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			g.t.Fatalf("gateway exited at start:\n%s", tail(g.Logs(), 40))
-		default:
-		}
-		resp, err := http.Get("http://" + g.AdminAddr + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	g.t.Fatalf("gateway admin endpoint did not answer within 60s:\n%s", tail(g.Logs(), 40))
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (g *Gateway) Kill() { g.signal(syscall.SIGKILL) }
-
-// Stop sends SIGTERM (a graceful stop) and waits for the process to exit.
-func (g *Gateway) Stop() { g.signal(syscall.SIGTERM) }
-
-func (g *Gateway) signal(sig syscall.Signal) {
-	g.mu.Lock()
-	cmd, exited := g.cmd, g.exited
-	g.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-}
-
-// Reload replaces the running config with caddyfile through the admin endpoint.
-func (g *Gateway) Reload(caddyfile string) error {
-	g.config = g.fill(caddyfile, mustPort(g.Metrics))
-	if err := os.WriteFile(g.ConfigPath(), []byte(g.config), 0o600); err != nil {
-		return err
-	}
-	out, err := exec.Command(Binary(g.t), "reload", "--config", g.ConfigPath(), "--adapter", "caddyfile",
-		"--address", g.AdminAddr, "--force").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("reload: %v: %s", err, out)
-	}
-	return nil
-}
-
-func mustPort(url string) int {
-	var port int
-	_, _ = fmt.Sscanf(url, "http://127.0.0.1:%d/", &port)
-	return port
-}
-
-// Logs returns what the process has logged so far.
-func (g *Gateway) Logs() string {
-	b, _ := os.ReadFile(g.logFile.Name())
-	return string(b)
 }
 
 // Admin calls the admin API and returns the status and body.
@@ -335,15 +162,9 @@ func send(method, target, contentType, body string, header ...string) (*http.Res
 // WaitReady polls until a webhook would be accepted: the queue starts after the listener.
 func (g *Gateway) WaitReady() {
 	g.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		code, body := g.Admin(http.MethodGet, "/pbx/status")
-		if code == http.StatusOK && bytes.Contains(body, []byte(`"ready":true`)) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := g.Gateway.WaitReady(); err != nil {
+		g.t.Fatalf("gateway: %v", err)
 	}
-	g.t.Fatalf("queue not ready within 60s:\n%s", tail(g.Logs(), 40))
 }
 
 // MetricsText scrapes the metrics endpoint.
@@ -356,14 +177,6 @@ func (g *Gateway) MetricsText() string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Eventually polls cond every 20 ms until it holds or timeout passes; for state that offers

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +83,7 @@ type webhook struct {
 	name   string
 	url    string
 	body   string
+	xvbAC  string // the X-XVB-AC header, when XVB sends it
 	events []event.Event
 }
 
@@ -105,7 +105,7 @@ func play(t testing.TB, calls, workers int, deadline time.Time, call func(i int)
 					acc.mu.Lock()
 					acc.Sent += len(h.events)
 					acc.mu.Unlock()
-					if !postUntilAccepted(client, acc, h.url, h.body, deadline) {
+					if !postUntilAccepted(client, acc, h, deadline) {
 						t.Errorf("call %s message %s never accepted", id, h.name)
 						return
 					}
@@ -134,47 +134,47 @@ func MangoLoad(t testing.TB, baseURL, key, salt, prefix string, calls, workers i
 		entry := fmt.Sprintf("%s-%d", prefix, i)
 		var hooks []webhook
 		for _, m := range mango.SampleCall(entry, entry+"-leg", time.Now()) {
-			hooks = append(hooks, webhook{m.Name, baseURL + m.Suffix, mango.FormBody(key, salt, m.JSON),
+			hooks = append(hooks, webhook{m.Name, baseURL + m.Suffix, mango.FormBody(key, salt, m.JSON), "",
 				mango.Translate(src, strings.TrimPrefix(m.Suffix, "/"), []byte(m.JSON), time.Now())})
 		}
 		return entry, hooks
 	})
 }
 
-// XVBLoad plays `calls` answered inbound calls of XVB account `main` against hookURL (with its
-// ?key= when the account has a secret) from `workers` goroutines, as play does: INCOMING →
-// ANSWERED → COMPLETED (with a recording link), each with callid. XVB event ids come from the
-// payload alone, so prefix must make the calls unique across loads.
+// XVBLoad plays `calls` sample calls of XVB account `main` (xvb.SampleCall, each from its own
+// phone number, its COMPLETED with callid and a recording link) against hookURL (with its
+// ?key= when the account has a secret) from `workers` goroutines, as play does; the contact
+// lookups, which make no event, are left out. XVB event ids come from the payload alone, so
+// prefix must make the calls unique across loads.
 func XVBLoad(t testing.TB, hookURL, accessCode, prefix string, calls, workers int, deadline time.Time) *Accepted {
 	src := event.Origin{PBX: "xvb", Account: "main"}
 	return play(t, calls, workers, deadline, func(i int) (string, []webhook) {
 		call := fmt.Sprintf("%s-%d", prefix, i)
-		base := xvb.Fields{"access_code": accessCode, "cmd": "event", "callid": call, "type": "in",
-			"phone": fmt.Sprintf("7920%07d", i%10_000_000)}
 		var hooks []webhook
-		for _, m := range []xvb.Fields{
-			{"event": "INCOMING", "ext": ""},
-			{"event": "ANSWERED", "ext": "101"},
-			{"event": "COMPLETED", "ext": "101", "status": "Success", "duration": "16",
-				"record_link": "https://vpbx.example.net/records/" + url.PathEscape(call) + ".mp3"},
-		} {
-			maps.Copy(m, base)
-			form := url.Values{}
-			for k, v := range m {
-				form.Set(k, v)
+		for _, m := range xvb.SampleCall(accessCode, call, fmt.Sprintf("7920%07d", i%10_000_000), xvb.Completed{CallID: true, Recording: true}) {
+			if m.Fields.IsContact() {
+				continue
 			}
-			hooks = append(hooks, webhook{m["event"], hookURL, form.Encode(),
-				xvb.Translate(src, m, xvb.Correlation{}, time.Now())})
+			hooks = append(hooks, webhook{m.Name, hookURL, m.Body(), m.AC,
+				xvb.Translate(src, m.Fields, xvb.Correlation{}, time.Now())})
 		}
 		return call, hooks
 	})
 }
 
-func postUntilAccepted(client *http.Client, acc *Accepted, url, body string, deadline time.Time) bool {
+func postUntilAccepted(client *http.Client, acc *Accepted, h webhook, deadline time.Time) bool {
 	for time.Now().Before(deadline) {
 		status := 0
 		start := time.Now()
-		resp, err := client.Post(url, "application/x-www-form-urlencoded", strings.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, h.url, strings.NewReader(h.body))
+		if err != nil {
+			return false
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if h.xvbAC != "" {
+			req.Header.Set("X-XVB-AC", h.xvbAC)
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			status = resp.StatusCode

@@ -1,4 +1,4 @@
-package gatewaytest
+package gatewayproc
 
 import "testing"
 
@@ -6,7 +6,10 @@ import "testing"
 func TestFreePortNeverRepeats(t *testing.T) {
 	seen := map[int]bool{}
 	for range 2000 {
-		p := FreePort(t)
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if seen[p] || p < portsFrom || p >= portsTo {
 			t.Fatalf("port %d handed out twice or outside %d-%d", p, portsFrom, portsTo)
 		}
