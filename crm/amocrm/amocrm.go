@@ -91,7 +91,7 @@ func (c *Config) Provision(target, url string, env crm.Env) (crm.Connector, erro
 		target: target, users: users, source: source,
 		createLead: c.CreateLead, pipelineID: c.PipelineID, notify: c.Notify,
 		state: env.State,
-		api:   &api{base: url, token: token, client: env.Client, userAgent: env.UserAgent, pace: pace(url), target: target},
+		api:   &api{base: url, token: token, client: env.Client, userAgent: env.UserAgent, pace: Pace(url), target: target},
 	}, nil
 }
 
@@ -301,9 +301,9 @@ func (c *connector) unsorted(call call, d *event.Data) unsorted {
 	}
 }
 
-// pace is the request pace of one amoCRM account, shared by its targets' lanes and by the
-// connectors a reload builds (docs/amocrm.md, Limits).
-func pace(base string) *rate.Limiter {
+// Pace is the request pace of the amoCRM account at base, shared by its targets' lanes, the
+// connectors a reload builds and the contact lookups (docs/amocrm.md, Limits).
+func Pace(base string) *rate.Limiter {
 	pacersMu.Lock()
 	defer pacersMu.Unlock()
 	p, ok := pacers[base]
