@@ -169,16 +169,18 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 			outcome = "unsorted"
 		}
 	}
-	// A failure here only loses the guard against a re-delivery; the call is in amoCRM.
-	if _, err := st.Put(ctx, added, []byte(outcome), 0); err == nil && call.Link != "" {
+	// The record holds the call's link. A failure here only loses the guard against a
+	// re-delivery; the call is in amoCRM.
+	if _, err := st.Put(ctx, added, []byte(call.Link), 0); err == nil && call.Link != "" {
 		_ = st.Delete(ctx, rec)
 	}
 	metrics.calls.WithLabelValues(c.target, outcome).Inc()
 	return crm.Result{}
 }
 
-// recording keeps a link that comes before its call is added. One that comes after is
-// counted: amoCRM documents no way to add a link to a call it already has (docs/amocrm.md).
+// recording keeps a link that comes before its call is added. One that comes after, unless
+// the call came with it, is counted: amoCRM documents no way to add a link to a call it
+// already has (docs/amocrm.md).
 func (c *connector) recording(ctx context.Context, ev *event.Event) crm.Result {
 	if ev.Data.RecordingURL == "" || ev.Data.CallID == "" {
 		return crm.Result{}
@@ -187,8 +189,10 @@ func (c *connector) recording(ctx context.Context, ev *event.Event) crm.Result {
 	if err != nil {
 		return crm.Result{Outcome: crm.Retry, Reason: "state", Error: "amocrm: " + err.Error()}
 	}
-	if _, _, err := st.Get(ctx, callKey("added", ev.Data.CallID)); err == nil {
-		metrics.recordings.WithLabelValues(c.target, "late").Inc()
+	if link, _, err := st.Get(ctx, callKey("added", ev.Data.CallID)); err == nil {
+		if string(link) != ev.Data.RecordingURL { // else the call came with it (XVB, ITooLabs)
+			metrics.recordings.WithLabelValues(c.target, "late").Inc()
+		}
 		return crm.Result{}
 	}
 	if _, err := st.Put(ctx, callKey("recording", ev.Data.CallID), []byte(ev.Data.RecordingURL), 0); err != nil && !errors.Is(err, crm.ErrConflict) {
@@ -241,8 +245,13 @@ func (c *connector) call(d *event.Data) (call, bool) {
 	if out.Phone == "" || strings.HasPrefix(out.Phone, "sip:") {
 		return out, false
 	}
-	if d.TalkS != nil {
+	// Talk time; a PBX that reports only the whole call's length (XVB) gives that for a call
+	// someone answered.
+	switch {
+	case d.TalkS != nil:
 		out.Duration = int(*d.TalkS)
+	case d.DurationS != nil && d.Result == event.ResultAnswered:
+		out.Duration = int(*d.DurationS)
 	}
 	out.Status = callStatus(d)
 	if ext := employee(d); ext != "" {

@@ -130,6 +130,8 @@ func TestCompletedCalls(t *testing.T) {
 			amocrmtest.Call{Direction: "inbound", UniqID: "c7", Duration: ptr(90), Source: "pbxbridge", Phone: ivanPhone, Status: 4, Responsible: float64(userOlga), ResponsibleUserID: userOlga, CreatedBy: userOlga}},
 		{"extension without a user is shown as given", completed("c8", ivanPhone, "109", event.ResultAnswered, 5),
 			amocrmtest.Call{Direction: "inbound", UniqID: "c8", Duration: ptr(5), Source: "pbxbridge", Phone: ivanPhone, Status: 4, Responsible: "109"}},
+		{"only the whole call's length (XVB)", completed("c9", ivanPhone, "101", event.ResultAnswered, 0, func(d *event.Data) { d.TalkS, d.DurationS = nil, ptr(int64(25)) }),
+			amocrmtest.Call{Direction: "inbound", UniqID: "c9", Duration: ptr(25), Source: "pbxbridge", Phone: ivanPhone, Status: 4, Responsible: float64(userIvan), ResponsibleUserID: userIvan, CreatedBy: userIvan}},
 	}
 	amo := amocrmtest.New(t, testToken, userIvan, userOlga)
 	amo.AddContact("Иван Петров", "8 (916) 123-45-67", userIvan)
