@@ -76,12 +76,18 @@ func (c *Config) Provision(target, url string, env crm.Env) (crm.Connector, erro
 	for ext, id := range c.Users {
 		n, err := strconv.Atoi(id)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("amocrm: users: %s %q: the value is an amoCRM user id, a number (Settings → Users, the number in the user's address)", ext, id)
+			return nil, fmt.Errorf("amocrm: users: %s %q: the value is an amoCRM user id, a number (GET /api/v4/users with an admin's token lists them)", ext, id)
 		}
 		users[ext] = n
 	}
 	if c.PipelineID != 0 && !c.CreateLead {
 		return nil, errors.New("amocrm: pipeline_id is the pipeline of unsorted leads; it needs create_lead on")
+	}
+	for _, outcome := range []string{"added", "unsorted", "unattached", "duplicate", "skipped"} {
+		metrics.calls.WithLabelValues(target, outcome) // at 0 from the start, for increase() and alerts
+	}
+	for _, outcome := range []string{"kept", "late"} {
+		metrics.recordings.WithLabelValues(target, outcome)
 	}
 	source := c.Source
 	if source == "" {
