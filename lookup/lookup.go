@@ -1,7 +1,8 @@
 // Package lookup answers a PBX's synchronous "who is calling?" from the CRM: it POSTs the
 // caller's number to the CRM's lookup URL and reads the contact's name and responsible
-// employee (docs/xvb.md, The contact lookup). The caller waits while it runs, so every
-// failure comes back in time as "not found" and the PBX routes the call as usual.
+// employee (docs/xvb.md, The contact lookup), or asks a Bitrix24 portal or an amoCRM account
+// through their own APIs (docs/configuration.md, Contact lookup). The caller waits while it
+// runs, so every failure comes back in time as "not found" and the PBX routes the call as usual.
 package lookup
 
 import (

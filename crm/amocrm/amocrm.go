@@ -128,9 +128,9 @@ func (c *connector) Deliver(ctx context.Context, ev *event.Event) crm.Result {
 	return crm.Result{}
 }
 
-// State keys of a call: added.<call> once amoCRM has it (so a re-delivery adds no second
-// call), recording.<call> for a link that came before the call was added. A call id may hold
-// any character, so keys carry its hash.
+// State keys of a call (its ordering key: the call id): added.<call> once amoCRM has it (so a
+// re-delivery adds no second call), recording.<call> for a link that came before the call was
+// added. A call id may hold any character, so keys carry its hash.
 func callKey(prefix, callID string) string {
 	h := sha256.Sum256([]byte(callID))
 	return prefix + "." + hex.EncodeToString(h[:16])
@@ -142,7 +142,7 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 		return crm.Result{Outcome: crm.Retry, Reason: "state", Error: "amocrm: " + err.Error()}
 	}
 	d := &ev.Data
-	added := callKey("added", d.CallID)
+	added := callKey("added", ev.OrderingKey())
 	if _, _, err := st.Get(ctx, added); err == nil {
 		metrics.calls.WithLabelValues(c.target, "duplicate").Inc()
 		return crm.Result{}
@@ -155,7 +155,7 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 		metrics.calls.WithLabelValues(c.target, "skipped").Inc()
 		return crm.Result{}
 	}
-	rec := callKey("recording", d.CallID)
+	rec := callKey("recording", ev.OrderingKey())
 	if call.Link == "" {
 		if link, _, err := st.Get(ctx, rec); err == nil {
 			call.Link = string(link)
@@ -169,7 +169,7 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 	if !attached {
 		outcome = "unattached"
 		if c.createLead {
-			if res := c.api.addUnsorted(ctx, c.unsorted(call, d)); res.Outcome != crm.Delivered {
+			if res := c.api.addUnsorted(ctx, c.unsorted(call)); res.Outcome != crm.Delivered {
 				return res
 			}
 			outcome = "unsorted"
@@ -188,20 +188,20 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 // the call came with it, is counted: amoCRM documents no way to add a link to a call it
 // already has (docs/amocrm.md).
 func (c *connector) recording(ctx context.Context, ev *event.Event) crm.Result {
-	if ev.Data.RecordingURL == "" || ev.Data.CallID == "" {
+	if ev.Data.RecordingURL == "" {
 		return crm.Result{}
 	}
 	st, err := c.state(ctx)
 	if err != nil {
 		return crm.Result{Outcome: crm.Retry, Reason: "state", Error: "amocrm: " + err.Error()}
 	}
-	if link, _, err := st.Get(ctx, callKey("added", ev.Data.CallID)); err == nil {
+	if link, _, err := st.Get(ctx, callKey("added", ev.OrderingKey())); err == nil {
 		if string(link) != ev.Data.RecordingURL { // else the call came with it (XVB, ITooLabs)
 			metrics.recordings.WithLabelValues(c.target, "late").Inc()
 		}
 		return crm.Result{}
 	}
-	if _, err := st.Put(ctx, callKey("recording", ev.Data.CallID), []byte(ev.Data.RecordingURL), 0); err != nil && !errors.Is(err, crm.ErrConflict) {
+	if _, err := st.Put(ctx, callKey("recording", ev.OrderingKey()), []byte(ev.Data.RecordingURL), 0); err != nil && !errors.Is(err, crm.ErrConflict) {
 		return crm.Result{Outcome: crm.Retry, Reason: "state", Error: "amocrm: " + err.Error()}
 	}
 	metrics.recordings.WithLabelValues(c.target, "kept").Inc()
@@ -295,7 +295,7 @@ func callStatus(d *event.Data) int {
 	return 6
 }
 
-func (c *connector) unsorted(call call, d *event.Data) unsorted {
+func (c *connector) unsorted(call call) unsorted {
 	user := 0
 	if id, ok := call.Responsible.(int); ok {
 		user = id
@@ -304,7 +304,7 @@ func (c *connector) unsorted(call call, d *event.Data) unsorted {
 		SourceUID: c.source, SourceName: c.source, PipelineID: c.pipelineID,
 		CreatedAt: call.CreatedAt, RequestID: "0",
 		Metadata: sipMetadata{
-			IsCallEventNeeded: true, UniqID: d.CallID, Duration: call.Duration, ServiceCode: c.source,
+			IsCallEventNeeded: true, UniqID: call.UniqID, Duration: call.Duration, ServiceCode: c.source,
 			Link: call.Link, Phone: call.Phone, CalledAt: call.CreatedAt, From: call.Phone, CallResponsible: user,
 		},
 		Embedded: unsortedEmbedded{
