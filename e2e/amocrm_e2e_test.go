@@ -193,7 +193,7 @@ func TestAmoCRMCalls(t *testing.T) {
 
 // A revoked token opens the target's circuit with amoCRM's answer as the reason in
 // /pbx/status, and nothing is dead-lettered; a new token (here: the old one taken again)
-// delivers what waited.
+// delivers what waited. A validation error dead-letters the call with amoCRM's text.
 func TestAmoCRMRevokedToken(t *testing.T) {
 	amo := amocrmtest.New(t, amoToken, amoUser101)
 	amo.AddContact("Иван Петров", "+"+amoClient, amoUser101)
@@ -220,4 +220,16 @@ func TestAmoCRMRevokedToken(t *testing.T) {
 	}
 	amo.Revoke(false)
 	gatewaytest.Eventually(t, 30*time.Second, "the call once the token works", func() bool { return len(amo.Calls()) == 1 })
+
+	// Extension 102's user is unknown to this account: amoCRM refuses the call, and the dead
+	// letter says why in amoCRM's words.
+	postMango(t, g, mangoSummary("amo-invalid", 1, amoClient, "102", 10, 1100), http.StatusOK)
+	var dls []delivery.DeadLetter
+	gatewaytest.Eventually(t, 30*time.Second, "a dead letter", func() bool {
+		dls = listDeadLetters(t, g, "?target=amo")
+		return len(dls) == 1
+	})
+	if want := "amoCRM 400 on /api/v4/calls: Request validation failed; 0.responsible_user_id: NotSupportedChoice"; !strings.Contains(dls[0].LastError, want) {
+		t.Errorf("dead letter error %q, want it to contain %q", dls[0].LastError, want)
+	}
 }

@@ -42,7 +42,8 @@ func newCRMLookups(t testing.TB) *crmLookups {
 }
 
 // lookupGateway has XVB accounts main and slow asking Bitrix24, and ITooLabs accounts megafon
-// and megafon-slow asking amoCRM, within lookupTimeout; main and megafon cache answers.
+// and megafon-slow asking amoCRM, within lookupTimeout; main and megafon cache answers. XVB amo
+// and ITooLabs megafon-b24 ask the other CRM.
 func lookupGateway(crmURL string, l *crmLookups) string {
 	b24 := func(u string) string { return strings.TrimSuffix(u, lookupB24Secret+"/") + "{env.TEST_B24_SECRET}/" }
 	amo := func(u string, cache bool) string {
@@ -59,7 +60,10 @@ func lookupGateway(crmURL string, l *crmLookups) string {
 				gatewaytest.Block("lookup bitrix24 "+b24(l.b24.WebhookURL()), "timeout "+lookupTimeout.String(), "cache 60s"), "forward crm"),
 			gatewaytest.Block("xvb slow", "access_code 10020", "sources 127.0.0.1",
 				gatewaytest.Block("lookup bitrix24 "+b24(l.slowB24.WebhookURL()), "timeout "+lookupTimeout.String()), "forward crm"),
+			gatewaytest.Block("xvb amo", "access_code 10021", "sources 127.0.0.1", amo(l.amo.URL, false), "forward crm"),
 			gatewaytest.Block("itoolabs megafon", "crm_token {env.TEST_ITOOLABS_CRM_TOKEN}", "sources 127.0.0.1", amo(l.amo.URL, true), "forward crm"),
+			gatewaytest.Block("itoolabs megafon-b24", "crm_token {env.TEST_ITOOLABS_CRM_TOKEN}", "sources 127.0.0.1",
+				gatewaytest.Block("lookup bitrix24 "+b24(l.b24.WebhookURL()), "timeout "+lookupTimeout.String()), "forward crm"),
 			gatewaytest.Block("itoolabs megafon-slow", "crm_token {env.TEST_ITOOLABS_CRM_TOKEN}", "sources 127.0.0.1", amo(l.slowAmo.URL, false), "forward crm"),
 		},
 		Site: []string{
@@ -68,6 +72,8 @@ func lookupGateway(crmURL string, l *crmLookups) string {
 			gatewaytest.Block("route /hooks/xvb-slow", "pbx_webhook slow"),
 			gatewaytest.Block("route /hooks/itoolabs", "pbx_webhook megafon"),
 			gatewaytest.Block("route /hooks/itoolabs-slow", "pbx_webhook megafon-slow"),
+			gatewaytest.Block("route /hooks/xvb-amo", "pbx_webhook amo"),
+			gatewaytest.Block("route /hooks/itoolabs-b24", "pbx_webhook megafon-b24"),
 			gatewaytest.Block("route /baseline", `respond "accepted" 200`),
 		},
 	}.String()
@@ -122,6 +128,8 @@ func TestContactLookupFromCRMs(t *testing.T) {
 		{"itoolabs, amocrm contact", "/hooks/itoolabs", itoolabsContact("79167654321"), `{"contact_name":"Ольга Смирнова","responsible":"101"}`},
 		{"itoolabs, amocrm unknown", "/hooks/itoolabs", itoolabsContact("79990000000"), `{}`},
 		{"itoolabs, amocrm slow", "/hooks/itoolabs-slow", itoolabsContact("79167654321"), `{}`},
+		{"xvb, amocrm contact", "/hooks/xvb-amo", xvbContact("10021", "89167654321"), `{"contact_name":"Ольга Смирнова","responsible":"101"}`},
+		{"itoolabs, bitrix24 contact", "/hooks/itoolabs-b24", itoolabsContact("79123456789"), `{"contact_name":"Иван Петров","responsible":"101"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			answer, took := askContact(t, g, tt.path, tt.form)
