@@ -99,8 +99,8 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //			sources     any | <cidr or address>...
 //			api_url     <url>
 //			token       <token>
-//			lookup <url> {
-//				header  <name> <value>
+//			lookup <url> {                   # or: lookup bitrix24 <webhook url> { … }
+//				header  <name> <value>       #     lookup amocrm <url> { token <token>; users { <ext> <user id> … } }
 //				timeout <duration>
 //				cache   <duration>
 //			}
@@ -349,10 +349,17 @@ func unmarshalRetry(d *caddyfile.Dispenser, t *Target) error {
 	return nil
 }
 
+// unmarshalLookup reads `lookup <url> { … }`, `lookup bitrix24 <webhook url> { … }` or
+// `lookup amocrm <url> { token …; users { … } }`.
 func unmarshalLookup(d *caddyfile.Dispenser) (*lookup.Config, error) {
 	l := new(lookup.Config)
-	if !d.Args(&l.URL) || d.NextArg() {
-		return nil, d.Err("lookup <url> { … }")
+	switch args := d.RemainingArgs(); len(args) {
+	case 1:
+		l.URL = args[0]
+	case 2:
+		l.Source, l.URL = args[0], args[1]
+	default:
+		return nil, d.Err("lookup <url> { … }, lookup bitrix24 <webhook url> { … } or lookup amocrm <url> { token … }")
 	}
 	for d.NextBlock(2) {
 		var err error
@@ -362,6 +369,10 @@ func unmarshalLookup(d *caddyfile.Dispenser) (*lookup.Config, error) {
 				l.Headers = http.Header{}
 			}
 			err = headerArg(d, l.Headers)
+		case "token":
+			err = oneArg(d, &l.Token)
+		case "users":
+			err = mapArg(d, &l.Users)
 		case "timeout":
 			err = parseDuration(d, &l.Timeout)
 		case "cache":

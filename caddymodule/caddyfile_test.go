@@ -54,7 +54,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 				"CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "CRM_WEBHOOK_SECRET_NEXT": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
 				"CRM_TOKEN": "t", "MANGO_API_KEY": "k", "MANGO_API_SALT": "s", "XVB_ACCESS_CODE": "10019",
 				"XVB_WEBHOOK_KEY": "key", "XVB_TOKEN": "t", "CRM_COMMAND_TOKEN": "t",
-				"ITOOLABS_CRM_TOKEN": "c", "ITOOLABS_TOKEN": "t",
+				"ITOOLABS_CRM_TOKEN": "c", "ITOOLABS_TOKEN": "t", "AMO_TOKEN": "t", "B24_WEBHOOK_SECRET": "s",
 			} {
 				t.Setenv(k, v)
 			}
@@ -109,6 +109,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown xvb option", "xvb main {\n code 1\n}", `unknown xvb option "code"`},
 		{"unknown itoolabs option", "itoolabs megafon {\n key k\n}", `unknown itoolabs option "key"`},
 		{"unknown lookup option", "xvb main {\n lookup http://x {\n retries 3\n }\n}", `unknown lookup option "retries"`},
+		{"lookup with three arguments", "xvb main {\n lookup amocrm http://x y\n}", `lookup <url> { … }, lookup bitrix24`},
+		{"unknown amocrm option", "target amo amocrm https://x.amocrm.ru {\n colour blue\n}", `unknown amocrm target option "colour"`},
+		{"amocrm users line", "target amo amocrm https://x.amocrm.ru {\n users {\n 101\n }\n}", `101: one value per line`},
 		{"bad concurrency", "target crm http://x {\n concurrency -1\n}", `is not a positive number`},
 		{"unknown nats tls option", "nats nats://x {\n tls {\n verify off\n }\n}", `unknown nats tls option "verify"`},
 		{"nats tls argument", "nats nats://x {\n tls on\n}", `wrong argument count`},
