@@ -19,6 +19,10 @@ import (
 // maxBatch is the most commands one batch request carries (Bitrix24's limit).
 const maxBatch = 50
 
+// limitTries is how often a request the portal refused for its limit is sent again before
+// the refusal reaches the caller.
+const limitTries = 3
+
 // sendTimeout bounds one request to the portal; Bitrix24 lets a request run 60 s.
 const sendTimeout = 60 * time.Second
 
@@ -30,6 +34,7 @@ type api struct {
 	c     *connector
 	rate  float64
 	burst float64
+	batch int // the most methods one request carries
 
 	mu      sync.Mutex
 	level   float64 // requests the portal still counts
@@ -51,8 +56,12 @@ type reply struct {
 	err    error
 }
 
-func newAPI(c *connector, rate float64, burst int) *api {
-	return &api{c: c, rate: rate, burst: float64(burst)}
+func newAPI(c *connector, rate float64, burst int, batch bool) *api {
+	a := &api{c: c, rate: rate, burst: float64(burst), batch: 1}
+	if batch {
+		a.batch = maxBatch
+	}
+	return a
 }
 
 // call runs method and returns its result.
@@ -79,8 +88,9 @@ func (a *api) callAuth(ctx context.Context, method string, params url.Values, au
 		}
 		a.mu.Unlock()
 		if batch != nil {
+			// The batch may be others' only: then this request waits for the next slot.
 			go a.send(context.WithoutCancel(ctx), batch)
-			break
+			continue
 		}
 		if !waited {
 			waited = true
@@ -111,6 +121,25 @@ func (a *api) callAuth(ctx context.Context, method string, params url.Values, au
 	}
 }
 
+// acquire waits for a slot in the bucket.
+func (a *api) acquire(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		wait := a.slotLocked(time.Now())
+		a.mu.Unlock()
+		if wait == 0 {
+			return nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
 // slotLocked drains the bucket to now and, when a request fits, counts it and returns 0;
 // otherwise it returns how long until one fits.
 func (a *api) slotLocked(now time.Time) time.Duration {
@@ -125,12 +154,12 @@ func (a *api) slotLocked(now time.Time) time.Duration {
 	return time.Duration((a.level + 1 - a.burst) / a.rate * float64(time.Second))
 }
 
-// takeLocked takes the first pending request and up to maxBatch-1 more of the same auth.
+// takeLocked takes the first pending request and up to a.batch-1 more of the same auth.
 func (a *api) takeLocked() []*request {
 	first := a.pending[0]
 	var batch, rest []*request
 	for _, r := range a.pending {
-		if len(batch) < maxBatch && r.auth == first.auth {
+		if len(batch) < a.batch && r.auth == first.auth {
 			r.taken = true
 			batch = append(batch, r)
 		} else {
@@ -155,14 +184,32 @@ func (a *api) send(ctx context.Context, batch []*request) {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	results, err := a.sendOnce(ctx, batch)
-	var apiErr *apiError
-	if errors.As(err, &apiErr) && apiErr.code == "expired_token" && batch[0].auth == "" && a.c.webhook == "" {
-		if err = a.c.refreshAfter(ctx, apiErr.token); err == nil {
-			a.mu.Lock()
-			a.slotLocked(time.Now()) // the portal counts the retry too
-			a.mu.Unlock()
-			results, err = a.sendOnce(ctx, batch)
+	refreshed := false
+	for tries := 1; err != nil && tries <= limitTries; tries++ {
+		var apiErr *apiError
+		if !errors.As(err, &apiErr) {
+			break
 		}
+		switch {
+		case apiErr.code == "QUERY_LIMIT_EXCEEDED":
+			// The portal's bucket is full (other apps share it): wait until ours drains.
+			a.mu.Lock()
+			a.level = a.burst
+			a.mu.Unlock()
+		case apiErr.code == "expired_token" && !refreshed && batch[0].auth == "" && a.c.webhook == "":
+			refreshed = true
+			if rerr := a.c.refreshAfter(ctx, apiErr.token); rerr != nil {
+				err = rerr
+				continue
+			}
+		default:
+			tries = limitTries
+			continue
+		}
+		if werr := a.acquire(ctx); werr != nil {
+			break
+		}
+		results, err = a.sendOnce(ctx, batch)
 	}
 	for i, r := range batch {
 		if err != nil {

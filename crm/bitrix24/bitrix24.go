@@ -66,6 +66,8 @@ type Config struct {
 	// most at once): 2 and 50, or 5 and 250 on Enterprise plans.
 	Rate  int `json:"rate,omitempty"`
 	Burst int `json:"burst,omitempty"`
+	// Batch sends the methods of calls that wait for the limit together (default on).
+	Batch *bool `json:"batch,omitempty"`
 }
 
 // Provision checks the options and builds the connector for the portal at portalURL.
@@ -135,7 +137,7 @@ func (c *Config) Provision(target, portalURL string, env crm.Env) (crm.Connector
 	if burst <= 0 {
 		burst = 50
 	}
-	conn.api = newAPI(conn, float64(rate), burst)
+	conn.api = newAPI(conn, float64(rate), burst, c.Batch == nil || *c.Batch)
 	return conn, nil
 }
 
