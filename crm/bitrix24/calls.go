@@ -202,8 +202,13 @@ func (c *connector) finish(ctx context.Context, ev *event.Event, cl *call) error
 		user = cl.UserID
 	}
 	var talk int64
-	if d.Result == event.ResultAnswered && d.TalkS != nil {
+	switch {
+	case d.Result != event.ResultAnswered:
+	case d.TalkS != nil:
 		talk = *d.TalkS
+	case d.DurationS != nil:
+		// XVB and ITooLabs give one duration: of an answered call, the nearest to talk time.
+		talk = *d.DurationS
 	}
 	status, ok := statusCodes[d.Result]
 	if !ok {

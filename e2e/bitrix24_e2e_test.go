@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24/bitrix24test"
+	"github.com/pbxbridge/pbxbridge/delivery"
+	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/pbx/mango"
+)
+
+// bitrix24Gateway has a Bitrix24 target for portal p (its OAuth server too), the Mango account
+// office (commands to mangoAPI) and the XVB account main forwarding to it, and the
+// application's handler at /bitrix24. The fake's limit is scaled by the caller.
+func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int) string {
+	return gatewaytest.Caddyfile{
+		PBX: []string{
+			"outbound_allow 127.0.0.1/32",
+			gatewaytest.Block("target b24 bitrix24 "+p.URL,
+				"client_id "+p.ClientID, "client_secret {env.TEST_B24_SECRET}", "oauth_url "+p.URL,
+				gatewaytest.Block("lines", "+74951234567 office"),
+				"rate "+strconv.Itoa(rate), "burst 50", "concurrency 16",
+				gatewaytest.Block("retry", "backoff 20ms 1s")),
+			gatewaytest.Block("mango office", "api_key "+fakeMangoKey, "api_salt {env.TEST_MANGO_SALT}", "api_url "+mangoAPI, "sources any", "forward b24"),
+			gatewaytest.Block("xvb main", "access_code "+fakeXVBCode, "sources any", "forward b24"),
+		},
+		Site: []string{
+			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
+			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
+			gatewaytest.Block("route /bitrix24", "pbx_crm b24"),
+		},
+	}.String()
+}
+
+func startBitrix24(t *testing.T, p *bitrix24test.Portal, rate int) (*gatewaytest.Gateway, *gatewaytest.MangoAPI) {
+	t.Helper()
+	fakeMango := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt)
+	g := gatewaytest.Start(t, bitrix24Gateway(p, fakeMango.APIURL(), rate),
+		"TEST_B24_SECRET="+p.ClientSecret, "TEST_MANGO_SALT="+fakeMangoSalt)
+	g.WaitReady()
+	resp, err := p.Install(context.Background(), g.URL+"/bitrix24")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("install: %v %v\n%s", resp, err, g.Logs())
+	}
+	return g, fakeMango
+}
+
+// finishedCalls waits until the portal has finished n calls.
+func finishedCalls(t *testing.T, p *bitrix24test.Portal, n int, timeout time.Duration) []bitrix24test.Call {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := p.WaitCalls(ctx, func(calls []bitrix24test.Call) bool {
+		done := 0
+		for _, c := range calls {
+			done += c.Finishes
+		}
+		return done >= n
+	})
+	if err != nil {
+		t.Fatalf("%d calls not finished in %s", n, timeout)
+	}
+	return p.Calls()
+}
+
+// Through the built binary: the installation binds the events to the gateway and adds the
+// line; a Mango and an XVB call each appear as one registered and finished call with the
+// employee's user, type, talk time, status and record; a click on a number with a wrong
+// application token originates nothing, with the right one Mango gets one callback and the
+// call's events finish Bitrix24's CALL_ID; after the uninstall the circuit opens with the
+// reason in /pbx/status and the backlog is kept.
+func TestBitrix24EndToEnd(t *testing.T) {
+	p := bitrix24test.New(t, bitrix24test.Options{})
+	p.AddUser("7", "101")
+	g, fakeMango := startBitrix24(t, p, 2)
+	st := p.Stats()
+	if st.Handlers["ONEXTERNALCALLSTART"] != g.URL+"/bitrix24" || st.Handlers["ONAPPUNINSTALL"] != g.URL+"/bitrix24" {
+		t.Errorf("handlers = %v", st.Handlers)
+	}
+	if len(st.Lines) != 1 || st.Lines[0] != "+74951234567" {
+		t.Errorf("lines = %v", st.Lines)
+	}
+
+	gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", fakeMangoKey, fakeMangoSalt, "b24", 1, 1, time.Now().Add(30*time.Second))
+	gatewaytest.XVBLoad(t, g.URL+"/hooks/xvb", fakeXVBCode, "b24-xvb", 1, 1, time.Now().Add(30*time.Second))
+	calls := finishedCalls(t, p, 2, 30*time.Second)
+	want := map[string]bitrix24test.Call{
+		"b24-0":     {Type: "2", Phone: "+79123456789", UserID: "7", FinishUser: "7", Duration: 2, StatusCode: "200", Line: "+74951234567"},
+		"b24-xvb-0": {Type: "2", UserID: "1", FinishUser: "7", Duration: 16, StatusCode: "200", Record: "https://vpbx.example.net/records/b24-xvb-0.mp3"},
+	}
+	if len(calls) != 2 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	for _, c := range calls {
+		w, ok := want[c.ExternalCallID]
+		if !ok || c.Type != w.Type || c.UserID != w.UserID || c.FinishUser != w.FinishUser || c.Duration != w.Duration ||
+			c.StatusCode != w.StatusCode || c.Finishes != 1 || (w.Phone != "" && c.Phone != w.Phone) || (w.Line != "" && c.Line != w.Line) {
+			t.Errorf("call %s = %+v\nwant %+v", c.ExternalCallID, c, w)
+		}
+		if w.Record != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			err := p.WaitCalls(ctx, func(cs []bitrix24test.Call) bool {
+				for _, x := range cs {
+					if x.ExternalCallID == c.ExternalCallID {
+						return x.Record == w.Record
+					}
+				}
+				return false
+			})
+			cancel()
+			if err != nil {
+				t.Errorf("call %s: no record %s", c.ExternalCallID, w.Record)
+			}
+		}
+	}
+
+	ctx := context.Background()
+	if _, resp, err := p.ClickToCall(ctx, "7", "+79001234567", "+74951234567", "wrong-token"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("click with a wrong token: %v %v, want 401", resp, err)
+	}
+	if n := len(fakeMango.Received()); n != 0 {
+		t.Fatalf("Mango got %d commands after a wrong token", n)
+	}
+	clicked, resp, err := p.ClickToCall(ctx, "7", "+79001234567", "+74951234567", "")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("click: %v %v", resp, err)
+	}
+	got := fakeMango.Received()
+	if len(got) != 1 || got[0].Name != "callback" || !strings.Contains(got[0].JSON, `"extension":"101"`) || !strings.Contains(got[0].JSON, `"to_number":"79001234567"`) {
+		t.Fatalf("Mango got %+v, want one callback from 101 to 79001234567", got)
+	}
+	commandID, _ := got[0].Body["command_id"].(string)
+	// Mango's legs of the callback carry its command_id.
+	legs := mango.SampleCall("b24-click", "b24-click-leg", time.Now())
+	for _, m := range legs {
+		body := strings.Replace(m.JSON, `"entry_id":"b24-click"`, `"entry_id":"b24-click","command_id":"`+commandID+`"`, 1)
+		if code, out := g.Post("/hooks/mango"+m.Suffix, "application/x-www-form-urlencoded", mango.FormBody(fakeMangoKey, fakeMangoSalt, body)); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", m.Name, code, out)
+		}
+	}
+	calls = finishedCalls(t, p, 3, 30*time.Second)
+	for _, c := range calls {
+		if c.CallID == clicked && c.Finishes != 1 {
+			t.Errorf("the clicked call was finished %d times", c.Finishes)
+		}
+		if c.ExternalCallID == "b24-click" {
+			t.Errorf("the clicked call was registered again: %+v", c)
+		}
+	}
+
+	if resp, err := p.Uninstall(ctx); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("uninstall: %v %v", resp, err)
+	}
+	gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", fakeMangoKey, fakeMangoSalt, "b24-after", 1, 1, time.Now().Add(30*time.Second))
+	var status delivery.Status
+	gatewaytest.Eventually(t, 20*time.Second, "the circuit opens with the uninstall as its reason", func() bool {
+		g.AdminJSON(http.MethodGet, "/pbx/status", http.StatusOK, &status)
+		return len(status.Targets) == 1 && status.Targets[0].CircuitOpen && strings.Contains(status.Targets[0].CircuitReason, "uninstalled")
+	})
+	if ts := status.Targets[0]; ts.DeadLetters != 0 || ts.Depth == 0 {
+		t.Errorf("after the uninstall: %d dead letters, depth %d; want the backlog kept", ts.DeadLetters, ts.Depth)
+	}
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_bitrix24_calls_total{target="b24",step="finished"}`); v != 3 {
+		t.Errorf("pbxbridge_bitrix24_calls_total{step=finished} = %v, want 3", v)
+	}
+}
