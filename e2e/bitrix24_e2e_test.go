@@ -169,3 +169,108 @@ func TestBitrix24EndToEnd(t *testing.T) {
 		t.Errorf("pbxbridge_bitrix24_calls_total{step=finished} = %v, want 3", v)
 	}
 }
+
+// 500 Mango calls from 16 workers against the portal's limit (Bitrix24's: 2 requests a second
+// drained, 50 at most): every call registered
+// once and finished once, none finished before registered, no limit refusal left unrecovered,
+// and the waiting calls' methods batched.
+func TestBitrix24Load(t *testing.T) {
+	n := 500
+	if testing.Short() {
+		n = 100
+	}
+	p := bitrix24test.New(t, bitrix24test.Options{})
+	p.AddUser("7", "101")
+	g, _ := startBitrix24(t, p, 2)
+	start := time.Now()
+	gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", fakeMangoKey, fakeMangoSalt, "load", n, 16, time.Now().Add(60*time.Second))
+	calls := finishedCalls(t, p, n, 90*time.Second)
+	took := time.Since(start)
+	if len(calls) != n {
+		t.Fatalf("%d calls registered, want %d", len(calls), n)
+	}
+	for _, c := range calls {
+		if c.Registrations != 1 || c.Finishes != 1 || c.Duration != 2 || c.StatusCode != "200" || c.FinishUser != "7" {
+			t.Fatalf("call %+v: want registered once, finished once, 2 s, 200, user 7", c)
+		}
+	}
+	st := p.Stats()
+	if st.Refused["ERROR_CORE"] != 0 {
+		t.Errorf("%d methods refused with ERROR_CORE", st.Refused["ERROR_CORE"])
+	}
+	most, carried := 0, 0
+	for _, b := range st.Batches {
+		most, carried = max(most, b), carried+b
+	}
+	if most < 2 {
+		t.Errorf("no batch carried several calls' methods: %v", st.Batches)
+	}
+	var status delivery.Status
+	g.AdminJSON(http.MethodGet, "/pbx/status", http.StatusOK, &status)
+	if ts := status.Targets[0]; ts.DeadLetters != 0 {
+		t.Errorf("%d dead letters", ts.DeadLetters)
+	}
+	t.Logf("%d calls in %s (%.0f calls/min at 2 requests/s): %d requests, %d batches carrying %d methods (most %d), %d QUERY_LIMIT_EXCEEDED (all retried)",
+		n, took.Round(time.Millisecond), float64(n)/took.Minutes(), st.Requests, len(st.Batches), carried, most, st.Refused["QUERY_LIMIT_EXCEEDED"])
+}
+
+// kill -9 between a call's register and its finish: the finish after the restart uses the
+// stored CALL_ID, and the restarted gateway uses the stored token pair.
+func TestBitrix24KillBetweenRegisterAndFinish(t *testing.T) {
+	p := bitrix24test.New(t, bitrix24test.Options{})
+	p.AddUser("7", "101")
+	g, _ := startBitrix24(t, p, 2)
+	post := func(m mango.Message) {
+		t.Helper()
+		if code, out := g.Post("/hooks/mango"+m.Suffix, "application/x-www-form-urlencoded", mango.FormBody(fakeMangoKey, fakeMangoSalt, m.JSON)); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", m.Name, code, out)
+		}
+	}
+	msgs := mango.SampleCall("killed", "killed-leg", time.Now())
+	post(msgs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.WaitCalls(ctx, func(cs []bitrix24test.Call) bool { return len(cs) == 1 }); err != nil {
+		t.Fatal("the call was not registered")
+	}
+	gatewaytest.Eventually(t, 20*time.Second, "the ringing is delivered", func() bool {
+		v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_delivery_attempts_total{target="b24",result="success"}`)
+		return v >= 1
+	})
+	g.Kill()
+	g.Restart()
+	g.WaitReady()
+	for _, m := range msgs[1:] {
+		post(m)
+	}
+	calls := finishedCalls(t, p, 1, 30*time.Second)
+	if len(calls) != 1 || calls[0].Registrations != 1 || calls[0].Finishes != 1 {
+		t.Fatalf("calls = %+v, want one registered once and finished once", calls)
+	}
+	if n := p.Stats().Refreshes; n != 0 {
+		t.Errorf("%d token refreshes after the restart, want 0 (the stored pair)", n)
+	}
+}
+
+// The portal down: calls wait in the queue, nothing is dead-lettered, and all are finished
+// once it is back.
+func TestBitrix24PortalDown(t *testing.T) {
+	p := bitrix24test.New(t, bitrix24test.Options{})
+	p.AddUser("7", "101")
+	g, _ := startBitrix24(t, p, 2)
+	p.SetDown(true)
+	gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", fakeMangoKey, fakeMangoSalt, "down", 20, 4, time.Now().Add(30*time.Second))
+	gatewaytest.Eventually(t, 20*time.Second, "deliveries fail while the portal is down", func() bool {
+		return gatewaytest.MetricSum(g.MetricsText(), "pbxbridge_delivery_attempts_total", `target="b24"`, `result="retry"`) >= 3
+	})
+	p.SetDown(false)
+	calls := finishedCalls(t, p, 20, 60*time.Second)
+	if len(calls) != 20 {
+		t.Errorf("%d calls, want 20", len(calls))
+	}
+	var status delivery.Status
+	g.AdminJSON(http.MethodGet, "/pbx/status", http.StatusOK, &status)
+	if ts := status.Targets[0]; ts.DeadLetters != 0 {
+		t.Errorf("%d dead letters", ts.DeadLetters)
+	}
+}
