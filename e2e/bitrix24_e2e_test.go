@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -151,6 +152,21 @@ func TestBitrix24EndToEnd(t *testing.T) {
 		if c.ExternalCallID == "b24-click" {
 			t.Errorf("the clicked call was registered again: %+v", c)
 		}
+	}
+
+	// `pbxbridge simulate bitrix24 click` posts the same click: with the application's token
+	// it places a call, with another it gets 401.
+	simulate := func(token string) (string, error) {
+		out, err := exec.Command(gatewaytest.Binary(t), "simulate", "bitrix24", "click", "--url", g.URL+"/bitrix24",
+			"--domain", p.Domain, "--member-id", p.MemberID, "--application-token", token,
+			"--user", "7", "--phone", "+79001234568", "--line", "+74951234567").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := simulate("wrong-token"); err == nil || !strings.Contains(out, "ONEXTERNALCALLSTART 401") {
+		t.Errorf("simulate with a wrong token: %v\n%s", err, out)
+	}
+	if out, err := simulate(p.ApplicationToken()); err != nil || len(fakeMango.Received()) != 2 {
+		t.Errorf("simulate: %v, Mango got %d commands\n%s", err, len(fakeMango.Received()), out)
 	}
 
 	if resp, err := p.Uninstall(ctx); err != nil || resp.StatusCode != http.StatusOK {

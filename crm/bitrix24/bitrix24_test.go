@@ -1,4 +1,4 @@
-package bitrix24
+package bitrix24_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pbxbridge/pbxbridge/crm"
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24"
 	"github.com/pbxbridge/pbxbridge/crm/bitrix24/bitrix24test"
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/event"
@@ -24,10 +25,16 @@ import (
 
 var office = event.Origin{PBX: "mango", Account: "office", Region: "RU"}
 
+// connector is a Bitrix24 connector: it delivers and takes the portal's posts.
+type connector interface {
+	crm.Connector
+	http.Handler
+}
+
 // gateway is one pbxbridge gateway's Bitrix24 target: its connector, served as pbx_crm
 // serves it, on a store that gateways of a cluster share.
 type gateway struct {
-	conn *connector
+	conn connector
 	srv  *httptest.Server
 
 	mu         sync.Mutex
@@ -52,9 +59,9 @@ func applyTargets(t testing.TB, e *delivery.Engine, targets ...delivery.Target) 
 	}
 }
 
-func newGateway(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, configure func(*Config)) *gateway {
+func newGateway(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, configure func(*bitrix24.Config)) *gateway {
 	t.Helper()
-	cfg := &Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, OAuthURL: p.URL,
+	cfg := &bitrix24.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, OAuthURL: p.URL,
 		Lines: map[string]string{"+74951234567": "office"}}
 	if configure != nil {
 		configure(cfg)
@@ -75,7 +82,7 @@ func newGateway(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, config
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.conn = conn.(*connector)
+	g.conn = conn.(connector)
 	g.srv = httptest.NewServer(g.conn)
 	t.Cleanup(g.srv.Close)
 	return g
@@ -89,7 +96,7 @@ func (g *gateway) commands() []pbx.CommandRequest {
 
 // installed is a portal with users 101 (inner 101) and 102 (inner 102), a store, and a
 // gateway the application is installed on.
-func installed(t testing.TB, opts bitrix24test.Options, configure func(*Config)) (*bitrix24test.Portal, *delivery.Engine, *gateway) {
+func installed(t testing.TB, opts bitrix24test.Options, configure func(*bitrix24.Config)) (*bitrix24test.Portal, *delivery.Engine, *gateway) {
 	t.Helper()
 	p := bitrix24test.New(t, opts)
 	p.AddUser("101", "101")
@@ -120,8 +127,8 @@ func TestInstall(t *testing.T) {
 	if len(st.Lines) != 1 || st.Lines[0] != "+74951234567" {
 		t.Errorf("lines = %v", st.Lines)
 	}
-	in, _, err := g.conn.loadInstall(context.Background())
-	if err != nil || in == nil || in.Status != statusInstalled || in.MemberID != p.MemberID || in.ApplicationToken != p.ApplicationToken() {
+	in, err := bitrix24.Installation(context.Background(), g.conn)
+	if err != nil || in == nil || in.Status != "installed" || in.MemberID != p.MemberID || in.ApplicationToken != p.ApplicationToken() {
 		t.Fatalf("stored installation = %+v, %v", in, err)
 	}
 	if resp, err := p.Install(context.Background(), g.srv.URL+"/bitrix24"); err != nil || resp.StatusCode != http.StatusOK {
@@ -141,7 +148,7 @@ func TestInstall(t *testing.T) {
 	if resp, err := http.PostForm(g.srv.URL+"/bitrix24", forged); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("forged install: %v %v, want 403", resp, err)
 	}
-	if in2, _, _ := g.conn.loadInstall(context.Background()); in2.AccessToken == "" || in2.MemberID != p.MemberID {
+	if in2, _ := bitrix24.Installation(context.Background(), g.conn); in2.AccessToken == "" || in2.MemberID != p.MemberID {
 		t.Fatalf("the refused installation replaced the stored one: %+v", in2)
 	}
 }
@@ -325,7 +332,7 @@ func TestTokenRefreshedOnceAcrossGateways(t *testing.T) {
 // A token near its expiry is refreshed before it is used, not after the portal refuses it.
 func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 	p, _, g := installed(t, bitrix24test.Options{TokenLifetime: 4 * time.Second}, nil)
-	in, _, _ := g.conn.loadInstall(context.Background())
+	in, _ := bitrix24.Installation(context.Background(), g.conn)
 	time.Sleep(time.Until(in.Expires.Add(-in.Expires.Sub(in.Issued) / 4))) // into the refresh margin
 	deliverAll(t, g, ringAndComplete("late")...)
 	st := p.Stats()
@@ -362,7 +369,9 @@ func TestDown(t *testing.T) {
 	t.Run("webhook", func(t *testing.T) {
 		p := bitrix24test.New(t, bitrix24test.Options{})
 		e := openStore(t)
-		g := newGateway(t, p, e, func(c *Config) { *c = Config{Webhook: p.Webhook(), Users: map[string]string{"101": "1"}} })
+		g := newGateway(t, p, e, func(c *bitrix24.Config) {
+			*c = bitrix24.Config{Webhook: p.Webhook(), Users: map[string]string{"101": "1"}}
+		})
 		applyTargets(t, e, delivery.Target{Name: "b24", Connector: g.conn})
 		res := g.conn.Deliver(context.Background(), ringAndComplete("c")[0])
 		if res.Outcome != crm.Down || !strings.Contains(res.Error, "WRONG_AUTH_TYPE") || !strings.Contains(res.Error, "local application") {
@@ -397,7 +406,7 @@ func TestFailures(t *testing.T) {
 	if res := g.conn.Deliver(context.Background(), bad); res.Outcome != crm.Dead || !strings.Contains(res.Error, "Unsupported phone number format") {
 		t.Errorf("bad number: %+v, want Dead with the portal's text", res)
 	}
-	if res := result(classify(&apiError{status: 503, code: "QUERY_LIMIT_EXCEEDED", desc: "Too many requests"})); res.Outcome != crm.Retry || res.RetryAfter == 0 {
+	if res := bitrix24.Classify(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"); res.Outcome != crm.Retry || res.RetryAfter == 0 {
 		t.Errorf("QUERY_LIMIT_EXCEEDED: %+v, want Retry after a backoff", res)
 	}
 }
@@ -419,7 +428,7 @@ func TestClickToCall(t *testing.T) {
 		t.Fatalf("click: %v %v", resp, err)
 	}
 	cmds := g.commands()
-	if len(cmds) != 1 || cmds[0].Account != "office" || cmds[0].From != "101" || cmds[0].To != "+79161234567" || cmds[0].CommandID != commandIDFor(callID) {
+	if len(cmds) != 1 || cmds[0].Account != "office" || cmds[0].From != "101" || cmds[0].To != "+79161234567" || cmds[0].CommandID != bitrix24.CommandIDFor(callID) {
 		t.Fatalf("commands = %+v", cmds)
 	}
 	out := func(d *event.Data) {
@@ -484,7 +493,7 @@ func TestLoadUnderTheLimit(t *testing.T) {
 	}
 	// The portal's numbers scaled up tenfold to keep the test short; its bucket is smaller
 	// than the connector's, so the portal refuses some requests and they are retried.
-	p, e, g := installed(t, bitrix24test.Options{Rate: 20, Burst: 20}, func(c *Config) { c.Rate, c.Burst = 20, 30 })
+	p, e, g := installed(t, bitrix24test.Options{Rate: 20, Burst: 20}, func(c *bitrix24.Config) { c.Rate, c.Burst = 20, 30 })
 	took := loadCalls(t, p, e, g, 0, n)
 	calls := p.Calls()
 	if len(calls) != n {
@@ -519,7 +528,7 @@ func TestLoadUnderTheLimit(t *testing.T) {
 func BenchmarkCallsPerMinute(b *testing.B) {
 	for _, batch := range []bool{true, false} {
 		b.Run("batch="+strconv.FormatBool(batch), func(b *testing.B) {
-			p, e, g := installed(b, bitrix24test.Options{Rate: 20, Burst: 1}, func(c *Config) {
+			p, e, g := installed(b, bitrix24test.Options{Rate: 20, Burst: 1}, func(c *bitrix24.Config) {
 				c.Rate, c.Burst, c.Batch = 20, 1, &batch
 			})
 			const calls = 100

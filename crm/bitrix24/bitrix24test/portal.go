@@ -26,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24"
 )
 
 // Portal is the fake portal and its OAuth server (one server; OAuth under /oauth/).
@@ -228,36 +230,19 @@ func (p *Portal) newPairLocked() (string, string) {
 // saves the local application.
 func (p *Portal) Install(ctx context.Context, installURL string) (*http.Response, error) {
 	p.mu.Lock()
-	access, refresh := p.newPairLocked()
+	auth := p.authLocked()
+	auth.AccessToken, auth.RefreshToken = p.newPairLocked()
+	auth.ExpiresIn = p.tokenLifetime
+	p.mu.Unlock()
+	return postForm(ctx, installURL, bitrix24.InstallForm(auth))
+}
+
+func (p *Portal) authLocked() bitrix24.Auth {
 	if p.appToken == "" {
 		p.appToken = randomHex(16)
 	}
-	form := p.authLocked(access, refresh)
-	p.mu.Unlock()
-	form.Set("event", "ONAPPINSTALL")
-	form.Set("data[VERSION]", "1")
-	form.Set("data[ACTIVE]", "Y")
-	form.Set("data[INSTALLED]", "Y")
-	form.Set("data[LANGUAGE_ID]", "ru")
-	return postForm(ctx, installURL, form)
-}
-
-func (p *Portal) authLocked(access, refresh string) url.Values {
-	f := url.Values{"ts": {strconv.FormatInt(time.Now().Unix(), 10)}}
-	if access != "" {
-		f.Set("auth[access_token]", access)
-		f.Set("auth[expires]", strconv.FormatInt(time.Now().Add(p.tokenLifetime).Unix(), 10))
-		f.Set("auth[expires_in]", strconv.Itoa(int(p.tokenLifetime/time.Second)))
-		f.Set("auth[scope]", "telephony,crm,user")
-		f.Set("auth[status]", "L")
-		f.Set("auth[refresh_token]", refresh)
-	}
-	f.Set("auth[domain]", p.Domain)
-	f.Set("auth[server_endpoint]", p.URL+"/oauth/rest/")
-	f.Set("auth[client_endpoint]", p.URL+"/rest/")
-	f.Set("auth[member_id]", p.MemberID)
-	f.Set("auth[application_token]", p.appToken)
-	return f
+	return bitrix24.Auth{Domain: p.Domain, MemberID: p.MemberID, ApplicationToken: p.appToken,
+		ClientEndpoint: p.URL + "/rest/", ServerEndpoint: p.URL + "/oauth/rest/"}
 }
 
 // Uninstall revokes the application's tokens and posts ONAPPUNINSTALL to its handler.
@@ -267,14 +252,12 @@ func (p *Portal) Uninstall(ctx context.Context) (*http.Response, error) {
 	clear(p.access)
 	clear(p.refresh)
 	clear(p.handlers)
-	form := p.authLocked("", "")
+	auth := p.authLocked()
 	p.mu.Unlock()
 	if handler == "" {
 		return nil, fmt.Errorf("no ONAPPUNINSTALL handler bound")
 	}
-	form.Set("event", "ONAPPUNINSTALL")
-	form.Set("data[CLEAN]", "0")
-	return postForm(ctx, handler, form)
+	return postForm(ctx, handler, bitrix24.UninstallForm(auth))
 }
 
 // ClickToCall is an employee clicking a number: the portal registers the call (TYPE 1) and
@@ -283,22 +266,15 @@ func (p *Portal) ClickToCall(ctx context.Context, userID, phone, line, appToken 
 	p.mu.Lock()
 	handler := p.handlers["ONEXTERNALCALLSTART"]
 	c := p.registerLocked(url.Values{"USER_ID": {userID}, "PHONE_NUMBER": {phone}, "TYPE": {"1"}, "LINE_NUMBER": {line}})
-	form := p.authLocked("", "")
+	auth := p.authLocked()
 	p.mu.Unlock()
 	if handler == "" {
 		return "", nil, fmt.Errorf("no ONEXTERNALCALLSTART handler bound")
 	}
 	if appToken != "" {
-		form.Set("auth[application_token]", appToken)
+		auth.ApplicationToken = appToken
 	}
-	form.Set("event", "ONEXTERNALCALLSTART")
-	form.Set("event_handler_id", "7")
-	for k, v := range map[string]string{"PHONE_NUMBER": phone, "PHONE_NUMBER_INTERNATIONAL": phone, "EXTENSION": "",
-		"USER_ID": userID, "CALL_LIST_ID": "0", "LINE_NUMBER": line, "IS_MOBILE": "0", "CALL_ID": c.CallID,
-		"CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": "275"} {
-		form.Set("data["+k+"]", v)
-	}
-	resp, err := postForm(ctx, handler, form)
+	resp, err := postForm(ctx, handler, bitrix24.CallStartForm(auth, bitrix24.CallStart{CallID: c.CallID, UserID: userID, Phone: phone, Line: line}))
 	return c.CallID, resp, err
 }
 
