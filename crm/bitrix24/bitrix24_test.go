@@ -235,6 +235,19 @@ func TestCalls(t *testing.T) {
 				newEvent(event.TypeCompleted, c, 4, both(inbound, completed(event.ResultAnswered, 60), func(d *event.Data) { d.Agent = "102" })),
 			}
 		}, bitrix24test.Call{Type: "2", Phone: "+79161234567", UserID: "101", FinishUser: "102", Duration: 60, StatusCode: "200", Shown: []string{"102"}}},
+		{"group call: the card closes for the employee who did not answer", func(c string) []*event.Event {
+			to := func(ext string) func(*event.Data) {
+				return both(inbound, func(d *event.Data) { d.To.Extension = ext })
+			}
+			return []*event.Event{
+				newEvent(event.TypeRinging, c, 0, to("101")),
+				newEvent(event.TypeRinging, c, 1, to("102")),
+				newEvent(event.TypeAnswered, c, 2, both(to("102"), func(d *event.Data) { d.Agent = "102" })),
+				newEvent(event.TypeLegEnded, c, 3, to("101")),
+				newEvent(event.TypeLegEnded, c, 4, both(to("102"), func(d *event.Data) { d.Agent = "102" })),
+				newEvent(event.TypeCompleted, c, 5, both(inbound, completed(event.ResultAnswered, 9), func(d *event.Data) { d.Agent = "102" })),
+			}
+		}, bitrix24test.Call{Type: "2", Phone: "+79161234567", UserID: "101", FinishUser: "102", Duration: 9, StatusCode: "200", Shown: []string{"102"}, Hidden: []string{"101"}}},
 		{"recording after the summary", func(c string) []*event.Event {
 			return []*event.Event{
 				newEvent(event.TypeRinging, c, 0, inbound),
@@ -276,7 +289,7 @@ func TestCalls(t *testing.T) {
 			}
 			if got.Type != want.Type || got.Phone != want.Phone || got.UserID != want.UserID || got.FinishUser != want.FinishUser ||
 				got.Duration != want.Duration || got.StatusCode != want.StatusCode || got.Record != want.Record || got.Show != want.Show ||
-				strings.Join(got.Shown, ",") != strings.Join(want.Shown, ",") {
+				strings.Join(got.Shown, ",") != strings.Join(want.Shown, ",") || strings.Join(got.Hidden, ",") != strings.Join(want.Hidden, ",") {
 				t.Errorf("call = %+v\nwant   %+v", got, want)
 			}
 		})

@@ -49,7 +49,7 @@ func (c *connector) deliver(ctx context.Context, ev *event.Event) error {
 	switch {
 	case d.CallID == "", d.Direction == event.DirectionInternal:
 		return nil
-	case !slices.Contains([]string{event.TypeRinging, event.TypeAnswered, event.TypeCompleted, event.TypeRecordingReady}, ev.Type):
+	case !slices.Contains([]string{event.TypeRinging, event.TypeAnswered, event.TypeLegEnded, event.TypeCompleted, event.TypeRecordingReady}, ev.Type):
 		return nil
 	}
 	if c.webhook == "" {
@@ -62,6 +62,9 @@ func (c *connector) deliver(ctx context.Context, ev *event.Event) error {
 		return err
 	}
 	save := func() error { return c.putJSON(ctx, callKey(d.CallID), cl) }
+	if cl.CallID == "" && ev.Type == event.TypeLegEnded {
+		return nil
+	}
 	if cl.CallID == "" && ev.Type != event.TypeRecordingReady {
 		if err := c.register(ctx, ev, cl, ev.Type != event.TypeCompleted && c.showCard); err != nil {
 			return err
@@ -79,12 +82,27 @@ func (c *connector) deliver(ctx context.Context, ev *event.Event) error {
 		if ev.Type == event.TypeAnswered {
 			cl.Answerer = user
 		}
-		if c.showCard && !cl.Finished && user != cl.UserID && !slices.Contains(cl.Shown, user) {
+		if c.showCard && !cl.Finished && !slices.Contains(cl.Shown, user) {
 			if _, err := c.api.call(ctx, "telephony.externalCall.show", url.Values{"CALL_ID": {cl.CallID}, "USER_ID": {user}}); err != nil {
 				return classify(err)
 			}
 			cl.Shown = append(cl.Shown, user)
 		}
+		return save()
+	case event.TypeLegEnded:
+		// An employee's leg that rang and ended while the call goes on (a group call): their
+		// card closes. The finish closes the rest.
+		user, err := c.userID(ctx, employee(d))
+		if err != nil {
+			return err
+		}
+		if cl.Finished || user == cl.Answerer || !slices.Contains(cl.Shown, user) {
+			return nil
+		}
+		if _, err := c.api.call(ctx, "telephony.externalCall.hide", url.Values{"CALL_ID": {cl.CallID}, "USER_ID": {user}}); err != nil {
+			return classify(err)
+		}
+		cl.Shown = slices.DeleteFunc(cl.Shown, func(u string) bool { return u == user })
 		return save()
 	case event.TypeCompleted:
 		if d.RecordingURL != "" {

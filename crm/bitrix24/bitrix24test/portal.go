@@ -73,7 +73,7 @@ type Call struct {
 	FinishUser, StatusCode                                       string
 	Duration                                                     int
 	Record                                                       string
-	Shown                                                        []string
+	Shown, Hidden                                                []string // users show and hide named
 	registered                                                   time.Time
 }
 
@@ -157,7 +157,7 @@ func (p *Portal) Calls() []Call {
 	out := make([]Call, 0, len(p.order))
 	for _, id := range p.order {
 		c := *p.calls[id]
-		c.Shown = slices.Clone(c.Shown)
+		c.Shown, c.Hidden = slices.Clone(c.Shown), slices.Clone(c.Hidden)
 		out = append(out, c)
 	}
 	return out
@@ -521,6 +521,8 @@ func (p *Portal) runLocked(method string, f url.Values, webhook bool) (any, *api
 		}
 		if method == "telephony.externalcall.show" {
 			c.Shown = append(c.Shown, userIDs(f)...)
+		} else {
+			c.Hidden = append(c.Hidden, userIDs(f)...)
 		}
 		return true, nil
 	case "telephony.externalcall.finish":
