@@ -12,11 +12,14 @@ import (
 	"github.com/pbxbridge/pbxbridge/crm/bitrix24/bitrix24test"
 	"github.com/pbxbridge/pbxbridge/delivery"
 	"github.com/pbxbridge/pbxbridge/internal/gatewaytest"
+	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
+const b24ITooLabsToken = "itoolabs-crm-token-0123456789"
+
 // bitrix24Gateway has a Bitrix24 target for portal p (its OAuth server too), the Mango account
-// office (commands to mangoAPI) and the XVB account main forwarding to it, and the
+// office (commands to mangoAPI), the XVB account main and the ITooLabs account megafon forwarding to it, and the
 // application's handler at /bitrix24. The fake's limit is scaled by the caller.
 func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int) string {
 	return gatewaytest.Caddyfile{
@@ -29,10 +32,12 @@ func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int) string {
 				gatewaytest.Block("retry", "backoff 20ms 1s")),
 			gatewaytest.Block("mango office", "api_key "+fakeMangoKey, "api_salt {env.TEST_MANGO_SALT}", "api_url "+mangoAPI, "sources any", "forward b24"),
 			gatewaytest.Block("xvb main", "access_code "+fakeXVBCode, "sources any", "forward b24"),
+			gatewaytest.Block("itoolabs megafon", "crm_token "+b24ITooLabsToken, "sources any", "forward b24"),
 		},
 		Site: []string{
 			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
 			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
+			gatewaytest.Block("route /hooks/itoolabs", "pbx_webhook megafon"),
 			gatewaytest.Block("route /bitrix24", "pbx_crm b24"),
 		},
 	}.String()
@@ -70,7 +75,7 @@ func finishedCalls(t *testing.T, p *bitrix24test.Portal, n int, timeout time.Dur
 }
 
 // Through the built binary: the installation binds the events to the gateway and adds the
-// line; a Mango and an XVB call each appear as one registered and finished call with the
+// line; a Mango, an XVB and an ITooLabs call each appear as one registered and finished call with the
 // employee's user, type, talk time, status and record; a click on a number with a wrong
 // application token originates nothing, with the right one Mango gets one callback and the
 // call's events finish Bitrix24's CALL_ID; after the uninstall the circuit opens with the
@@ -78,6 +83,7 @@ func finishedCalls(t *testing.T, p *bitrix24test.Portal, n int, timeout time.Dur
 func TestBitrix24EndToEnd(t *testing.T) {
 	p := bitrix24test.New(t, bitrix24test.Options{})
 	p.AddUser("7", "101")
+	p.AddUser("8", "701")
 	g, fakeMango := startBitrix24(t, p, 2)
 	st := p.Stats()
 	if st.Handlers["ONEXTERNALCALLSTART"] != g.URL+"/bitrix24" || st.Handlers["ONAPPUNINSTALL"] != g.URL+"/bitrix24" {
@@ -89,12 +95,19 @@ func TestBitrix24EndToEnd(t *testing.T) {
 
 	gatewaytest.MangoLoad(t, g.URL+"/hooks/mango", fakeMangoKey, fakeMangoSalt, "b24", 1, 1, time.Now().Add(30*time.Second))
 	gatewaytest.XVBLoad(t, g.URL+"/hooks/xvb", fakeXVBCode, "b24-xvb", 1, 1, time.Now().Add(30*time.Second))
-	calls := finishedCalls(t, p, 2, 30*time.Second)
+	for _, m := range itoolabs.SampleCall(b24ITooLabsToken, "b24-itoolabs", time.Now()) {
+		if code, out := g.Post("/hooks/itoolabs", "application/x-www-form-urlencoded", m.Body); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", m.Name, code, out)
+		}
+	}
+	calls := finishedCalls(t, p, 3, 30*time.Second)
 	want := map[string]bitrix24test.Call{
+		"b24-itoolabs": {Type: "2", Phone: "+79161234567", UserID: "8", FinishUser: "8", Duration: 42, StatusCode: "200", Line: "+74951234567",
+			Record: "https://records.example.megapbx.ru/b24-itoolabs.mp3"},
 		"b24-0":     {Type: "2", Phone: "+79123456789", UserID: "7", FinishUser: "7", Duration: 2, StatusCode: "200", Line: "+74951234567"},
 		"b24-xvb-0": {Type: "2", UserID: "1", FinishUser: "7", Duration: 16, StatusCode: "200", Record: "https://vpbx.example.net/records/b24-xvb-0.mp3"},
 	}
-	if len(calls) != 2 {
+	if len(calls) != 3 {
 		t.Fatalf("calls = %+v", calls)
 	}
 	for _, c := range calls {
@@ -144,7 +157,7 @@ func TestBitrix24EndToEnd(t *testing.T) {
 			t.Fatalf("%s: %d %s", m.Name, code, out)
 		}
 	}
-	calls = finishedCalls(t, p, 3, 30*time.Second)
+	calls = finishedCalls(t, p, 4, 30*time.Second)
 	for _, c := range calls {
 		if c.CallID == clicked && c.Finishes != 1 {
 			t.Errorf("the clicked call was finished %d times", c.Finishes)
@@ -181,8 +194,8 @@ func TestBitrix24EndToEnd(t *testing.T) {
 	if ts := status.Targets[0]; ts.DeadLetters != 0 || ts.Depth == 0 {
 		t.Errorf("after the uninstall: %d dead letters, depth %d; want the backlog kept", ts.DeadLetters, ts.Depth)
 	}
-	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_bitrix24_calls_total{target="b24",step="finished"}`); v != 3 {
-		t.Errorf("pbxbridge_bitrix24_calls_total{step=finished} = %v, want 3", v)
+	if v, _ := gatewaytest.Metric(g.MetricsText(), `pbxbridge_bitrix24_calls_total{target="b24",step="finished"}`); v != 4 {
+		t.Errorf("pbxbridge_bitrix24_calls_total{step=finished} = %v, want 4", v)
 	}
 }
 
