@@ -61,14 +61,7 @@ func finishedCalls(t *testing.T, p *bitrix24test.Portal, n int, timeout time.Dur
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := p.WaitCalls(ctx, func(calls []bitrix24test.Call) bool {
-		done := 0
-		for _, c := range calls {
-			done += c.Finishes
-		}
-		return done >= n
-	})
-	if err != nil {
+	if err := p.WaitFinished(ctx, n); err != nil {
 		t.Fatalf("%d calls not finished in %s", n, timeout)
 	}
 	return p.Calls()
@@ -143,6 +136,10 @@ func TestBitrix24EndToEnd(t *testing.T) {
 	clicked, resp, err := p.ClickToCall(ctx, "7", "+79001234567", "+74951234567", "")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("click: %v %v", resp, err)
+	}
+	// The portal's repeat of the event (the same CALL_ID) places nothing twice.
+	if again, resp, err := p.ClickToCall(ctx, "7", "+79001234567", "+74951234567", ""); err != nil || resp.StatusCode != http.StatusOK || again != clicked {
+		t.Fatalf("repeated click: %v %v, CALL_ID %s want %s", resp, err, again, clicked)
 	}
 	got := fakeMango.Received()
 	if len(got) != 1 || got[0].Name != "callback" || !strings.Contains(got[0].JSON, `"extension":"101"`) || !strings.Contains(got[0].JSON, `"to_number":"79001234567"`) {

@@ -484,14 +484,7 @@ func loadCalls(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, g *gate
 		}
 		evs = evs[k:]
 	}
-	err := p.WaitCalls(ctx, func(calls []bitrix24test.Call) bool {
-		done := 0
-		for _, c := range calls {
-			done += c.Finishes
-		}
-		return done >= from+n
-	})
-	if err != nil {
+	if err := p.WaitFinished(ctx, from+n); err != nil {
 		t.Fatalf("not all calls finished: %v", err)
 	}
 	return time.Since(start)

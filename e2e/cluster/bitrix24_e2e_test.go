@@ -91,14 +91,7 @@ func TestBitrix24Cluster(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 		defer cancel()
-		err := p.WaitCalls(ctx, func(cs []bitrix24test.Call) bool {
-			done := 0
-			for _, c := range cs {
-				done += c.Finishes
-			}
-			return done >= n
-		})
-		if err != nil {
+		if err := p.WaitFinished(ctx, n); err != nil {
 			t.Fatalf("%d calls not finished", n)
 		}
 	}

@@ -180,6 +180,17 @@ func (p *Portal) WaitCalls(ctx context.Context, cond func([]Call) bool) error {
 	}
 }
 
+// WaitFinished waits until the portal has finished n calls.
+func (p *Portal) WaitFinished(ctx context.Context, n int) error {
+	return p.WaitCalls(ctx, func(calls []Call) bool {
+		done := 0
+		for _, c := range calls {
+			done += c.Finishes
+		}
+		return done >= n
+	})
+}
+
 func (p *Portal) notifyLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
