@@ -198,7 +198,8 @@ func (a *api) send(ctx context.Context, batch []*request) {
 			a.mu.Unlock()
 		case apiErr.code == "expired_token" && !refreshed && batch[0].auth == "" && a.c.webhook == "":
 			refreshed = true
-			if rerr := a.c.refreshAfter(ctx, apiErr.token); rerr != nil {
+			// Unless another request or gateway has refreshed it already.
+			if _, rerr := a.c.refresh(ctx, apiErr.token); rerr != nil {
 				err = rerr
 				continue
 			}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -78,7 +77,6 @@ func (c *Config) Provision(target, portalURL string, env crm.Env) (crm.Connector
 	}
 	conn := &connector{
 		target:   target,
-		portal:   portal,
 		domain:   portal.Host,
 		restURL:  strings.TrimSuffix(portal.String(), "/") + "/rest/",
 		memberID: c.MemberID,
@@ -138,13 +136,20 @@ func (c *Config) Provision(target, portalURL string, env crm.Env) (crm.Connector
 		burst = 50
 	}
 	conn.api = newAPI(conn, float64(rate), burst, c.Batch == nil || *c.Batch)
+	// The series exist from the start, so that increase() and alerts see the first.
+	for _, step := range []string{"registered", "finished", "recorded"} {
+		metrics.calls.WithLabelValues(target, step)
+	}
+	for _, outcome := range []string{"ok", "failed"} {
+		metrics.refreshes.WithLabelValues(target, outcome)
+	}
+	metrics.limitWaits.WithLabelValues(target)
 	return conn, nil
 }
 
 // connector is one Bitrix24 target.
 type connector struct {
 	target       string
-	portal       *url.URL
 	domain       string
 	restURL      string
 	memberID     string
@@ -216,11 +221,6 @@ func (f *failure) Error() string { return f.msg }
 
 func down(reason, format string, args ...any) *failure {
 	return &failure{outcome: crm.Down, reason: reason, msg: fmt.Sprintf(format, args...)}
-}
-
-// ServeHTTP takes the portal's installation and events.
-func (c *connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.serve(w, r)
 }
 
 var (

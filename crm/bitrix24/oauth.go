@@ -115,13 +115,6 @@ func (c *connector) accessToken(ctx context.Context) (string, error) {
 	return c.refresh(ctx, in.AccessToken)
 }
 
-// refreshAfter refreshes the pair after the portal refused stale as expired, unless another
-// request or gateway already has.
-func (c *connector) refreshAfter(ctx context.Context, stale string) error {
-	_, err := c.refresh(ctx, stale)
-	return err
-}
-
 // refresh replaces the pair whose access token is stale, once across the cluster: a gateway
 // claims the refresh with a compare-and-set on the stored installation, and the others wait
 // for the new pair it stores. A refresh token is good for one refresh only.

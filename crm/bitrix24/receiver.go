@@ -33,8 +33,8 @@ var boundEvents = []string{eventCallStart, eventUninstall}
 // setupTimeout bounds what an installation does before it answers the portal.
 const setupTimeout = 30 * time.Second
 
-// serve takes the portal's form POSTs: the installation and the bound events.
-func (c *connector) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP takes the portal's form POSTs: the installation and the bound events.
+func (c *connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "the Bitrix24 application's handler takes POSTs", http.StatusMethodNotAllowed)
