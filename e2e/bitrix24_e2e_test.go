@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -21,7 +22,7 @@ const b24ITooLabsToken = "itoolabs-crm-token-0123456789"
 // bitrix24Gateway has a Bitrix24 target for portal p (its OAuth server too), the Mango account
 // office (commands to mangoAPI), the XVB account main and the ITooLabs account megafon forwarding to it, and the
 // application's handler at /bitrix24. The fake's limit is scaled by the caller.
-func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int) string {
+func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int, site ...string) string {
 	return gatewaytest.Caddyfile{
 		PBX: []string{
 			"outbound_allow 127.0.0.1/32",
@@ -34,26 +35,31 @@ func bitrix24Gateway(p *bitrix24test.Portal, mangoAPI string, rate int) string {
 			gatewaytest.Block("xvb main", "access_code "+fakeXVBCode, "sources any", "forward b24"),
 			gatewaytest.Block("itoolabs megafon", "crm_token "+b24ITooLabsToken, "sources any", "forward b24"),
 		},
-		Site: []string{
+		Site: append([]string{
 			gatewaytest.Block("route /hooks/mango/*", "pbx_webhook office"),
 			gatewaytest.Block("route /hooks/xvb", "pbx_webhook main"),
 			gatewaytest.Block("route /hooks/itoolabs", "pbx_webhook megafon"),
 			gatewaytest.Block("route /bitrix24", "pbx_crm b24"),
-		},
+		}, site...),
 	}.String()
 }
 
 func startBitrix24(t *testing.T, p *bitrix24test.Portal, rate int) (*gatewaytest.Gateway, *gatewaytest.MangoAPI) {
 	t.Helper()
 	fakeMango := gatewaytest.NewMangoAPI(t, fakeMangoKey, fakeMangoSalt)
-	g := gatewaytest.Start(t, bitrix24Gateway(p, fakeMango.APIURL(), rate),
-		"TEST_B24_SECRET="+p.ClientSecret, "TEST_MANGO_SALT="+fakeMangoSalt)
+	return installBitrix24(t, p, bitrix24Gateway(p, fakeMango.APIURL(), rate)), fakeMango
+}
+
+// installBitrix24 starts a gateway on config and installs the application through it.
+func installBitrix24(t *testing.T, p *bitrix24test.Portal, config string) *gatewaytest.Gateway {
+	t.Helper()
+	g := gatewaytest.Start(t, config, "TEST_B24_SECRET="+p.ClientSecret, "TEST_MANGO_SALT="+fakeMangoSalt, "TEST_RECORDINGS_TOKEN=recordings-token-0123456789")
 	g.WaitReady()
 	resp, err := p.Install(context.Background(), g.URL+"/bitrix24")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("install: %v %v\n%s", resp, err, g.Logs())
 	}
-	return g, fakeMango
+	return g
 }
 
 // finishedCalls waits until the portal has finished n calls.
@@ -298,5 +304,36 @@ func TestBitrix24PortalDown(t *testing.T) {
 	g.AdminJSON(http.MethodGet, "/pbx/status", http.StatusOK, &status)
 	if ts := status.Targets[0]; ts.DeadLetters != 0 {
 		t.Errorf("%d dead letters", ts.DeadLetters)
+	}
+}
+
+// A Mango recording reaches Bitrix24 as pbxbridge's signed pbx_recordings link, which the
+// portal fetches without PBX credentials (the fake portal fetches it and refuses a link that
+// does not answer 200), after the call's finish.
+func TestBitrix24Recording(t *testing.T) {
+	recordings := gatewaytest.NewMangoRecordings(t, fakeMangoKey, fakeMangoSalt)
+	const id = "MToxMDAwNjA4NTo1MDA5/NDExMDIy+OjE="
+	recordings.Add(id, 50_000)
+	p := bitrix24test.New(t, bitrix24test.Options{FetchRecords: true})
+	p.AddUser("7", "101")
+	g := installBitrix24(t, p, bitrix24Gateway(p, recordings.APIURL(), 2,
+		gatewaytest.Block("route /recordings/*", gatewaytest.Block("pbx_recordings", "token {env.TEST_RECORDINGS_TOKEN}", "public_url {HTTP}/recordings"))))
+	for _, m := range mango.SampleCall("rec-call", "rec-leg", time.Now()) {
+		if code, out := g.Post("/hooks/mango"+m.Suffix, "application/x-www-form-urlencoded", mango.FormBody(fakeMangoKey, fakeMangoSalt, m.JSON)); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", m.Name, code, out)
+		}
+	}
+	added := fmt.Sprintf(`{"entry_id":"rec-call","product_id":300022532,"user_id":-1,"timestamp":%d,"recording_id":%q}`, time.Now().Unix(), id)
+	if code, out := g.Post("/hooks/mango/events/record/added", "application/x-www-form-urlencoded", mango.FormBody(fakeMangoKey, fakeMangoSalt, added)); code != http.StatusOK {
+		t.Fatalf("record/added: %d %s", code, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := p.WaitCalls(ctx, func(cs []bitrix24test.Call) bool { return len(cs) == 1 && cs[0].Record != "" })
+	if err != nil {
+		t.Fatalf("no record attached: %+v", p.Calls())
+	}
+	if c := p.Calls()[0]; !strings.HasPrefix(c.Record, g.URL+"/recordings/office/") || !strings.Contains(c.Record, "sig=") || c.Finishes != 1 {
+		t.Errorf("call %+v: want one finish and a signed pbx_recordings link", c)
 	}
 }
