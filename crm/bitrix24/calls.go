@@ -17,6 +17,9 @@ import (
 	"github.com/pbxbridge/pbxbridge/event"
 )
 
+// callStartLayout is ISO 8601 with a numeric offset (+00:00, not Z), as register takes it.
+const callStartLayout = "2006-01-02T15:04:05-07:00"
+
 // userCacheTTL is how long an extension's Bitrix24 user, looked up by inner phone number, is
 // kept.
 const userCacheTTL = 10 * time.Minute
@@ -169,7 +172,7 @@ func (c *connector) register(ctx context.Context, ev *event.Event, cl *call, sho
 		"USER_ID":          {user},
 		"PHONE_NUMBER":     {phone},
 		"TYPE":             {typ},
-		"CALL_START_DATE":  {start.Format(time.RFC3339)},
+		"CALL_START_DATE":  {start.Format(callStartLayout)},
 		"CRM_CREATE":       {flag(c.create)},
 		"SHOW":             {flag(show)},
 		"EXTERNAL_CALL_ID": {d.CallID},
