@@ -280,8 +280,8 @@ func TestCalls(t *testing.T) {
 				t.Fatalf("%d calls registered, want 1: %+v", len(calls), calls)
 			}
 			got := calls[0]
-			if got.Line != "+74951234567" || got.Registrations != 1 || got.Finishes != 1 {
-				t.Errorf("line %q registrations %d finishes %d", got.Line, got.Registrations, got.Finishes)
+			if got.Line != "+74951234567" || got.StartDate != "2026-12-04T10:00:00+00:00" || got.Registrations != 1 || got.Finishes != 1 {
+				t.Errorf("line %q start %q registrations %d finishes %d", got.Line, got.StartDate, got.Registrations, got.Finishes)
 			}
 			want := tt.want
 			if want.Show == "" {
