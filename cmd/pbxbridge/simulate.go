@@ -156,7 +156,7 @@ func simulateBitrix24(cmd *cobra.Command, _ []string) error {
 			UserID: flag(cmd, "user"), Phone: flag(cmd, "phone"), Line: flag(cmd, "line")})
 	}
 	fmt.Printf("Bitrix24 %s member_id=%s\n", form.Get("event"), auth.MemberID)
-	return play(cmd, []step{{name: form.Get("event"), url: flag(cmd, "url"), contentType: "application/x-www-form-urlencoded", body: form.Encode()}})
+	return play(cmd, []step{{name: form.Get("event"), url: flag(cmd, "url"), body: form.Encode()}})
 }
 
 // orRandom is v, or a random id for a flag left empty.
