@@ -83,6 +83,7 @@ func TestBitrix24EndToEnd(t *testing.T) {
 	p := bitrix24test.New(t, bitrix24test.Options{})
 	p.AddUser("7", "101")
 	p.AddUser("8", "701")
+	p.AddUser("9", "100")
 	g, fakeMango := startBitrix24(t, p, 2)
 	st := p.Stats()
 	if st.Handlers["ONEXTERNALCALLSTART"] != g.URL+"/bitrix24" || st.Handlers["ONAPPUNINSTALL"] != g.URL+"/bitrix24" {
@@ -104,7 +105,9 @@ func TestBitrix24EndToEnd(t *testing.T) {
 		"b24-itoolabs": {Type: "2", Phone: "+79161234567", UserID: "8", FinishUser: "8", Duration: 42, StatusCode: "200", Line: "+74951234567",
 			Record: "https://records.example.megapbx.ru/b24-itoolabs.mp3"},
 		"b24-0":     {Type: "2", Phone: "+79123456789", UserID: "7", FinishUser: "7", Duration: 2, StatusCode: "200", Line: "+74951234567"},
-		"b24-xvb-0": {Type: "2", UserID: "1", FinishUser: "7", Duration: 16, StatusCode: "200", Record: "https://vpbx.example.net/records/b24-xvb-0.mp3"},
+		// XVB's INCOMING names no employee (the default user's card), ANSWERED names ext 100.
+		"b24-xvb-0": {Type: "2", UserID: "1", FinishUser: "9", Duration: 16, StatusCode: "200",
+			Record: "https://pbx.example.net/ui/msg_download/120/" + fakeXVBCode + "/b24-xvb-0.q722"},
 	}
 	if len(calls) != 3 {
 		t.Fatalf("calls = %+v", calls)
