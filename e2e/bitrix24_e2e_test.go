@@ -104,7 +104,7 @@ func TestBitrix24EndToEnd(t *testing.T) {
 	want := map[string]bitrix24test.Call{
 		"b24-itoolabs": {Type: "2", Phone: "+79161234567", UserID: "8", FinishUser: "8", Duration: 42, StatusCode: "200", Line: "+74951234567",
 			Record: "https://records.example.megapbx.ru/b24-itoolabs.mp3"},
-		"b24-0":     {Type: "2", Phone: "+79123456789", UserID: "7", FinishUser: "7", Duration: 2, StatusCode: "200", Line: "+74951234567"},
+		"b24-0": {Type: "2", Phone: "+79123456789", UserID: "7", FinishUser: "7", Duration: 2, StatusCode: "200", Line: "+74951234567"},
 		// XVB's INCOMING names no employee (the default user's card), ANSWERED names ext 100.
 		"b24-xvb-0": {Type: "2", UserID: "1", FinishUser: "9", Duration: 16, StatusCode: "200",
 			Record: "https://pbx.example.net/ui/msg_download/120/" + fakeXVBCode + "/b24-xvb-0.q722"},
