@@ -16,6 +16,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/command"
 	"github.com/pbxbridge/pbxbridge/crm"
 	"github.com/pbxbridge/pbxbridge/crm/amocrm"
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24"
 	"github.com/pbxbridge/pbxbridge/event"
 	"github.com/pbxbridge/pbxbridge/outbound"
 	"github.com/pbxbridge/pbxbridge/pbx"
@@ -25,7 +26,7 @@ import (
 // kind is configured as `target <name> <kind> <url> { … }` in the Caddyfile and as
 // {"kind": "<kind>", "connector": {…}} in the app's JSON. See docs/development.md, Adding a
 // CRM.
-var crmKinds = []crm.Kind{amocrm.Kind}
+var crmKinds = []crm.Kind{amocrm.Kind, bitrix24.Kind}
 
 func crmKind(name string) (crm.Kind, bool) {
 	for _, k := range crmKinds {

@@ -202,6 +202,9 @@ func unmarshalOption(d *caddyfile.Dispenser, what string, field reflect.Value) e
 		return intArg(d, dst)
 	case *bool:
 		return boolArg(d, dst)
+	case **bool: // a switch whose default is on
+		*dst = new(bool)
+		return boolArg(d, *dst)
 	case *map[string]string:
 		return mapArg(d, dst)
 	case **lookup.Config:

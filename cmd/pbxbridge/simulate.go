@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24"
 	"github.com/pbxbridge/pbxbridge/pbx/itoolabs"
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 	"github.com/pbxbridge/pbxbridge/pbx/xvb"
@@ -23,7 +25,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "simulate",
-		Usage: "mango|xvb|itoolabs --url <webhook url> …",
+		Usage: "mango|xvb|itoolabs|bitrix24 --url <webhook url> …",
 		Short: "Plays a whole realistic call against a gateway, like the PBX's test button",
 		Long: `
 Plays one call as the PBX would post it and prints each answer.
@@ -37,6 +39,11 @@ Plays one call as the PBX would post it and prints each answer.
   simulate itoolabs --url http://127.0.0.1:8080/hooks/itoolabs --token <crm_token>
       contact lookup, INCOMING → ACCEPTED → COMPLETED of the agent's leg, then the history
       with a recording link, as a MegaFon-style PBX posts them.
+  simulate bitrix24 install --url https://pbx.example.com/bitrix24 --domain example.bitrix24.ru …
+      the installation a portal posts when its local application is saved (ONAPPINSTALL);
+      pbxbridge keeps it only if the portal takes --access-token.
+  simulate bitrix24 click --url … --domain … --member-id … --application-token … --user 1 --phone +79001234567
+      a click on a number in Bitrix24 (ONEXTERNALCALLSTART), which places the call.
 
 Exit status 1 if any message got an answer other than 200.`,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -51,7 +58,7 @@ Exit status 1 if any message got an answer other than 200.`,
 			i := &cobra.Command{Use: "itoolabs", Short: "Play an ITooLabs (MegaFon, Gravitel, Dom.ru) call", RunE: simulateITooLabs}
 			i.Flags().String("url", "http://127.0.0.1:8080/hooks/itoolabs", "webhook URL (the cabinet's CRM address)")
 			i.Flags().String("token", "", "the account's crm_token")
-			cmd.AddCommand(m, x, i)
+			cmd.AddCommand(m, x, i, bitrix24Command())
 		},
 	})
 }
@@ -114,6 +121,52 @@ func simulateITooLabs(cmd *cobra.Command, _ []string) error {
 	}
 	fmt.Printf("ITooLabs call callid=%s\n", callID)
 	return play(cmd, steps)
+}
+
+func bitrix24Command() *cobra.Command {
+	b := &cobra.Command{Use: "bitrix24", Short: "Play what a Bitrix24 portal posts to its application"}
+	install := &cobra.Command{Use: "install", Short: "Post the application's installation (ONAPPINSTALL)", RunE: simulateBitrix24}
+	install.Flags().String("access-token", "", "the installation's access token (default: random, which the portal refuses)")
+	install.Flags().String("refresh-token", "", "the installation's refresh token (default: random)")
+	click := &cobra.Command{Use: "click", Short: "Post a click on a number (ONEXTERNALCALLSTART)", RunE: simulateBitrix24}
+	click.Flags().String("user", "1", "the Bitrix24 user who clicked")
+	click.Flags().String("phone", "+79001234567", "the number clicked")
+	click.Flags().String("line", "", "the line (LINE_NUMBER)")
+	click.Flags().String("call-id", "", "Bitrix24's CALL_ID of the call (default: random)")
+	for _, c := range []*cobra.Command{install, click} {
+		c.Flags().String("url", "http://127.0.0.1:8080/bitrix24", "the pbx_crm route: the application's handler and installation path")
+		c.Flags().String("domain", "example.bitrix24.ru", "the portal's host (the target's URL)")
+		c.Flags().String("member-id", "", "the portal's member_id (default: random)")
+		c.Flags().String("application-token", "", "the application_token (default: random)")
+	}
+	b.AddCommand(install, click)
+	return b
+}
+
+func simulateBitrix24(cmd *cobra.Command, _ []string) error {
+	auth := bitrix24.Auth{Domain: flag(cmd, "domain"), MemberID: orRandom(flag(cmd, "member-id")),
+		ApplicationToken: orRandom(flag(cmd, "application-token"))}
+	auth.ClientEndpoint, auth.ServerEndpoint = "https://"+auth.Domain+"/rest/", bitrix24.DefaultOAuthURL+"/rest/"
+	var form url.Values
+	if cmd.Name() == "install" {
+		auth.AccessToken, auth.RefreshToken, auth.ExpiresIn = orRandom(flag(cmd, "access-token")), orRandom(flag(cmd, "refresh-token")), time.Hour
+		form = bitrix24.InstallForm(auth)
+	} else {
+		form = bitrix24.CallStartForm(auth, bitrix24.CallStart{CallID: orRandom(flag(cmd, "call-id")),
+			UserID: flag(cmd, "user"), Phone: flag(cmd, "phone"), Line: flag(cmd, "line")})
+	}
+	fmt.Printf("Bitrix24 %s member_id=%s\n", form.Get("event"), auth.MemberID)
+	return play(cmd, []step{{name: form.Get("event"), url: flag(cmd, "url"), body: form.Encode()}})
+}
+
+// orRandom is v, or a random id for a flag left empty.
+func orRandom(v string) string {
+	if v != "" {
+		return v
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func play(cmd *cobra.Command, steps []step) error {
