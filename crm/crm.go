@@ -89,6 +89,18 @@ type Result struct {
 	RetryAfter time.Duration
 }
 
+// Employee is the extension of a call's employee, whom a CRM makes responsible for it: who
+// answered, else the employee's side (the caller of an outbound call, the called of another).
+func Employee(d *event.Data) string {
+	if d.Agent != "" {
+		return d.Agent
+	}
+	if d.Direction == event.DirectionOutbound {
+		return d.From.Extension
+	}
+	return d.To.Extension
+}
+
 // Receiver is a connector that takes requests from its CRM (an application's install and its
 // events): the pbx_crm handler passes them on.
 type Receiver interface {

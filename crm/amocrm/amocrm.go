@@ -215,7 +215,7 @@ func (c *connector) ringing(ctx context.Context, ev *event.Event) crm.Result {
 	if d.Direction != event.DirectionInbound || d.From.Number == "" {
 		return crm.Result{}
 	}
-	user, ok := c.users[employee(d)]
+	user, ok := c.users[crm.Employee(d)]
 	if !ok {
 		return crm.Result{} // with no users amoCRM would show it to everyone
 	}
@@ -223,17 +223,6 @@ func (c *connector) ringing(ctx context.Context, ev *event.Event) crm.Result {
 		return res
 	}
 	return crm.Result{}
-}
-
-// employee is the extension that took or made the call: who answered, else the PBX side's.
-func employee(d *event.Data) string {
-	if d.Agent != "" {
-		return d.Agent
-	}
-	if d.Direction == event.DirectionOutbound {
-		return d.From.Extension
-	}
-	return d.To.Extension
 }
 
 // call is the amoCRM call of a completed one; false when it has no client to put it on.
@@ -260,7 +249,7 @@ func (c *connector) call(d *event.Data) (call, bool) {
 		out.Duration = int(*d.DurationS)
 	}
 	out.Status = callStatus(d)
-	if ext := employee(d); ext != "" {
+	if ext := crm.Employee(d); ext != "" {
 		if id, ok := c.users[ext]; ok {
 			out.Responsible, out.ResponsibleUserID, out.CreatedBy = id, id, id
 		} else {

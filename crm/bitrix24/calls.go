@@ -78,7 +78,7 @@ func (c *connector) deliver(ctx context.Context, ev *event.Event) error {
 	}
 	switch ev.Type {
 	case event.TypeRinging, event.TypeAnswered:
-		user, err := c.userID(ctx, employee(d))
+		user, err := c.userID(ctx, crm.Employee(d))
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (c *connector) deliver(ctx context.Context, ev *event.Event) error {
 	case event.TypeLegEnded:
 		// An employee's leg that rang and ended while the call goes on (a group call): their
 		// card closes. The finish closes the rest.
-		user, err := c.userID(ctx, employee(d))
+		user, err := c.userID(ctx, crm.Employee(d))
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func (c *connector) loadCall(ctx context.Context, d *event.Data) (*call, error) 
 // register registers the call with Bitrix24 (telephony.externalCall.register).
 func (c *connector) register(ctx context.Context, ev *event.Event, cl *call, show bool) error {
 	d := &ev.Data
-	user, err := c.userID(ctx, employee(d))
+	user, err := c.userID(ctx, crm.Employee(d))
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (c *connector) finish(ctx context.Context, ev *event.Event, cl *call) error
 	d := &ev.Data
 	user := cl.Answerer
 	if user == "" {
-		if ext := employee(d); ext != "" {
+		if ext := crm.Employee(d); ext != "" {
 			var err error
 			if user, err = c.userID(ctx, ext); err != nil {
 				return err
@@ -271,17 +271,6 @@ func (c *connector) attachRecord(ctx context.Context, d *event.Data, cl *call) e
 	cl.Recorded = true
 	metrics.calls.WithLabelValues(c.target, "recorded").Inc()
 	return nil
-}
-
-// employee is the extension of the call's employee: who answered, else the employee's side.
-func employee(d *event.Data) string {
-	if d.Agent != "" {
-		return d.Agent
-	}
-	if d.Direction == event.DirectionOutbound {
-		return d.From.Extension
-	}
-	return d.To.Extension
 }
 
 // userID is the Bitrix24 user of an extension: from users, else the active user whose inner
