@@ -107,12 +107,12 @@ type Engine struct {
 
 // names are the JetStream names derived from the prefix.
 type names struct {
-	prefix, events, dead, calls, state, commands, crm string
+	prefix, events, dead, history, calls, state, commands, crm string
 }
 
 func newNames(prefix string) names {
 	up := strings.ToUpper(prefix)
-	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands", crm: prefix + "_crm"}
+	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", history: up + "_HISTORY", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands", crm: prefix + "_crm"}
 }
 
 // subject is where an event of a PBX account is stored: <prefix>.<pbx>.<account>.<type>.

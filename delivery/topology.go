@@ -219,6 +219,9 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
 	}
+	if err := e.ensureHistory(ctx, maxStore); err != nil {
+		return err
+	}
 	return e.ensureBuckets(ctx)
 }
 
