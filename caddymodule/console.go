@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,8 @@ const (
 	consoleSessionTTL = 12 * time.Hour
 	// consoleStatusEvery is how often the page's live view is updated.
 	consoleStatusEvery = 2 * time.Second
+	// consoleLiveFor bounds one live stream; the page's EventSource then connects again.
+	consoleLiveFor = 5 * time.Minute
 	// consoleMinToken is the shortest token accepted: the console is an operator's full
 	// control of the queue.
 	consoleMinToken = 16
@@ -54,6 +57,13 @@ type Console struct {
 	app         *App
 	token       string
 	crossOrigin *http.CrossOriginProtection
+	shutdowns   *serverShutdowns
+}
+
+// serverShutdowns are, per server, channels closed when it begins to shut down (see stopping).
+type serverShutdowns struct {
+	mu sync.Mutex
+	m  map[*http.Server]chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -88,6 +98,7 @@ func (h *Console) provisionAuth() error {
 		return fmt.Errorf("pbx_console: needs an auth method: token <at least %d characters>, or guarded_by basic_auth|forward_auth with that directive before it", consoleMinToken)
 	}
 	h.crossOrigin = http.NewCrossOriginProtection()
+	h.shutdowns = &serverShutdowns{m: map[*http.Server]chan struct{}{}}
 	return nil
 }
 
@@ -199,12 +210,17 @@ func (h *Console) validSession(value string, now time.Time) bool {
 	return ok && err == nil && now.Unix() < unix && hmac.Equal([]byte(mac), []byte(h.sessionMAC(exp)))
 }
 
-// live streams the queue's status as server-sent events until the page goes away.
+// live streams the queue's status as server-sent events until the page goes away, the
+// server shuts down or consoleLiveFor has passed.
 func (h *Console) live(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/event-stream")
 	rc := http.NewResponseController(w)
 	tick := time.NewTicker(consoleStatusEvery)
 	defer tick.Stop()
+	end := time.After(consoleLiveFor)
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	stopping := h.stopping(srv)
+	fmt.Fprintf(w, "retry: %d\n\n", consoleStatusEvery.Milliseconds())
 	for {
 		data, err := h.status(r)
 		if err != nil {
@@ -219,9 +235,30 @@ func (h *Console) live(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-stopping:
+			return nil
+		case <-end:
+			return nil
 		case <-tick.C:
 		}
 	}
+}
+
+// stopping is closed when srv begins to shut down. A shutdown, which a config reload is too,
+// waits for every request to end: a live stream must end then, not hold up the reload.
+func (h *Console) stopping(srv *http.Server) <-chan struct{} {
+	if srv == nil {
+		return nil
+	}
+	h.shutdowns.mu.Lock()
+	defer h.shutdowns.mu.Unlock()
+	ch, ok := h.shutdowns.m[srv]
+	if !ok {
+		ch = make(chan struct{})
+		srv.RegisterOnShutdown(func() { close(ch) })
+		h.shutdowns.m[srv] = ch
+	}
+	return ch
 }
 
 func (h *Console) status(r *http.Request) ([]byte, error) {
