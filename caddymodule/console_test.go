@@ -2,11 +2,13 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -156,6 +158,39 @@ func TestConsoleAssets(t *testing.T) {
 	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
 		if bytes.Contains(js, []byte(sink)) {
 			t.Errorf("app.js uses %s", sink)
+		}
+	}
+}
+
+// guarded_by basic_auth lets through only requests that basic_auth authenticated, and names
+// their user for the audit log.
+func TestConsoleGuardedByBasicAuth(t *testing.T) {
+	h := Console{GuardedBy: "basic_auth"}
+	if err := h.provisionAuth(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user string
+		want int
+	}{
+		{"", http.StatusUnauthorized},
+		{"operator", http.StatusNotFound}, // let in, to a path that does not exist
+	} {
+		repl := caddy.NewReplacer()
+		if c.user != "" {
+			repl.Set("http.auth.user.id", c.user)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/console/-/nosuch", nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != c.want {
+			t.Errorf("user %q: %d, want %d", c.user, w.Code, c.want)
+		}
+		if by, ok := h.authorized(r); ok != (c.user != "") || by.user != c.user || by.via != "console" {
+			t.Errorf("user %q: caller %+v, authorized %v", c.user, by, ok)
 		}
 	}
 }

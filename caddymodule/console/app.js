@@ -166,7 +166,7 @@ function renderDeadLetters() {
     const [target, id] = splitID(d.id);
     return el('tr', { 'data-id': d.id },
       el('td', {}, el('input', { type: 'checkbox', class: 'pick', 'aria-label': 'select ' + d.id })),
-      el('td', {}, fmtTime(d.dead_at)),
+      el('td', { class: 'time' }, fmtTime(d.dead_at)),
       el('td', {}, d.target),
       el('td', {}, d.type),
       el('td', {}, d.call_id),
@@ -255,7 +255,7 @@ async function findCall(ev) {
         el('td', {}, i ? '' : e.type),
         el('td', {}, a.target),
         el('td', { class: 'num' }, String(a.attempt)),
-        el('td', {}, fmtTime(a.at)),
+        el('td', { class: 'time' }, fmtTime(a.at)),
         el('td', {}, el('span', { class: 'pill ' + (a.result === 'success' ? 'ok' : a.result === 'retry' ? 'warn' : 'bad') }, a.result)),
         el('td', { class: 'num' }, a.status ? String(a.status) : '-'),
         el('td', { class: 'num' }, Math.round(a.duration_seconds * 1000) + ' ms'),
