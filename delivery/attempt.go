@@ -69,6 +69,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		open := d.release(l.key, out, probe)
 		d.logAttempt(&ev, meta, attempt, out, elapsed)
 		d.recordAttempt(&ev, attempt, out, start, elapsed)
+		d.traceAttempt(&ev, attempt, out, start, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
 		switch out.class {

@@ -125,6 +125,7 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 	e.mu.Lock()
 	e.cfg.MaxStore, e.cfg.DedupeWindow = cfg.MaxStore, cfg.DedupeWindow
 	e.mu.Unlock()
+	e.setTracer(cfg.Tracer)
 	e.checkDiskRoom()
 	for i := range targets {
 		targets[i].withDefaults()
