@@ -73,7 +73,7 @@ type App struct {
 	grace    time.Duration
 	natsTLS  *tls.Config
 	outbound *outbound.Policy
-	tracer   trace.Tracer // nil while tracing is off
+	tracer   trace.Tracer                     // nil while tracing is off
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
