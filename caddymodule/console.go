@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"embed"
@@ -131,8 +132,7 @@ func (h *Console) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	by, authorized := h.authorized(r)
 	if !authorized {
 		if !ok && h.token != "" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return serveConsoleFile(w, r, "login.html")
+			return serveLogin(w, r.URL.Query().Get("login") == "failed")
 		}
 		return consoleError(w, http.StatusUnauthorized, "log in to the console")
 	}
@@ -177,8 +177,9 @@ func (h *Console) authorized(r *http.Request) (caller, bool) {
 // with the token, never the token itself.
 func (h *Console) login(w http.ResponseWriter, r *http.Request, base string) error {
 	if !pbx.SecretMatches(r.PostFormValue("token"), h.token) {
-		w.WriteHeader(http.StatusUnauthorized)
-		return serveConsoleFile(w, r, "login.html")
+		// To the page, whose relative links the login form's own URL would break.
+		http.Redirect(w, r, base+"?login=failed", http.StatusSeeOther)
+		return nil
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     consoleCookie,
@@ -283,6 +284,21 @@ func serveConsoleFile(w http.ResponseWriter, r *http.Request, name string) error
 	if r.Method != http.MethodHead {
 		_, err = w.Write(body)
 	}
+	return err
+}
+
+// serveLogin answers 401 with the login form, saying so after a wrong token.
+func serveLogin(w http.ResponseWriter, failed bool) error {
+	page, err := consoleFiles.ReadFile("console/login.html")
+	if err != nil {
+		return err
+	}
+	if failed {
+		page = bytes.Replace(page, []byte(`<p id="failed" hidden>`), []byte(`<p id="failed">`), 1)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, err = w.Write(page)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,5 +193,47 @@ func TestConsoleGuardedByBasicAuth(t *testing.T) {
 		if by, ok := h.authorized(r); ok != (c.user != "") || by.user != c.user || by.via != "console" {
 			t.Errorf("user %q: caller %+v, authorized %v", c.user, by, ok)
 		}
+	}
+}
+
+// Logging in: a wrong token goes back to the form, which says so; the right one sets a session
+// cookie that lets the page in.
+func TestConsoleLogin(t *testing.T) {
+	h := Console{Token: consoleTestToken}
+	if err := h.provisionAuth(); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(r *http.Request) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	login := func(token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/ops/console/-/login", strings.NewReader("token="+token))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return serve(r)
+	}
+	w := login("wrong")
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/ops/console/?login=failed" || len(w.Result().Cookies()) != 0 {
+		t.Errorf("wrong token: %d %v", w.Code, w.Header())
+	}
+	w = serve(httptest.NewRequest(http.MethodGet, "/ops/console/?login=failed", nil))
+	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `<p id="failed">`) {
+		t.Errorf("the form after a wrong token: %d %s", w.Code, w.Body)
+	}
+	w = login(consoleTestToken)
+	cookies := w.Result().Cookies()
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/ops/console/" || len(cookies) != 1 {
+		t.Fatalf("right token: %d %v", w.Code, w.Header())
+	}
+	if c := cookies[0]; c.Name != consoleCookie || c.Path != "/ops/console/" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || strings.Contains(c.Value, consoleTestToken) {
+		t.Errorf("session cookie %+v", c)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/ops/console/", nil)
+	r.AddCookie(cookies[0])
+	if w := serve(r); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `<script src="-/app.js"`) {
+		t.Errorf("the page with the session: %d", w.Code)
 	}
 }

@@ -140,39 +140,9 @@ func (e *Engine) FindCalls(ctx context.Context, callID, phone string) (calls []C
 }
 
 func (e *Engine) findCalls(ctx context.Context, filters []string) ([]CallHistory, error) {
-	stream, err := e.js.Stream(ctx, e.names.history)
+	records, err := readStream[historyRecord](ctx, e.js, e.names.history, filters, historyMaxRecords)
 	if err != nil {
 		return nil, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
-	if err != nil {
-		return nil, err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var records []historyRecord
-	for remaining := min(int(info.NumPending), historyMaxRecords); remaining > 0; {
-		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			var rec historyRecord
-			if json.Unmarshal(msg.Data(), &rec) == nil {
-				records = append(records, rec)
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			break
-		}
-		remaining -= n
 	}
 	return callHistories(records), nil
 }
