@@ -86,7 +86,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // and cross-origin ones; after logging in it shows a CRM's 422 as a dead letter with the
 // CRM's answer, the replay button delivers it with the same webhook-id, a target paused
 // from the page shows paused and resumes from it, and "find a call" lists the call's four
-// events with their attempts. A stop does not wait for the page to go.
+// events with their attempts, and by phone both calls. A stop does not wait for the page to go.
 func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t)
 	const bad, later = "E-console-bad", "E-console-later"
@@ -190,6 +190,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		`new Set([...document.querySelectorAll('`+call+` tr.attempt')].map((r) => r.dataset.event)).size === 4 &&
 		 [...document.querySelectorAll('`+call+` tr.attempt[data-event="`+refused.Event.ID+`"]')].map((r) => r.cells[5].textContent).join(' ') === 'dead_letter success'`)
 	screenshot(t, ctx, "console-call")
+	// By phone, written as an operator would: both calls from that number.
+	do(t, ctx, "find by phone",
+		chromedp.SetValue(chromedp.CSS("#find-by"), "phone"),
+		chromedp.SetValue(chromedp.CSS("#find-q"), "8 912 345-67-89"),
+		chromedp.Click(chromedp.CSS(`#find button[type="submit"]`)),
+	)
+	waitFor(t, ctx, "both calls from +79123456789",
+		`document.querySelectorAll('#calls .call').length === 2 && !!document.querySelector('#calls .call[data-call="`+later+`"]')`)
 
 	// A graceful stop, and a reload, wait for the old server's requests to end: the live view
 	// must end then, not hold them up.
