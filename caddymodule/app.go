@@ -23,6 +23,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/crm"
@@ -61,6 +62,9 @@ type App struct {
 	// CRM answer may reach, such as a Mango recording redirect. Default none: such URLs reach
 	// only public addresses. Endpoints written in the config are dialed as written.
 	OutboundAllow []string `json:"outbound_allow,omitempty"`
+	// Tracing exports a span per webhook and per delivery attempt over OTLP, configured by
+	// the standard OTEL_* environment variables (docs/tracing.md).
+	Tracing bool `json:"tracing,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -69,6 +73,7 @@ type App struct {
 	grace    time.Duration
 	natsTLS  *tls.Config
 	outbound *outbound.Policy
+	tracer   trace.Tracer                     // nil while tracing is off
 	engine   *atomic.Pointer[delivery.Engine] // set by Start; handlers answer 503 until then
 	started  chan struct{}                    // closed when Start has returned
 	// recordingLinks is set by this config's pbx_recordings handler, if it has a public_url.
@@ -199,6 +204,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.outbound, err = outbound.NewPolicy(a.OutboundAllow); err != nil {
 		return fmt.Errorf("outbound_allow: %w", err)
+	}
+	if err := a.provisionTracer(); err != nil {
+		return fmt.Errorf("tracing: %w", err)
 	}
 	repl := caddy.NewReplacer()
 	if err := a.provisionTargets(repl); err != nil {
@@ -333,7 +341,7 @@ func (a *App) poolKey() string {
 }
 
 func (a *App) storeConfig() delivery.Config {
-	cfg := delivery.Config{DataDir: a.DataDir, MaxStore: a.MaxStore, DedupeWindow: time.Duration(a.DedupeWindow)}
+	cfg := delivery.Config{DataDir: a.DataDir, MaxStore: a.MaxStore, DedupeWindow: time.Duration(a.DedupeWindow), Tracer: a.tracer}
 	if a.NATS != nil {
 		cfg.NATS = &delivery.NATSConfig{URLs: a.NATS.URLs, Creds: a.NATS.Creds, TLS: a.natsTLS, Replicas: a.NATS.Replicas}
 		cfg.Prefix = a.NATS.Prefix
@@ -419,6 +427,7 @@ func (a *App) readyEngine(ctx context.Context) *delivery.Engine {
 
 // Stop releases this config's hold on the store; the store closes when no config holds it.
 func (a *App) Stop() error {
+	flushTraces()
 	for _, conn := range a.connectors {
 		if c, ok := conn.(io.Closer); ok {
 			_ = c.Close()

@@ -59,6 +59,7 @@ func parseHandler[T any, P handlerPtr[T]](h httpcaddyfile.Helper) (caddyhttp.Mid
 //		                                     # (a Mango recording redirect) may reach; default none.
 //		                                     # Endpoints written here (target, lookup, api_url) are
 //		                                     # dialed as written and need no entry.
+//		tracing                              # OTLP spans per webhook and delivery attempt (OTEL_* env)
 //		nats <url>... {                      # an existing JetStream cluster instead of data_dir
 //			creds    <file>                  # NATS credentials (JWT and NKey seed)
 //			tls {                            # TLS to NATS (also implied by tls:// URLs)
@@ -151,6 +152,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, err := outbound.NewPolicy(a.OutboundAllow); err != nil {
 				return d.Errf("outbound_allow: %v", err)
 			}
+		case "tracing":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Tracing = true
 		case "nats":
 			if err := a.unmarshalNATS(d); err != nil {
 				return err

@@ -55,7 +55,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 				"CRM_TOKEN": "t", "MANGO_API_KEY": "k", "MANGO_API_SALT": "s", "XVB_ACCESS_CODE": "10019",
 				"XVB_WEBHOOK_KEY": "key", "XVB_TOKEN": "t", "CRM_COMMAND_TOKEN": "t",
 				"ITOOLABS_CRM_TOKEN": "c", "ITOOLABS_TOKEN": "t", "AMO_TOKEN": "t", "B24_WEBHOOK_SECRET": "s",
-				"B24_CLIENT_ID": "local.1", "B24_CLIENT_SECRET": "s",
+				"B24_CLIENT_ID": "local.1", "B24_CLIENT_SECRET": "s", "CONSOLE_TOKEN": "console-token-0123456789",
 			} {
 				t.Setenv(k, v)
 			}

@@ -85,18 +85,22 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	defer func() {
 		metrics.ingestDuration.WithLabelValues(origin.PBX, origin.Account).Observe(time.Since(start).Seconds())
 	}()
+	r, span := h.app.traceIngest(r, origin)
 	res, rej := h.handle(w, r, start)
 	if rej != nil {
+		span.end("", rej)
 		h.reject(w, r, rej)
 		return nil
 	}
 	if res == nil { // answered synchronously (ping, contact lookup)
+		span.end("answered", nil)
 		return nil
 	}
 	outcome := "accepted"
 	if res.Accepted == 0 && res.Duplicates > 0 {
 		outcome = "duplicate"
 	}
+	span.end(outcome, nil)
 	metrics.received.WithLabelValues(origin.PBX, origin.Account, outcome).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"`+outcome+`"}`)
@@ -142,6 +146,7 @@ func (h *Webhook) handle(w http.ResponseWriter, r *http.Request, now time.Time) 
 	if eng == nil {
 		return nil, pbx.Unavailable("queue not started yet")
 	}
+	carryTrace(ctx, reply.Events)
 	res, err := eng.Enqueue(ctx, reply.Events)
 	if err != nil {
 		return nil, pbx.Unavailable("%v", err)

@@ -68,6 +68,8 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		elapsed := time.Since(start)
 		open := d.release(l.key, out, probe)
 		d.logAttempt(&ev, meta, attempt, out, elapsed)
+		d.recordAttempt(&ev, attempt, out, start, elapsed)
+		d.traceAttempt(&ev, attempt, out, start, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
 		switch out.class {
@@ -238,13 +240,7 @@ func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
 // stream and how often JetStream handed it out, which tells a redelivery from a re-send when a
 // call's order is in question.
 func (d *dispatcher) logAttempt(ev *event.Event, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
-	result := "success"
-	switch out.class {
-	case classRetry:
-		result = "retry"
-	case classDead:
-		result = "dead_letter"
-	}
+	result := resultOf(out)
 	fields := []zap.Field{
 		zap.String("event_id", ev.ID),
 		zap.String("call_id", ev.Data.CallID),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -94,11 +95,17 @@ func (e *Engine) deadLetters(ctx context.Context, target string) ([]DeadLetter, 
 		}
 		filter = e.names.deadSubject(target, ">")
 	}
-	stream, err := e.js.Stream(ctx, e.names.dead)
+	return readStream[DeadLetter](ctx, e.js, e.names.dead, []string{filter}, math.MaxInt)
+}
+
+// readStream decodes up to limit messages of a stream's subjects that match filters, oldest
+// first, skipping any that do not decode.
+func readStream[T any](ctx context.Context, js jetstream.JetStream, name string, filters []string, limit int) ([]T, error) {
+	stream, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +113,8 @@ func (e *Engine) deadLetters(ctx context.Context, target string) ([]DeadLetter, 
 	if err != nil {
 		return nil, err
 	}
-	out := []DeadLetter{}
-	for remaining := int(info.NumPending); remaining > 0; {
+	out := []T{}
+	for remaining := min(int(info.NumPending), limit); remaining > 0; {
 		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return nil, err
@@ -115,9 +122,9 @@ func (e *Engine) deadLetters(ctx context.Context, target string) ([]DeadLetter, 
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			var dl DeadLetter
-			if json.Unmarshal(msg.Data(), &dl) == nil {
-				out = append(out, dl)
+			var v T
+			if json.Unmarshal(msg.Data(), &v) == nil {
+				out = append(out, v)
 			}
 		}
 		if err := batch.Error(); err != nil {

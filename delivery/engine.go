@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	// Prefix names the streams, subjects and bucket ("pbx" by default), so that several
 	// gateways' data can share one cluster.
 	Prefix string
+	// Tracer, when set, exports a span per delivery attempt of events that carry a trace
+	// context (docs/tracing.md). Apply sets it.
+	Tracer trace.Tracer
 }
 
 // NATSConfig is an external NATS JetStream cluster.
@@ -93,6 +97,7 @@ type Engine struct {
 	dispatchers map[string]*dispatcher
 	ready       atomic.Bool
 	closed      atomic.Bool
+	tracer      atomic.Pointer[trace.Tracer] // nil while tracing is off
 	calls       atomic.Pointer[Calls]
 	commands    atomic.Pointer[Commands]
 	crm         atomic.Pointer[jetstream.KeyValue]
@@ -107,12 +112,12 @@ type Engine struct {
 
 // names are the JetStream names derived from the prefix.
 type names struct {
-	prefix, events, dead, calls, state, commands, crm string
+	prefix, events, dead, history, calls, state, commands, crm string
 }
 
 func newNames(prefix string) names {
 	up := strings.ToUpper(prefix)
-	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands", crm: prefix + "_crm"}
+	return names{prefix: prefix, events: up + "_EVENTS", dead: up + "_DEAD", history: up + "_HISTORY", calls: prefix + "_calls", state: prefix + "_state", commands: prefix + "_commands", crm: prefix + "_crm"}
 }
 
 // subject is where an event of a PBX account is stored: <prefix>.<pbx>.<account>.<type>.

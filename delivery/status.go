@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // observeEvery is how often a dispatcher refreshes its queue gauges.
@@ -23,6 +25,10 @@ type TargetStatus struct {
 	CircuitReason string `json:"circuit_reason,omitempty"`
 	Paused        bool   `json:"paused"`
 	DeadLetters   int    `json:"dead_letters"`
+	// Delivered and Failed count this process's attempts that delivered and that failed
+	// (retried or dead-lettered), for rates.
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
 }
 
 // Status is the queue's state.
@@ -86,6 +92,8 @@ func (d *dispatcher) status(ctx context.Context) (TargetStatus, error) {
 	ts := TargetStatus{Name: d.name, InFlight: d.inflight, Held: d.held, CircuitOpen: d.circuit.open, CircuitReason: d.circuit.reason, Paused: d.paused}
 	cons := d.cons
 	d.mu.Unlock()
+	ts.Delivered = counted(metrics.attempts.WithLabelValues(d.name, "success"))
+	ts.Failed = counted(metrics.attempts.WithLabelValues(d.name, "retry")) + counted(metrics.attempts.WithLabelValues(d.name, "failure"))
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return ts, err
@@ -98,6 +106,15 @@ func (d *dispatcher) status(ctx context.Context) (TargetStatus, error) {
 	}
 	ts.DeadLetters = n
 	return ts, nil
+}
+
+// counted reads a counter.
+func counted(c prometheus.Counter) uint64 {
+	var m dto.Metric
+	if c.Write(&m) != nil {
+		return 0
+	}
+	return uint64(m.GetCounter().GetValue())
 }
 
 // oldestAge is the age of the first event the target has not settled.

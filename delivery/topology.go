@@ -125,6 +125,7 @@ func (e *Engine) Apply(ctx context.Context, cfg Config, targets []Target) error 
 	e.mu.Lock()
 	e.cfg.MaxStore, e.cfg.DedupeWindow = cfg.MaxStore, cfg.DedupeWindow
 	e.mu.Unlock()
+	e.setTracer(cfg.Tracer)
 	e.checkDiskRoom()
 	for i := range targets {
 		targets[i].withDefaults()
@@ -218,6 +219,9 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	if err := e.ensureHistory(ctx, maxStore); err != nil {
+		return err
 	}
 	return e.ensureBuckets(ctx)
 }

@@ -60,6 +60,10 @@ type Event struct {
 	DataContentType string    `json:"datacontenttype"`
 	DataSchema      string    `json:"dataschema"`
 	Data            Data      `json:"data"`
+	// TraceParent is the W3C trace context of the webhook the event came in (the CloudEvents
+	// distributed tracing extension), when it had one: docs/tracing.md. It is not part of
+	// the id, so a re-send with another trace context is still the same event.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Party is one side of a call. Number is E.164 when it parses as a phone number, otherwise
