@@ -3,7 +3,6 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,14 +48,14 @@ const bodyExcerpt = 512
 // deliver settles one event of lane l: delivered, or dead-lettered. It returns false, leaving
 // the event un-acked for redelivery, only when the dispatcher stops or l is released.
 func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
-	var ev event.Event
 	accepted := time.Now()
 	meta, err := msg.Metadata()
 	if err == nil {
 		accepted = meta.Timestamp
 	}
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return d.deadLetter(msg, l, &ev, 0, outcome{class: classDead, reason: "mapping", err: "stored event does not decode: " + err.Error()})
+	ev, err := readStored(msg)
+	if err != nil {
+		return d.deadLetter(msg, l, ev, 0, outcome{class: classDead, reason: "mapping", err: err.Error()})
 	}
 	for attempt := 1; ; attempt++ {
 		t, probe, ok := d.acquire(l)
@@ -64,12 +63,12 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 			return false
 		}
 		start := time.Now()
-		out := d.attempt(t, &ev, start)
+		out := d.attempt(t, ev, start)
 		elapsed := time.Since(start)
 		open := d.release(l.key, out, probe)
-		d.logAttempt(&ev, meta, attempt, out, elapsed)
-		d.recordAttempt(&ev, attempt, out, start, elapsed)
-		d.traceAttempt(&ev, attempt, out, start, elapsed)
+		d.logAttempt(ev, meta, attempt, out, elapsed)
+		d.recordAttempt(ev, attempt, out, start, elapsed)
+		d.traceAttempt(ev, attempt, out, start, elapsed)
 		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
 
 		switch out.class {
@@ -80,7 +79,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		case classDead:
 			metrics.attempts.WithLabelValues(d.name, "failure").Inc()
 			metrics.failures.WithLabelValues(d.name, out.reason).Inc()
-			return d.deadLetter(msg, l, &ev, attempt, out)
+			return d.deadLetter(msg, l, ev, attempt, out)
 		}
 		metrics.attempts.WithLabelValues(d.name, "retry").Inc()
 		metrics.failures.WithLabelValues(d.name, out.reason).Inc()
@@ -88,7 +87,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		// for an outage (the circuit is open), however long.
 		if !open && time.Since(accepted) > t.MaxAge {
 			out.err = fmt.Sprintf("max_age %s exceeded; last: %s", t.MaxAge, out.err)
-			return d.deadLetter(msg, l, &ev, attempt, out)
+			return d.deadLetter(msg, l, ev, attempt, out)
 		}
 		metrics.retries.WithLabelValues(d.name).Inc()
 		if !d.sleep(backoff(t, attempt, out.retryAfter)) {
@@ -107,11 +106,15 @@ func backoff(t Target, attempt int, retryAfter time.Duration) time.Duration {
 	return min(max(delay, retryAfter), t.BackoffMax)
 }
 
-func (d *dispatcher) attempt(t Target, ev *event.Event, now time.Time) outcome {
+func (d *dispatcher) attempt(t Target, ev *storedEvent, now time.Time) outcome {
 	if t.Connector != nil {
-		return d.attemptConnector(t, ev)
+		decoded, err := ev.event()
+		if err != nil {
+			return outcome{class: classDead, reason: "mapping", err: err.Error()}
+		}
+		return d.attemptConnector(t, decoded)
 	}
-	body, header, err := t.Format.Encode(ev)
+	body, header, err := ev.encode(t.Format)
 	if err != nil {
 		return outcome{class: classDead, reason: "mapping", err: err.Error()}
 	}
@@ -128,10 +131,10 @@ func (d *dispatcher) attempt(t Target, ev *event.Event, now time.Time) outcome {
 		req.Header[k] = vs
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
-	req.Header.Set("webhook-id", ev.ID)
+	req.Header.Set("webhook-id", ev.id)
 	req.Header.Set("webhook-timestamp", ts)
 	if t.Signer != nil {
-		req.Header.Set("webhook-signature", t.Signer.Sign(ev.ID, now, body))
+		req.Header.Set("webhook-signature", t.Signer.Sign(ev.id, now, body))
 	}
 	req.Header.Set("User-Agent", t.UserAgent)
 
@@ -239,12 +242,12 @@ func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
 // logAttempt logs one attempt; meta (nil when unreadable) adds where the event stands in the
 // stream and how often JetStream handed it out, which tells a redelivery from a re-send when a
 // call's order is in question.
-func (d *dispatcher) logAttempt(ev *event.Event, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
+func (d *dispatcher) logAttempt(ev *storedEvent, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
 	result := resultOf(out)
 	fields := []zap.Field{
-		zap.String("event_id", ev.ID),
-		zap.String("call_id", ev.Data.CallID),
-		zap.String("type", ev.Type),
+		zap.String("event_id", ev.id),
+		zap.String("call_id", ev.callID),
+		zap.String("type", ev.typ),
 		zap.Int("status", out.status),
 		zap.Duration("duration", elapsed),
 		zap.Int("attempt", attempt),

@@ -3,7 +3,6 @@ package delivery
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,8 +35,10 @@ type Result struct {
 }
 
 type pending struct {
-	subject, id, key string
-	data             []byte
+	subject, id, key, typ string
+	// The event's call id, from and to numbers and traceparent (see headerType).
+	callID, from, to, traceParent string
+	data                          []byte
 }
 
 type enqueueReq struct {
@@ -89,15 +90,20 @@ func (e *Engine) Enqueue(ctx context.Context, events []event.Event) (Result, err
 		if !routed[Account{ev.Data.PBX, ev.Data.Account}] {
 			return Result{}, fmt.Errorf("%w: no target takes events of %s %s yet", ErrNotReady, ev.Data.PBX, ev.Data.Account)
 		}
-		data, err := json.Marshal(ev)
+		data, err := encodeStored(ev)
 		if err != nil {
 			return Result{}, fmt.Errorf("encoding event %s: %w", ev.ID, err)
 		}
 		req.msgs = append(req.msgs, pending{
-			subject: e.names.subject(ev.Data.PBX, ev.Data.Account, ev.Type),
-			id:      ev.ID,
-			key:     ev.OrderingKey(),
-			data:    data,
+			subject:     e.names.subject(ev.Data.PBX, ev.Data.Account, ev.Type),
+			id:          ev.ID,
+			key:         ev.OrderingKey(),
+			typ:         ev.Type,
+			callID:      ev.Data.CallID,
+			from:        ev.Data.From.Number,
+			to:          ev.Data.To.Number,
+			traceParent: ev.TraceParent,
+			data:        data,
 		})
 	}
 	if len(req.msgs) == 0 {
@@ -160,6 +166,16 @@ func (m pending) msg() *nats.Msg {
 	msg := nats.NewMsg(m.subject)
 	msg.Header.Set(jetstream.MsgIDHeader, m.id)
 	msg.Header.Set(headerKey, m.key)
+	if m.typ != "" {
+		msg.Header.Set(headerType, m.typ)
+	}
+	for _, h := range [...]struct{ name, value string }{
+		{headerCallID, m.callID}, {headerFrom, m.from}, {headerTo, m.to}, {headerTraceParent, m.traceParent},
+	} {
+		if h.value != "" {
+			msg.Header.Set(h.name, h.value)
+		}
+	}
 	msg.Data = m.data
 	return msg
 }
@@ -266,6 +282,7 @@ func (c *committer) storeIfOriginalLost(ctx context.Context, m pending, seq uint
 		return false, err
 	}
 	m.id = fmt.Sprintf("%s#%d", m.id, seq)
+	m.typ = "" // the message id is not the event's: the dispatcher decodes this one (readStored)
 	ack, err := c.e.js.PublishMsg(ctx, m.msg())
 	if err != nil {
 		return false, classifyPublishError(err)

@@ -40,16 +40,16 @@ var ErrNoTarget = errors.New("not a target of the running config; its dead lette
 // deadLetter stores the event in the dead-letter stream and then acks it. If the dead-letter
 // stream cannot take it, the event stays held and dead-lettering is retried: nothing is lost.
 // A released lane l leaves both to the instance that took over.
-func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *event.Event, attempts int, out outcome) bool {
-	eventID := ev.ID
+func (d *dispatcher) deadLetter(msg jetstream.Msg, l *lane, ev *storedEvent, attempts int, out outcome) bool {
+	eventID := ev.id
 	if eventID == "" {
 		eventID = msg.Headers().Get(jetstream.MsgIDHeader)
 	}
 	dl := DeadLetter{
 		ID:        d.name + "/" + eventID,
 		Target:    d.name,
-		Type:      ev.Type,
-		CallID:    ev.Data.CallID,
+		Type:      ev.typ,
+		CallID:    ev.callID,
 		Attempts:  attempts,
 		Status:    out.status,
 		Reason:    out.reason,

@@ -108,7 +108,46 @@ func (f formatStructured) Encode(ev *event.Event) ([]byte, http.Header, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return body, http.Header{"Content-Type": {"application/cloudevents+json; charset=utf-8"}}, nil
+	return body, structuredHeader(), nil
+}
+
+func structuredHeader() http.Header {
+	return http.Header{"Content-Type": {"application/cloudevents+json; charset=utf-8"}}
+}
+
+// storedRaw starts data.raw in an event's JSON, storedTraceParent ends data and starts
+// traceparent. The first storedRaw is data.raw itself: no other member is named raw, and a
+// string value holds a quote only escaped. The last storedTraceParent of an event that has
+// traceparent is its own: the event's last member follows it.
+var (
+	storedRaw         = []byte(`,"raw":`)
+	storedTraceParent = []byte(`},"traceparent":`)
+)
+
+// body is what Encode gives for the event stored as stored (see encodeStored), of type typ,
+// made without decoding it: stored as it is, or with data.raw, data's last member, cut out
+// (data is followed only by traceparent, when the event has one). ok is false for an event
+// whose decoding would change it: a \ufffd outside data.raw, which encoding/json wrote for
+// invalid UTF-8, decodes to U+FFFD and is encoded back as that character.
+func (f formatStructured) body(stored []byte, typ string, traceParent bool) (body []byte, ok bool) {
+	head, tail := stored, stored[len(stored):]
+	if i := bytes.Index(stored, storedRaw); i >= 0 {
+		head, tail = stored[:i], stored[len(stored)-len("}}"):]
+		if traceParent {
+			j := bytes.LastIndex(stored, storedTraceParent)
+			if j < i {
+				return nil, false
+			}
+			tail = stored[j:]
+		}
+	}
+	if bytes.Contains(head, []byte(`\ufffd`)) || bytes.Contains(tail, []byte(`\ufffd`)) {
+		return nil, false
+	}
+	if len(head) == len(stored) || f.raw || typ == event.TypeUnmapped {
+		return stored, true
+	}
+	return append(head[:len(head):len(head)], tail...), true
 }
 
 // formatBinary is the CloudEvents binary mode: data is the body, the other attributes are

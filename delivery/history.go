@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/pbxbridge/pbxbridge/event"
 )
 
 // The delivery history keeps a record of every delivery attempt for "find a call", in a
@@ -97,14 +95,14 @@ func (e *Engine) ensureHistory(ctx context.Context, maxStore int64) error {
 
 // recordAttempt adds an attempt to the history. It does not wait for the store: a record lost
 // in a crash costs a line of history, never a delivery.
-func (d *dispatcher) recordAttempt(ev *event.Event, attempt int, out outcome, start time.Time, elapsed time.Duration) {
+func (d *dispatcher) recordAttempt(ev *storedEvent, attempt int, out outcome, start time.Time, elapsed time.Duration) {
 	rec := historyRecord{
 		Attempt: Attempt{
-			EventID: ev.ID, Type: ev.Type, CallID: ev.Data.CallID, Target: d.name, Attempt: attempt,
+			EventID: ev.id, Type: ev.typ, CallID: ev.callID, Target: d.name, Attempt: attempt,
 			Result: resultOf(out), Status: out.status, Error: out.err, At: start.UTC(), Duration: elapsed.Seconds(),
 		},
-		From: ev.Data.From.Number,
-		To:   ev.Data.To.Number,
+		From: ev.from,
+		To:   ev.to,
 	}
 	body, _ := json.Marshal(rec)
 	if err := d.e.nc.Publish(d.e.names.historySubject(rec.CallID, rec.From, rec.To), body); err != nil {

@@ -8,8 +8,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/pbxbridge/pbxbridge/event"
 )
 
 func (e *Engine) setTracer(t trace.Tracer) {
@@ -23,12 +21,12 @@ func (e *Engine) setTracer(t trace.Tracer) {
 // traceAttempt exports a delivery attempt as a span, a child of the webhook's span that the
 // event carries (docs/tracing.md). It does nothing while tracing is off or when the event
 // carries no trace context.
-func (d *dispatcher) traceAttempt(ev *event.Event, attempt int, out outcome, start time.Time, elapsed time.Duration) {
+func (d *dispatcher) traceAttempt(ev *storedEvent, attempt int, out outcome, start time.Time, elapsed time.Duration) {
 	tracer := d.e.tracer.Load()
-	if tracer == nil || ev.TraceParent == "" {
+	if tracer == nil || ev.traceParent == "" {
 		return
 	}
-	parent := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": ev.TraceParent})
+	parent := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": ev.traceParent})
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		return
 	}
@@ -37,9 +35,9 @@ func (d *dispatcher) traceAttempt(ev *event.Event, attempt int, out outcome, sta
 			attribute.String("pbx.target", d.name),
 			attribute.Int("pbx.attempt", attempt),
 			attribute.String("pbx.result", resultOf(out)),
-			attribute.String("pbx.event.id", ev.ID),
-			attribute.String("pbx.event.type", ev.Type),
-			attribute.String("pbx.call.id", ev.Data.CallID),
+			attribute.String("pbx.event.id", ev.id),
+			attribute.String("pbx.event.type", ev.typ),
+			attribute.String("pbx.call.id", ev.callID),
 		))
 	if out.status != 0 {
 		span.SetAttributes(attribute.Int("http.response.status_code", out.status))

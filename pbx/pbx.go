@@ -98,6 +98,15 @@ type Inbound struct {
 
 // Body reads the request's body, up to MaxBody.
 func (in *Inbound) Body() ([]byte, *Rejection) {
+	if n := in.Request.ContentLength; n >= 0 && n <= in.MaxBody {
+		// The server ends the body at its Content-Length: read into one buffer of that size
+		// (io.ReadAll would grow one from 512 bytes).
+		body := make([]byte, n)
+		if _, err := io.ReadFull(in.Request.Body, body); err != nil {
+			return nil, Malformed("reading body: %v", err)
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, in.Request.Body, in.MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

@@ -58,7 +58,7 @@ func main() {
 	flag.IntVar(&opt.backlog, "backlog", 0, "events to queue for a CRM that is down, then drain (0 skips)")
 	flag.DurationVar(&opt.drainTimeout, "drain-timeout", 2*time.Minute, "longest wait for a phase's deliveries")
 	flag.DurationVar(&opt.backlogTimeout, "backlog-timeout", 30*time.Minute, "longest backlog ingest, and longest drain")
-	flag.StringVar(&opt.profileDir, "profile", "", "save pbxbridge's CPU and heap profiles (pprof) into this directory")
+	flag.StringVar(&opt.profileDir, "profile", "", "save pbxbridge's CPU, allocation and heap profiles (pprof) into this directory")
 	flag.BoolVar(&opt.peers, "peers", false, "also build the peer (Benthos, module "+peerDir+") and run the Mango job on it and on pbxbridge")
 	flag.BoolVar(&opt.json, "json", false, "print JSON instead of Markdown")
 	flag.Parse()

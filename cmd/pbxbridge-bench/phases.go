@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -209,21 +210,24 @@ func (b *bench) phase(ctx context.Context, kind gatewayKind, mangoOnly bool, des
 }
 
 // startProfile takes a CPU profile of the next length−1s (at least 1 s) into
-// opt.profileDir/name; the channel closes when it is saved.
+// opt.profileDir/name (cpu-<x>.pprof), and one of the heap allocations made meanwhile into
+// allocs-<x>.pprof; the channel closes when both are saved.
 func (b *bench) startProfile(ctx context.Context, g *gateway, name string, length time.Duration) <-chan struct{} {
 	done := make(chan struct{})
 	if b.opt.profileDir == "" || name == "" {
 		close(done)
 		return done
 	}
-	secs := max(1, int(length.Seconds())-1)
-	go func() {
-		defer close(done)
-		path := filepath.Join(b.opt.profileDir, name)
-		if err := g.profile(ctx, "profile", fmt.Sprintf("seconds=%d", secs), path); err != nil {
-			progress("profile %s: %v", name, err)
-		}
-	}()
+	query := fmt.Sprintf("seconds=%d", max(1, int(length.Seconds())-1))
+	var wg sync.WaitGroup
+	for kind, file := range map[string]string{"profile": name, "allocs": "allocs-" + strings.TrimPrefix(name, "cpu-")} {
+		wg.Go(func() {
+			if err := g.profile(ctx, kind, query, filepath.Join(b.opt.profileDir, file)); err != nil {
+				progress("profile %s: %v", file, err)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
 	return done
 }
 

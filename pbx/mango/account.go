@@ -107,10 +107,15 @@ func (a *Account) Receive(_ context.Context, in *pbx.Inbound) (pbx.Reply, *pbx.R
 	if !known {
 		suffix = in.URL.Path
 	}
-	if err := Check(suffix, []byte(form.JSON), in.Now, a.staleAfter); err != nil {
-		return pbx.Reply{}, &pbx.Rejection{Status: http.StatusBadRequest, Reason: "replay", Msg: err.Error()}
+	// Decoded once for Check, Translate and data.raw.
+	payload := []byte(form.JSON)
+	f, notObject := decodeObject(payload)
+	if notObject == nil {
+		if err := check(suffix, f, in.Now, a.staleAfter); err != nil {
+			return pbx.Reply{}, &pbx.Rejection{Status: http.StatusBadRequest, Reason: "replay", Msg: err.Error()}
+		}
 	}
-	return pbx.Reply{Events: Translate(a.Origin(), suffix, []byte(form.JSON), in.Now)}, nil
+	return pbx.Reply{Events: translate(a.Origin(), suffix, payload, f, notObject, in.Now)}, nil
 }
 
 // Command builds a callback, a group callback or a hang-up (docs/mango.md, Commands).

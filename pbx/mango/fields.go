@@ -1,11 +1,13 @@
 package mango
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxUnix is 9999-12-31T23:59:59Z: a later time cannot be written in RFC 3339.
@@ -32,6 +34,9 @@ func decodeObject(b []byte) (fields, error) {
 }
 
 func (f fields) error() error { return *f.err }
+
+// fresh is f with no error yet: the same payload read again.
+func (f fields) fresh() fields { return fields{m: f.m, path: f.path, err: new(error)} }
 
 func (f fields) fail(name, want string, raw json.RawMessage) {
 	if *f.err == nil {
@@ -73,6 +78,9 @@ func (f fields) str(names ...string) string {
 func text(raw json.RawMessage) string {
 	if raw[0] != '"' {
 		return string(raw)
+	}
+	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+		return string(body) // what decoding gives, without the decoder's cost
 	}
 	var s string
 	json.Unmarshal(raw, &s) // cannot fail: a JSON string token

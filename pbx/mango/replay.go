@@ -65,6 +65,11 @@ func Check(suffix string, payload []byte, now time.Time, staleAfter time.Duratio
 	if err != nil {
 		return nil
 	}
+	return check(suffix, f, now, staleAfter)
+}
+
+// check is Check of a payload decoded as f.
+func check(suffix string, f fields, now time.Time, staleAfter time.Duration) error {
 	for _, m := range kindMarks {
 		if !f.has(m.member) {
 			continue

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,11 +17,17 @@ import (
 // Translate turns one authentic Mango message, the decoded `json` field posted to suffix (as
 // Route returns it), into canonical events: none for a ping, otherwise exactly one, a
 // pbx.unmapped event when the message does not map. It never fails and never panics.
-func Translate(src event.Origin, suffix string, payload []byte, received time.Time) (evs []event.Event) {
+func Translate(src event.Origin, suffix string, payload []byte, received time.Time) []event.Event {
+	f, notObject := decodeObject(payload)
+	return translate(src, suffix, payload, f, notObject, received)
+}
+
+// translate is Translate of a payload decoded as f; notObject is decodeObject's error.
+func translate(src event.Origin, suffix string, payload []byte, f fields, notObject error, received time.Time) (evs []event.Event) {
 	if IsPing(suffix) {
 		return nil
 	}
-	m := message{src: src, suffix: suffix, payload: payload, received: received}
+	m := message{src: src, suffix: suffix, payload: payload, top: f, notObject: notObject, received: received}
 	// A translator bug must not lose an authentic message or fail the webhook: it becomes
 	// pbx.unmapped like any message that does not map.
 	defer func() {
@@ -37,10 +44,13 @@ func Translate(src event.Origin, suffix string, payload []byte, received time.Ti
 
 // message is one webhook being translated.
 type message struct {
-	src      event.Origin
-	suffix   string
-	payload  []byte
-	received time.Time
+	src     event.Origin
+	suffix  string
+	payload []byte
+	// top is the payload decoded, notObject why it did not decode as an object.
+	top       fields
+	notObject error
+	received  time.Time
 }
 
 // kinds are the translations by suffix; result/<command> is handled apart.
@@ -53,10 +63,10 @@ var kinds = map[string]func(*message, fields) (event.Event, error){
 }
 
 func (m *message) translate() (event.Event, error) {
-	f, err := decodeObject(m.payload)
-	if err != nil {
-		return event.Event{}, err
+	if m.notObject != nil {
+		return event.Event{}, m.notObject
 	}
+	f := m.top.fresh()
 	kind := kinds[m.suffix]
 	if cmd, ok := strings.CutPrefix(m.suffix, "result/"); ok && cmd != "stat" && cmd != "stats" && cmd != "" {
 		kind = commandResult
@@ -86,7 +96,7 @@ func (m *message) event(typ, key, callID string, occurred time.Time) event.Event
 
 // finish sets what every event carries alike.
 func (m *message) finish(ev *event.Event) {
-	ev.Data.Raw = raw(m.payload)
+	ev.Data.Raw = raw(m.payload, m.top.m)
 	ev.Subject = ev.OrderingKey()
 }
 
@@ -94,7 +104,7 @@ func (m *message) finish(ev *event.Event) {
 // can still be read from it so that it travels in its call's lane.
 func (m *message) unmapped(cause error) event.Event {
 	sum := sha256.Sum256(m.payload)
-	f, _ := decodeObject(m.payload) // best effort: a bad payload reads as empty
+	f := m.top.fresh() // best effort: a bad payload reads as empty
 	// Keyed on the content alone: Mango's sign does not cover the suffix, so the same body
 	// re-posted under another path is the same message.
 	ev := m.event(event.TypeUnmapped, hex.EncodeToString(sum[:]), f.str("entry_id"), f.time("timestamp"))
@@ -115,11 +125,13 @@ func seqKey(n int64) string { return strconv.FormatInt(n, 10) }
 // misrouted body, a test) loses them.
 var secretKeys = []string{"vpbx_api_key", "vpbx_api_salt", "api_salt", "sign"}
 
-// raw is Data.Raw: the payload compacted, or a JSON string of it when it is not JSON.
-func raw(payload []byte) json.RawMessage {
+// raw is Data.Raw: the payload compacted, or a JSON string of it when it is not JSON. top is the
+// payload's members (nil when it is not an object): only one with a secret member is decoded
+// again, from its valid UTF-8.
+func raw(payload []byte, top map[string]json.RawMessage) json.RawMessage {
 	p := bytes.ToValidUTF8(payload, []byte("\uFFFD"))
 	var obj map[string]json.RawMessage
-	if json.Unmarshal(p, &obj) == nil {
+	if slices.ContainsFunc(secretKeys, func(k string) bool { _, ok := top[k]; return ok }) && json.Unmarshal(p, &obj) == nil {
 		n := len(obj)
 		for _, k := range secretKeys {
 			delete(obj, k)

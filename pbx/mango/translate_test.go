@@ -602,7 +602,8 @@ func TestRaw(t *testing.T) {
 		{"secrets dropped", `{"sign":"abc","vpbx_api_key":"k","vpbx_api_salt":"s","api_salt":"s","entry_id":"E1"}`, `{"entry_id":"E1"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := string(raw([]byte(tt.payload))); got != tt.want {
+			f, _ := decodeObject([]byte(tt.payload))
+			if got := string(raw([]byte(tt.payload), f.m)); got != tt.want {
 				t.Errorf("raw = %s, want %s", got, tt.want)
 			}
 		})

@@ -85,7 +85,8 @@ func (a *Account) Receive(ctx context.Context, in *pbx.Inbound) (pbx.Reply, *pbx
 	if err != nil {
 		return pbx.Reply{}, pbx.Malformed("not an XVB message: %v", err)
 	}
-	if !Authenticate(fields, in.Header.Get("X-XVB-AC"), a.accessCode) {
+	// X-XVB-AC in canonical form, which Get would allocate to make.
+	if !Authenticate(fields, in.Header.Get("X-Xvb-Ac"), a.accessCode) {
 		return pbx.Reply{}, pbx.Unauthorized("access_code (or X-XVB-AC) does not match the account")
 	}
 	if a.secret != "" && !pbx.SecretMatches(in.URL.Query().Get("key"), a.secret) {

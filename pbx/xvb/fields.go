@@ -4,7 +4,6 @@ package xvb
 
 import (
 	"crypto/subtle"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,12 +49,18 @@ func secret(name string) bool { return name == "token" || name == "key" }
 // name, each name and value length-prefixed so no choice of bytes can make two different field
 // sets serialise alike. The order XVB sends fields in (a Perl hash, arbitrary) does not matter.
 func (f Fields) key() string {
-	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(f)) {
-		if secret(name) {
-			continue
+	names, size := make([]string, 0, len(f)), 0
+	for name, value := range f {
+		if !secret(name) {
+			names = append(names, name)
+			size += len(name) + len(value) + 2*len("nn:") // the prefixes of names and values under 100 bytes
 		}
-		for _, s := range []string{name, f[name]} {
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	b.Grow(size)
+	for _, name := range names {
+		for _, s := range [...]string{name, f[name]} {
 			b.WriteString(strconv.Itoa(len(s)))
 			b.WriteByte(':')
 			b.WriteString(s)
