@@ -16,13 +16,7 @@ import (
 func TestCRMStateCompareAndSet(t *testing.T) {
 	e := openEngine(t, Config{})
 	ctx := context.Background()
-	if err := e.Apply(ctx, Config{}, []Target{testTarget("http://127.0.0.1:1")}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := e.CRMState("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startedCRMState(t, e, "a")
 	b, _ := e.CRMState("b")
 	if _, _, err := a.Get(ctx, "token"); !errors.Is(err, crm.ErrNotFound) {
 		t.Fatalf("Get of a new key: %v, want ErrNotFound", err)
@@ -60,15 +54,8 @@ func TestCRMStateCompareAndSet(t *testing.T) {
 // A key written with a TTL expires, also after a compare-and-set update (which would drop a
 // TTL); a key written without one stays.
 func TestCRMStateKeyExpires(t *testing.T) {
-	e := openEngine(t, Config{})
 	ctx := context.Background()
-	if err := e.Apply(ctx, Config{}, []Target{testTarget("http://127.0.0.1:1")}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.CRMState("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := startedCRMState(t, openEngine(t, Config{}), "a")
 	if _, err := st.Put(ctx, "token", []byte("stays"), 0, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +83,19 @@ func TestCRMStateKeyExpires(t *testing.T) {
 	if _, err := st.Put(ctx, "call.created", []byte("again"), 0, time.Second); err != nil {
 		t.Fatalf("create after expiry: %v", err)
 	}
+}
+
+// startedCRMState starts e's queue, which makes the buckets, and is target's crm state.
+func startedCRMState(t *testing.T, e *Engine, target string) crm.State {
+	t.Helper()
+	if err := e.Apply(context.Background(), Config{}, []Target{testTarget("http://127.0.0.1:1")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.CRMState(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // waitExpired waits, at most 15s, until every key is gone.
@@ -150,14 +150,7 @@ func TestCRMBucketGetsTTLs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := openEngine(t, Config{DataDir: dir})
-	if err := e.Apply(ctx, Config{}, []Target{testTarget("http://127.0.0.1:1")}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.CRMState("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := startedCRMState(t, openEngine(t, Config{DataDir: dir}), "a")
 	if v, _, err := st.Get(ctx, "token"); err != nil || string(v) != "kept" {
 		t.Fatalf("the old bucket's key: %q, %v", v, err)
 	}
