@@ -114,10 +114,18 @@ type State interface {
 	Get(ctx context.Context, key string) ([]byte, uint64, error)
 	// Put stores value under key if the key's revision is still revision (0: the key must not
 	// exist), and returns the new revision, or ErrConflict when another writer came first.
-	Put(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	// With a ttl the key expires ttl after this write (CallTTL for what is kept of a call);
+	// 0 keeps it until it is deleted (tokens).
+	Put(ctx context.Context, key string, value []byte, revision uint64, ttl time.Duration) (uint64, error)
 	// Delete removes key.
 	Delete(ctx context.Context, key string) error
 }
+
+// CallTTL is how long State keeps what a connector remembers of one call (the CRM's id of it,
+// that it was added), after the last write: longer than the default max_age (72h), the time
+// an event of the call can still be retried, with days to spare (docs/development.md, Adding
+// a CRM).
+const CallTTL = 7 * 24 * time.Hour
 
 var (
 	ErrNotFound = errors.New("crm state: key not found")

@@ -156,6 +156,8 @@ func (e *Engine) ensureBuckets(ctx context.Context) error {
 		Description: "pbxbridge CRM connectors' state: application tokens, the CRM's ids of calls",
 		Storage:     jetstream.FileStorage,
 		Replicas:    e.replicas(),
+		// Per-key TTLs: a call's keys expire (crm.CallTTL), tokens stay.
+		LimitMarkerTTL: crmMarkerTTL,
 	})
 	if err != nil {
 		return fmt.Errorf("crm bucket: %w", err)
@@ -170,7 +172,8 @@ func (e *Engine) ensureKeyValue(ctx context.Context, cfg jetstream.KeyValueConfi
 		if st, err := kv.Status(ctx); err == nil {
 			if have, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 				c := have.Config()
-				if c.Description == cfg.Description && c.TTL == cfg.TTL && c.Storage == cfg.Storage && c.Replicas == cfg.Replicas {
+				if c.Description == cfg.Description && c.TTL == cfg.TTL && c.Storage == cfg.Storage && c.Replicas == cfg.Replicas &&
+					c.LimitMarkerTTL == cfg.LimitMarkerTTL {
 					return kv, nil
 				}
 			}

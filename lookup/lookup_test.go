@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/crm/amocrm/amocrmtest"
+	"github.com/pbxbridge/pbxbridge/crm/bitrix24/bitrix24test"
 	"github.com/pbxbridge/pbxbridge/event"
-	"github.com/pbxbridge/pbxbridge/lookup/lookuptest"
 	"github.com/pbxbridge/pbxbridge/pbx"
 )
 
@@ -56,19 +56,16 @@ func TestContactAnswer(t *testing.T) {
 	}
 }
 
-const (
-	b24Secret = "b24-webhook-secret-4k2j9x"
-	amoToken  = "amo-lookup-token-8d1f3c"
-)
+const amoToken = "amo-lookup-token-8d1f3c"
 
 // The ready sources answer from the CRM's own API: the name and the responsible user's
 // extension, "not found" for an unknown number, and within the timeout on any failure.
 func TestSources(t *testing.T) {
-	b24 := lookuptest.NewBitrix24(t, b24Secret)
+	b24 := bitrix24test.New(t, bitrix24test.Options{})
 	b24.AddContact("Иван", "Петров", "+7 (916) 123-45-67", "7")
 	b24.AddCompany("Рога и Копыта", "8 495 111-22-33", "8")
 	b24.AddUser("7", "101")
-	slowB24 := lookuptest.NewBitrix24(t, b24Secret)
+	slowB24 := bitrix24test.New(t, bitrix24test.Options{})
 	slowB24.AddContact("Иван", "Петров", "+79161234567", "7")
 	slowB24.Delay(time.Second)
 
@@ -92,11 +89,11 @@ func TestSources(t *testing.T) {
 		want    Contact
 		outcome string
 	}{
-		{"bitrix24 contact", &Config{Source: "bitrix24", URL: b24.WebhookURL()}, "+79161234567", Contact{"Иван Петров", "101"}, "found"},
-		{"bitrix24 company, responsible without an inner number", &Config{Source: "bitrix24", URL: b24.WebhookURL()}, "+74951112233", Contact{Name: "Рога и Копыта"}, "found"},
-		{"bitrix24 unknown number", &Config{Source: "bitrix24", URL: b24.WebhookURL()}, "+79990000000", Contact{}, "not_found"},
+		{"bitrix24 contact", &Config{Source: "bitrix24", URL: b24.Webhook()}, "+79161234567", Contact{"Иван Петров", "101"}, "found"},
+		{"bitrix24 company, responsible without an inner number", &Config{Source: "bitrix24", URL: b24.Webhook()}, "+74951112233", Contact{Name: "Рога и Копыта"}, "found"},
+		{"bitrix24 unknown number", &Config{Source: "bitrix24", URL: b24.Webhook()}, "+79990000000", Contact{}, "not_found"},
 		{"bitrix24 wrong secret", &Config{Source: "bitrix24", URL: b24.URL + "/rest/1/wrong/"}, "+79161234567", Contact{}, "error"},
-		{"bitrix24 slow", &Config{Source: "bitrix24", URL: slowB24.WebhookURL(), Timeout: pbx.Duration(200 * time.Millisecond)}, "+79161234567", Contact{}, "timeout"},
+		{"bitrix24 slow", &Config{Source: "bitrix24", URL: slowB24.Webhook(), Timeout: pbx.Duration(200 * time.Millisecond)}, "+79161234567", Contact{}, "timeout"},
 		{"amocrm contact", amoLookup(amo.URL), "+79167654321", Contact{"Ольга Смирнова", "102"}, "found"},
 		{"amocrm unknown number (204)", amoLookup(amo.URL), "+79990000000", Contact{}, "not_found"},
 		{"amocrm revoked token", amoLookup(revoked.URL), "+79167654321", Contact{}, "error"},
@@ -118,7 +115,7 @@ func TestSources(t *testing.T) {
 			}
 		})
 	}
-	if reqs := b24.Requests(); !slices.Equal(reqs[:3], []string{"crm.duplicate.findbycomm", "crm.contact.get", "user.get"}) {
+	if reqs := b24.Stats().Methods; !slices.Equal(reqs[:3], []string{"crm.duplicate.findbycomm", "crm.contact.get", "user.get"}) {
 		t.Errorf("bitrix24 methods %v", reqs)
 	}
 	for _, h := range amo.AuthHeaders() {
@@ -130,9 +127,9 @@ func TestSources(t *testing.T) {
 
 // A cached answer asks the CRM nothing.
 func TestCacheHitAsksNothing(t *testing.T) {
-	b24 := lookuptest.NewBitrix24(t, b24Secret)
+	b24 := bitrix24test.New(t, bitrix24test.Options{})
 	b24.AddContact("Иван", "Петров", "+79161234567", "7")
-	c, err := (&Config{Source: "bitrix24", URL: b24.WebhookURL(), Cache: pbx.Duration(time.Minute)}).Provision(func(s string) string { return s })
+	c, err := (&Config{Source: "bitrix24", URL: b24.Webhook(), Cache: pbx.Duration(time.Minute)}).Provision(func(s string) string { return s })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +138,7 @@ func TestCacheHitAsksNothing(t *testing.T) {
 			t.Errorf("Find = %+v, %s; want %s", got, outcome, want)
 		}
 	}
-	if n := len(b24.Requests()); n != 3 {
+	if n := b24.Stats().Requests; n != 3 {
 		t.Errorf("%d requests, want 3 (findbycomm, contact.get, user.get), the first time only", n)
 	}
 }

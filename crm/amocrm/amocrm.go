@@ -130,7 +130,8 @@ func (c *connector) Deliver(ctx context.Context, ev *event.Event) crm.Result {
 
 // State keys of a call (its ordering key: the call id): added.<call> once amoCRM has it (so a
 // re-delivery adds no second call), recording.<call> for a link that came before the call was
-// added. A call id may hold any character, so keys carry its hash.
+// added; both expire after crm.CallTTL. A call id may hold any character, so keys carry its
+// hash.
 func callKey(prefix, callID string) string {
 	h := sha256.Sum256([]byte(callID))
 	return prefix + "." + hex.EncodeToString(h[:16])
@@ -177,7 +178,7 @@ func (c *connector) completed(ctx context.Context, ev *event.Event) crm.Result {
 	}
 	// The record holds the call's link. A failure here only loses the guard against a
 	// re-delivery; the call is in amoCRM.
-	if _, err := st.Put(ctx, added, []byte(call.Link), 0); err == nil && call.Link != "" {
+	if _, err := st.Put(ctx, added, []byte(call.Link), 0, crm.CallTTL); err == nil && call.Link != "" {
 		_ = st.Delete(ctx, rec)
 	}
 	metrics.calls.WithLabelValues(c.target, outcome).Inc()
@@ -201,7 +202,7 @@ func (c *connector) recording(ctx context.Context, ev *event.Event) crm.Result {
 		}
 		return crm.Result{}
 	}
-	if _, err := st.Put(ctx, callKey("recording", ev.OrderingKey()), []byte(ev.Data.RecordingURL), 0); err != nil && !errors.Is(err, crm.ErrConflict) {
+	if _, err := st.Put(ctx, callKey("recording", ev.OrderingKey()), []byte(ev.Data.RecordingURL), 0, crm.CallTTL); err != nil && !errors.Is(err, crm.ErrConflict) {
 		return crm.Result{Outcome: crm.Retry, Reason: "state", Error: "amocrm: " + err.Error()}
 	}
 	metrics.recordings.WithLabelValues(c.target, "kept").Inc()

@@ -25,15 +25,17 @@ const (
 	userOlga  = 504142 // extension 102
 )
 
-// memState is crm.State in memory, shared by the connectors of one test as the bucket is.
+// memState is crm.State in memory, shared by the connectors of one test as the bucket is. It
+// notes each key's TTL and lets nothing expire.
 type memState struct {
 	mu   sync.Mutex
 	keys map[string][]byte
 	revs map[string]uint64
+	ttls map[string]time.Duration
 }
 
 func newMemState() *memState {
-	return &memState{keys: map[string][]byte{}, revs: map[string]uint64{}}
+	return &memState{keys: map[string][]byte{}, revs: map[string]uint64{}, ttls: map[string]time.Duration{}}
 }
 
 func (s *memState) Get(_ context.Context, key string) ([]byte, uint64, error) {
@@ -46,13 +48,13 @@ func (s *memState) Get(_ context.Context, key string) ([]byte, uint64, error) {
 	return v, s.revs[key], nil
 }
 
-func (s *memState) Put(_ context.Context, key string, value []byte, revision uint64) (uint64, error) {
+func (s *memState) Put(_ context.Context, key string, value []byte, revision uint64, ttl time.Duration) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.revs[key] != revision || (revision == 0 && s.keys[key] != nil) {
 		return 0, crm.ErrConflict
 	}
-	s.keys[key] = value
+	s.keys[key], s.ttls[key] = value, ttl
 	s.revs[key]++
 	return s.revs[key], nil
 }
@@ -224,11 +226,12 @@ func TestRedeliveryAddsNoSecondCall(t *testing.T) {
 }
 
 // A recording link that comes before the completion goes with the call; one that comes after
-// changes nothing in amoCRM.
+// changes nothing in amoCRM. What the connector keeps of a call expires.
 func TestRecordingLinks(t *testing.T) {
 	amo := amocrmtest.New(t, testToken, userIvan)
 	amo.AddContact("Иван Петров", ivanPhone, userIvan)
-	conn := newConnector(t, amo.URL, newMemState(), Config{})
+	st := newMemState()
+	conn := newConnector(t, amo.URL, st, Config{})
 	recording := func(callID, link string) *event.Event {
 		ev := event.Origin{PBX: "mango", Account: "office"}.New(event.TypeRecordingReady, callID+"rec", callID, time.Now())
 		ev.Data.RecordingURL = link
@@ -247,6 +250,14 @@ func TestRecordingLinks(t *testing.T) {
 	calls := amo.Calls()
 	if len(calls) != 2 || calls[0].Link != "https://pbx.example.com/recordings/office/early" || calls[1].Link != "" {
 		t.Fatalf("calls %+v", calls)
+	}
+	if len(st.ttls) != 3 { // recording.early, added.early, added.late
+		t.Errorf("%d keys written, want 3", len(st.ttls))
+	}
+	for key, ttl := range st.ttls {
+		if ttl != crm.CallTTL {
+			t.Errorf("%s written with TTL %v, want %v", key, ttl, crm.CallTTL)
+		}
 	}
 }
 

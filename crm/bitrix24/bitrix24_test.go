@@ -2,6 +2,7 @@ package bitrix24_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,6 +40,21 @@ type gateway struct {
 
 	mu         sync.Mutex
 	originated []pbx.CommandRequest
+	ttls       map[string]bool // "<kind of key> <TTL>" written to the state
+}
+
+// notingState is the store's state, noting the TTL each kind of key is written with.
+type notingState struct {
+	crm.State
+	g *gateway
+}
+
+func (s notingState) Put(ctx context.Context, key string, value []byte, revision uint64, ttl time.Duration) (uint64, error) {
+	kind, _, _ := strings.Cut(key, ".")
+	s.g.mu.Lock()
+	s.g.ttls[kind+" "+ttl.String()] = true
+	s.g.mu.Unlock()
+	return s.State.Put(ctx, key, value, revision, ttl)
 }
 
 // openStore is a delivery engine's crm state, in a real JetStream.
@@ -66,9 +82,15 @@ func newGateway(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, config
 	if configure != nil {
 		configure(cfg)
 	}
-	g := &gateway{}
+	g := &gateway{ttls: map[string]bool{}}
 	env := crm.Env{
-		State:    func(context.Context) (crm.State, error) { return e.CRMState("b24") },
+		State: func(context.Context) (crm.State, error) {
+			st, err := e.CRMState("b24")
+			if err != nil {
+				return nil, err
+			}
+			return notingState{st, g}, nil
+		},
 		Accounts: map[string]event.Origin{"office": office},
 		Logger:   zaptest.NewLogger(t),
 		Originate: func(_ context.Context, req pbx.CommandRequest) pbx.Answer {
@@ -458,6 +480,12 @@ func TestClickToCall(t *testing.T) {
 	}
 	if slices.Contains(p.Stats().Methods, "telephony.externalcall.register") {
 		t.Errorf("pbxbridge registered the clicked call again")
+	}
+	// What is kept of a call, the click's too, expires; the tokens stay.
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if want := map[string]bool{"install 0s": true, "command 168h0m0s": true, "call 168h0m0s": true}; !maps.Equal(g.ttls, want) {
+		t.Errorf("state written %v, want %v", g.ttls, want)
 	}
 }
 

@@ -356,7 +356,8 @@ func (c *connector) getJSON(ctx context.Context, key string, v any) (bool, error
 	return true, json.Unmarshal(raw, v)
 }
 
-// putJSON stores v under key, over whatever is there.
+// putJSON stores v, what is kept of one call (its record, a click's CALL_ID), under key, over
+// whatever is there; it expires crm.CallTTL after this write.
 func (c *connector) putJSON(ctx context.Context, key string, v any) error {
 	st, err := c.state(ctx)
 	if err != nil {
@@ -371,7 +372,7 @@ func (c *connector) putJSON(ctx context.Context, key string, v any) error {
 		if err != nil && !errors.Is(err, crm.ErrNotFound) {
 			return err
 		}
-		if _, err = st.Put(ctx, key, raw, rev); !errors.Is(err, crm.ErrConflict) {
+		if _, err = st.Put(ctx, key, raw, rev, crm.CallTTL); !errors.Is(err, crm.ErrConflict) {
 			return err
 		}
 	}

@@ -84,7 +84,7 @@ func (c *connector) storeInstall(ctx context.Context, in *install, rev uint64) (
 	if err != nil {
 		return 0, err
 	}
-	return st.Put(ctx, installKey, raw, rev)
+	return st.Put(ctx, installKey, raw, rev, 0) // the tokens stay
 }
 
 // installed is the stored installation, or why the target cannot deliver.

@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pbxbridge/pbxbridge/crm/crmtest"
 )
 
 // Call is a call the account took.
@@ -166,12 +167,8 @@ func (a *Account) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	authorized := !a.revoked && r.Header.Get("Authorization") == "Bearer "+a.Token
 	a.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	if !crmtest.Delay(r, delay) {
+		return
 	}
 	switch {
 	case limited:
@@ -215,21 +212,10 @@ func hal(w http.ResponseWriter, status int, body any) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
-// last10 is how amoCRM matches numbers: by their last 10 digits.
-func last10(phone string) string {
-	digits := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, phone)
-	return digits[max(0, len(digits)-10):]
-}
-
 func (a *Account) contactOf(phone string) (contact, bool) {
-	key := last10(phone)
+	key := crmtest.Last10(phone)
 	for _, c := range a.contacts {
-		if key != "" && last10(c.phone) == key {
+		if key != "" && crmtest.Last10(c.phone) == key {
 			return c, true
 		}
 	}

@@ -4,7 +4,8 @@
 // refresh returns a new pair and spends the old refresh token, the leaky bucket refuses with
 // 503 QUERY_LIMIT_EXCEEDED, batch carries at most 50 commands, a second finish is "Call is not
 // found", and attachRecord comes only after the finish. It plays the portal's side too: the
-// installation, the uninstall and a click on a number.
+// installation, the uninstall and a click on a number. Its CRM has contacts and companies for
+// the contact lookup (lookup/bitrix24.go), asked through the inbound webhook.
 package bitrix24test
 
 import (
@@ -28,15 +29,17 @@ import (
 	"time"
 
 	"github.com/pbxbridge/pbxbridge/crm/bitrix24"
+	"github.com/pbxbridge/pbxbridge/crm/crmtest"
 )
 
 // Portal is the fake portal and its OAuth server (one server; OAuth under /oauth/).
 type Portal struct {
-	URL          string // the portal's and the OAuth server's
-	Domain       string // host:port, as auth[domain]
-	ClientID     string
-	ClientSecret string
-	MemberID     string
+	URL           string // the portal's and the OAuth server's
+	Domain        string // host:port, as auth[domain]
+	ClientID      string
+	ClientSecret  string
+	MemberID      string
+	WebhookSecret string // the inbound webhook's, in Webhook()
 
 	srv *httptest.Server
 
@@ -48,10 +51,11 @@ type Portal struct {
 	appToken      string
 	access        map[string]time.Time // access token → expiry
 	refresh       map[string]bool
-	webhookSecret string
 	handlers      map[string]string // event → handler
 	lines         []string
 	users         map[string]string // ID → UF_PHONE_INNER
+	cards         map[string][]card // CONTACT, COMPANY
+	delay         time.Duration
 	calls         map[string]*Call
 	order         []string
 	refreshes     int
@@ -84,6 +88,8 @@ type Options struct {
 	Burst         int           // default 50
 	// FetchRecords has attachRecord fetch RECORD_URL, refusing one that does not answer 200.
 	FetchRecords bool
+	// WebhookSecret is the inbound webhook's secret; default random.
+	WebhookSecret string
 }
 
 // New starts a portal; it stops with the test.
@@ -93,7 +99,10 @@ func New(t testing.TB, opts Options) *Portal {
 		tokenLifetime: opts.TokenLifetime, rate: opts.Rate, burst: float64(opts.Burst), fetchRecords: opts.FetchRecords,
 		access: map[string]time.Time{}, refresh: map[string]bool{}, handlers: map[string]string{},
 		users: map[string]string{"1": ""}, calls: map[string]*Call{}, refused: map[string]int{},
-		webhookSecret: randomHex(8), changed: make(chan struct{}),
+		cards: map[string][]card{}, WebhookSecret: opts.WebhookSecret, changed: make(chan struct{}),
+	}
+	if p.WebhookSecret == "" {
+		p.WebhookSecret = randomHex(8)
 	}
 	if p.tokenLifetime == 0 {
 		p.tokenLifetime = time.Hour
@@ -125,7 +134,36 @@ func (p *Portal) AddUser(id, inner string) {
 }
 
 // Webhook is an inbound webhook's URL for user 1.
-func (p *Portal) Webhook() string { return p.URL + "/rest/1/" + p.webhookSecret + "/" }
+func (p *Portal) Webhook() string { return p.URL + "/rest/1/" + p.WebhookSecret + "/" }
+
+// card is a CRM contact (name, lastName) or company (title) with one phone.
+type card struct {
+	id, name, lastName, title, phone, assignedBy string
+}
+
+// AddContact adds a contact with one phone and its responsible user.
+func (p *Portal) AddContact(name, lastName, phone, assignedBy string) {
+	p.addCard("CONTACT", card{name: name, lastName: lastName, phone: phone, assignedBy: assignedBy})
+}
+
+// AddCompany adds a company with one phone and its responsible user.
+func (p *Portal) AddCompany(title, phone, assignedBy string) {
+	p.addCard("COMPANY", card{title: title, phone: phone, assignedBy: assignedBy})
+}
+
+func (p *Portal) addCard(typ string, c card) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.id = strconv.Itoa(100 + len(p.cards["CONTACT"]) + len(p.cards["COMPANY"]))
+	p.cards[typ] = append(p.cards[typ], c)
+}
+
+// Delay makes every REST answer wait d, as a slow portal's.
+func (p *Portal) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
 
 // SetDown makes the portal answer 502 to everything (true) or work again.
 func (p *Portal) SetDown(down bool) {
@@ -335,8 +373,18 @@ func (p *Portal) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	p.mu.Lock()
+	delay := p.delay
+	p.mu.Unlock()
+	if !crmtest.Delay(r, delay) {
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
-	form, _ := url.ParseQuery(string(body))
+	form, err := readParams(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "INVALID_REQUEST", "error_description": "Body is not JSON"})
+		return
+	}
 	for k, v := range r.URL.Query() {
 		form[k] = v
 	}
@@ -351,7 +399,7 @@ func (p *Portal) serve(w http.ResponseWriter, r *http.Request) {
 	webhook := false
 	method := strings.TrimPrefix(r.URL.Path, "/rest/")
 	if m := webhookPath.FindStringSubmatch(r.URL.Path); m != nil {
-		if m[1] != "1" || m[2] != p.webhookSecret {
+		if m[1] != "1" || m[2] != p.WebhookSecret {
 			p.writeErr(w, errf(http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"))
 			return
 		}
@@ -380,6 +428,42 @@ func (p *Portal) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"result": result, "time": timing()})
+}
+
+// readParams reads a request's parameters: a form, or a JSON object as the portal's PHP reads
+// it, nested objects and lists as key[sub] fields ({"FILTER": {"ID": 7}} is FILTER[ID]=7).
+func readParams(contentType string, body []byte) (url.Values, error) {
+	if !strings.HasPrefix(contentType, "application/json") {
+		return url.ParseQuery(string(body))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	form := url.Values{}
+	var flatten func(key string, v any)
+	flatten = func(key string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				flatten(key+"["+k+"]", x)
+			}
+		case []any:
+			for i, x := range v {
+				flatten(key+"["+strconv.Itoa(i)+"]", x)
+			}
+		case nil:
+			form.Add(key, "")
+		default:
+			form.Add(key, fmt.Sprint(v))
+		}
+	}
+	for k, x := range v {
+		flatten(k, x)
+	}
+	return form, nil
 }
 
 func timing() map[string]any {
@@ -542,21 +626,28 @@ func (p *Portal) runLocked(method string, f url.Values, webhook bool) (any, *api
 		return p.attachRecord(f)
 	case "user.get":
 		return p.userGet(f), nil
+	case "crm.duplicate.findbycomm":
+		return p.findByComm(f)
+	case "crm.contact.get", "crm.company.get":
+		return p.cardGet(strings.ToUpper(strings.Split(method, ".")[1]), f.Get("id"))
 	}
 	return nil, errf(http.StatusNotFound, "ERROR_METHOD_NOT_FOUND", "Method not found!")
 }
 
-func userIDs(f url.Values) []string {
-	if v := f.Get("USER_ID"); v != "" {
+func userIDs(f url.Values) []string { return list(f, "USER_ID") }
+
+// list is a list parameter: name=v, or name[]=v / name[i]=v (in no particular order).
+func list(f url.Values, name string) []string {
+	if v := f.Get(name); v != "" {
 		return []string{v}
 	}
-	var ids []string
+	var out []string
 	for k, vs := range f {
-		if strings.HasPrefix(k, "USER_ID[") {
-			ids = append(ids, vs...)
+		if strings.HasPrefix(k, name+"[") {
+			out = append(out, vs...)
 		}
 	}
-	return ids
+	return out
 }
 
 var phonePattern = regexp.MustCompile(`^\+?[0-9() -]{3,20}$`)
@@ -703,6 +794,52 @@ func (p *Portal) userGet(f url.Values) any {
 		out = append(out, map[string]any{"ID": id, "ACTIVE": true, "UF_PHONE_INNER": inner})
 	}
 	return out
+}
+
+// findByComm is crm.duplicate.findbycomm for phones: the ids of the contacts and companies
+// (entity_type, if given) with one of values, {"CONTACT": [100]}, or [] when there are none.
+func (p *Portal) findByComm(f url.Values) (any, *apiErr) {
+	values := list(f, "values")
+	switch {
+	case f.Get("type") != "PHONE" && f.Get("type") != "EMAIL":
+		return nil, errf(http.StatusBadRequest, "INVALID_ARGUMENT", "Communication type is not defined or invalid")
+	case len(values) == 0 || len(values) > 20:
+		return nil, errf(http.StatusBadRequest, "INVALID_ARGUMENT", "Values must be a list of 1 to 20 items")
+	}
+	found := map[string][]int{}
+	for typ, cards := range p.cards {
+		if et := f.Get("entity_type"); et != "" && et != typ {
+			continue
+		}
+		for _, c := range cards {
+			for _, v := range values {
+				if f.Get("type") == "PHONE" && crmtest.Last10(v) != "" && crmtest.Last10(v) == crmtest.Last10(c.phone) {
+					id, _ := strconv.Atoi(c.id)
+					found[typ] = append(found[typ], id)
+					break
+				}
+			}
+		}
+	}
+	if len(found) == 0 {
+		return []any{}, nil
+	}
+	return found, nil
+}
+
+// cardGet is crm.contact.get or crm.company.get; an unknown id is 400 with an empty error code,
+// as the portal answers it.
+func (p *Portal) cardGet(typ, id string) (any, *apiErr) {
+	for _, c := range p.cards[typ] {
+		if c.id != id {
+			continue
+		}
+		if typ == "CONTACT" {
+			return map[string]string{"ID": c.id, "NAME": c.name, "LAST_NAME": c.lastName, "SECOND_NAME": "", "ASSIGNED_BY_ID": c.assignedBy}, nil
+		}
+		return map[string]string{"ID": c.id, "TITLE": c.title, "ASSIGNED_BY_ID": c.assignedBy}, nil
+	}
+	return nil, errf(http.StatusBadRequest, "", "Not found")
 }
 
 // serveToken is the OAuth server's refresh.
