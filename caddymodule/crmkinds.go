@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"reflect"
 	"strings"
 	"time"
@@ -107,17 +106,8 @@ func (a *App) provisionConnectors(repl *caddy.Replacer) error {
 // pbx_originate's are.
 func (a *App) originate(ctx context.Context, service *command.Service, req pbx.CommandRequest) pbx.Answer {
 	start := time.Now()
-	acc := a.accounts[req.Account]
-	if acc == nil {
-		ans := pbx.Refusal(http.StatusBadRequest, "rejected", "no account named %q (%s)", req.Account, kindNames())
-		metrics.commands.WithLabelValues(req.Account, "", ans.Outcome).Inc()
-		return *ans
-	}
-	name, ans := service.Do(ctx, acc, req)
-	metrics.commands.WithLabelValues(req.Account, name, ans.Outcome).Inc()
-	metrics.commandDuration.WithLabelValues(req.Account, name).Observe(time.Since(start).Seconds())
-	a.logger.Info("command", zap.String("account", req.Account), zap.String("command", name),
-		zap.String("command_id", ans.Body.CommandID), zap.String("outcome", ans.Outcome), zap.Int("status", ans.Status))
+	account, name, ans := a.command(ctx, service, req)
+	logCommand(a.logger, start, account, name, ans)
 	return ans
 }
 

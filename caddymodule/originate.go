@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,28 +78,9 @@ func (h *Originate) provision(app *App, logger *zap.Logger) error {
 func (h *Originate) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	start := time.Now()
 	accName, cmdName, ans := h.handle(r)
-	if accName != "" && cmdName != "" {
-		metrics.commandDuration.WithLabelValues(accName, cmdName).Observe(time.Since(start).Seconds())
-	}
-	metrics.commands.WithLabelValues(accName, cmdName, ans.Outcome).Inc()
-	level := zap.InfoLevel
-	switch {
-	case ans.Status >= 500:
-		level = zap.ErrorLevel
-	case ans.Status >= 400:
-		level = zap.WarnLevel
-	}
 	// The path only: a robot's query carries the token.
-	fields := []zap.Field{zap.String("account", accName), zap.String("command", cmdName), zap.String("command_id", ans.Body.CommandID),
-		zap.String("outcome", ans.Outcome), zap.Int("status", ans.Status), zap.Duration("duration", time.Since(start)),
-		zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path)}
-	if ans.Body.Code != 0 {
-		fields = append(fields, zap.Int64("pbx_code", ans.Body.Code))
-	}
-	if ans.Body.Error != "" {
-		fields = append(fields, zap.String("error", ans.Body.Error))
-	}
-	h.logger.Log(level, "command", fields...)
+	logCommand(h.logger, start, accName, cmdName, ans,
+		zap.String("client_ip", clientIP(r).String()), zap.String("path", r.URL.Path))
 	if ans.Outcome == "canceled" {
 		return nil // the CRM went away
 	}
@@ -132,15 +114,47 @@ func (h *Originate) handle(r *http.Request) (string, string, pbx.Answer) {
 	if rej != nil {
 		return "", "", *rej
 	}
-	acc := h.app.accounts[req.Account]
+	if req.Account == "" {
+		return "", "", *pbx.Refusal(http.StatusBadRequest, "rejected", "account is required")
+	}
+	return h.app.command(r.Context(), h.service, req)
+}
+
+// command carries out req on its account through service. It returns the account's and the
+// command's names once known (the metric labels: none for an account that does not exist) and
+// the answer.
+func (a *App) command(ctx context.Context, service *command.Service, req pbx.CommandRequest) (string, string, pbx.Answer) {
+	acc := a.accounts[req.Account]
 	if acc == nil {
-		if req.Account == "" {
-			return "", "", *pbx.Refusal(http.StatusBadRequest, "rejected", "account is required")
-		}
 		return "", "", *pbx.Refusal(http.StatusBadRequest, "rejected", "no account named %q (%s)", req.Account, kindNames())
 	}
-	name, ans := h.service.Do(r.Context(), acc, req)
+	name, ans := service.Do(ctx, acc, req)
 	return req.Account, name, ans
+}
+
+// logCommand counts and logs a command's answer, whoever asked for it (pbx_originate, a CRM
+// connector): warn on 4xx, error on 5xx.
+func logCommand(logger *zap.Logger, start time.Time, account, cmd string, ans pbx.Answer, extra ...zap.Field) {
+	if account != "" && cmd != "" {
+		metrics.commandDuration.WithLabelValues(account, cmd).Observe(time.Since(start).Seconds())
+	}
+	metrics.commands.WithLabelValues(account, cmd, ans.Outcome).Inc()
+	level := zap.InfoLevel
+	switch {
+	case ans.Status >= 500:
+		level = zap.ErrorLevel
+	case ans.Status >= 400:
+		level = zap.WarnLevel
+	}
+	fields := append([]zap.Field{zap.String("account", account), zap.String("command", cmd), zap.String("command_id", ans.Body.CommandID),
+		zap.String("outcome", ans.Outcome), zap.Int("status", ans.Status), zap.Duration("duration", time.Since(start))}, extra...)
+	if ans.Body.Code != 0 {
+		fields = append(fields, zap.Int64("pbx_code", ans.Body.Code))
+	}
+	if ans.Body.Error != "" {
+		fields = append(fields, zap.String("error", ans.Body.Error))
+	}
+	logger.Log(level, "command", fields...)
 }
 
 // authorized checks the bearer token, else ?token=.

@@ -15,8 +15,7 @@ import (
 	"github.com/pbxbridge/pbxbridge/pbx/mango"
 )
 
-// originateGateway has a Mango and an XVB account whose APIs are the fakes, Mango's webhooks,
-// pbx_originate at /calls, and the access-log filter docs/originate.md recommends.
+// Secrets and codes of the click-to-call tests' config.
 const (
 	originateToken = "crm-command-token-0123456789"
 	fakeMangoKey   = "fakemangokey0123456789abcdefghij"
