@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"golang.org/x/time/rate"
@@ -30,13 +29,13 @@ func newAmoCRM(u, token string, users map[string]string, client *http.Client) (*
 	if token == "" {
 		return nil, errors.New("lookup amocrm: token is required: the private integration's long-lived token, as the amocrm target's")
 	}
+	table, err := amocrm.Users(users)
+	if err != nil {
+		return nil, fmt.Errorf("lookup amocrm: %w", err)
+	}
 	a := &amoCRM{base: strings.TrimSuffix(u, "/"), token: token, extensions: map[int]string{}, client: client}
-	for ext, id := range users {
-		n, err := strconv.Atoi(id)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("lookup amocrm: users: %s %q: the value is an amoCRM user id, a number", ext, id)
-		}
-		a.extensions[n] = ext
+	for ext, id := range table {
+		a.extensions[id] = ext
 	}
 	a.pace = amocrm.Pace(a.base)
 	return a, nil

@@ -72,13 +72,9 @@ func (c *Config) Provision(target, url string, env crm.Env) (crm.Connector, erro
 	if token == "" {
 		return nil, errors.New("amocrm: token is required: a private integration's long-lived token (amoCRM → Settings → Integrations → your integration → Keys and scopes), e.g. token {env.AMO_TOKEN}")
 	}
-	users := map[string]int{}
-	for ext, id := range c.Users {
-		n, err := strconv.Atoi(id)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("amocrm: users: %s %q: the value is an amoCRM user id, a number (GET /api/v4/users with an admin's token lists them)", ext, id)
-		}
-		users[ext] = n
+	users, err := Users(c.Users)
+	if err != nil {
+		return nil, fmt.Errorf("amocrm: %w", err)
 	}
 	if c.PipelineID != 0 && !c.CreateLead {
 		return nil, errors.New("amocrm: pipeline_id is the pipeline of unsorted leads; it needs create_lead on")
@@ -304,6 +300,19 @@ func (c *connector) unsorted(call call) unsorted {
 			}}}},
 		},
 	}
+}
+
+// Users reads a `users { <extension> <user id> }` table: extension → amoCRM user id.
+func Users(table map[string]string) (map[string]int, error) {
+	users := make(map[string]int, len(table))
+	for ext, id := range table {
+		n, err := strconv.Atoi(id)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("users: %s %q: the value is an amoCRM user id, a number (GET /api/v4/users with an admin's token lists them)", ext, id)
+		}
+		users[ext] = n
+	}
+	return users, nil
 }
 
 // Pace is the request pace of the amoCRM account at base, shared by its targets' lanes, the
