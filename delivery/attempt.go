@@ -217,28 +217,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// ack settles a delivered or dead-lettered event, unless l was released meanwhile: the
-// instance that holds the pin counts on nobody else settling the events it was handed (see
-// dispatcher.take). It returns false then. The event counts as settled before the ack is
-// sent: a dispatcher that holds back counts what it holds against the consumer's ack-pending
-// events (see trySettle), and one acked but still counted as held would hide another's.
-func (d *dispatcher) ack(msg jetstream.Msg, l *lane) bool {
-	d.mu.Lock()
-	if l.released {
-		d.mu.Unlock()
-		return false
-	}
-	d.settledLocked(streamSeq(msg))
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := msg.DoubleAck(ctx); err != nil {
-		// Not lost: JetStream redelivers it and the CRM dedupes on webhook-id.
-		d.log.Warn("acknowledging a delivered event failed; it may be delivered again", zapErr(err))
-	}
-	return true
-}
-
 // logAttempt logs one attempt; meta (nil when unreadable) adds where the event stands in the
 // stream and how often JetStream handed it out, which tells a redelivery from a re-send when a
 // call's order is in question.

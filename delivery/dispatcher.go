@@ -92,6 +92,12 @@ type dispatcher struct {
 	delivered uint64
 	// stopped are the events fetched while stopping, which a handover gives back.
 	stopped []jetstream.Msg
+	// acks are the settled events whose acknowledgements wait for their batch (see ackLoop);
+	// ackKick tells ackLoop one was added, acksQuit that it is the last batch.
+	acks     []jetstream.Msg
+	ackKick  chan struct{}
+	acksQuit chan struct{}
+	acksDone chan struct{}
 }
 
 type lane struct {
@@ -117,6 +123,9 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 		lanes:         map[string]*lane{},
 		holding:       map[uint64]bool{},
 		settled:       map[uint64]bool{},
+		ackKick:       make(chan struct{}, 1),
+		acksQuit:      make(chan struct{}),
+		acksDone:      make(chan struct{}),
 		// A redirect is the CRM's answer, not something to follow with a signed body.
 		client: outbound.Configured(t.Concurrency),
 	}
@@ -129,6 +138,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	go d.keepAlive()
 	go d.observe()
 	go d.watchPaused()
+	go d.ackLoop()
 	return d
 }
 
@@ -158,8 +168,17 @@ func (d *dispatcher) stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		d.log.Warn("in-flight deliveries did not finish in the grace period; they will be retried after restart")
+		d.abortAttempts()
+		// Cut short, the attempts end at once; one that succeeded meanwhile still gets its
+		// acknowledgement into the last batch.
+		select {
+		case <-done:
+		case <-time.After(ackTimeout):
+		}
 	}
 	d.abortAttempts()
+	close(d.acksQuit)
+	<-d.acksDone
 	d.client.CloseIdleConnections()
 	if d.e.srv == nil { // a cluster: the pull in progress has ended, what it brought is held too
 		d.handOver(ctx)
