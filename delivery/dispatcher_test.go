@@ -676,6 +676,50 @@ func TestStopLetsInFlightAttemptsFinish(t *testing.T) {
 	}
 }
 
+// Acknowledgements wait for their batch (ackDelay); a graceful stop right after the CRM took
+// the events sends the last batch, so the restarted gateway delivers none of them again.
+func TestStopSendsTheLastAcknowledgements(t *testing.T) {
+	const name = "acks"
+	c := gatewaytest.NewCRM(t, func(event.Event, int) int { return http.StatusOK })
+	dir := t.TempDir()
+	tg := testTarget(c.URL)
+	tg.Name = name
+	first, closeFirst := openEngineToClose(t, Config{DataDir: dir})
+	applyTargets(t, first, tg)
+	d := first.dispatcher(name)
+	const calls = 40
+	for i := range calls {
+		if _, err := first.Enqueue(context.Background(), callEvents(fmt.Sprintf("acks-%d", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitDelivered(t, calls, deliverWithin)
+	d.mu.Lock()
+	waiting := len(d.acks)
+	d.mu.Unlock()
+	if err := closeFirst(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d acknowledgements were waiting for their batch at the stop", waiting)
+
+	e := openEngine(t, Config{DataDir: dir})
+	applyTargets(t, e, tg)
+	if depth := targetStatus(t, e, name).Depth; depth != 0 {
+		t.Errorf("%d events left for the target after a graceful stop, want 0", depth)
+	}
+	// Unacknowledged ones would come back when their ack deadline passes.
+	info, err := e.dispatcher(name).cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 {
+		t.Errorf("%d events delivered before the stop are still unacknowledged after it", info.NumAckPending)
+	}
+	if n := len(c.Requests()); n != calls {
+		t.Errorf("the CRM got %d requests for %d events: delivered again after the restart", n, calls)
+	}
+}
+
 // An outage four times as long as max_age: the event waits, is not dead-lettered, and is
 // delivered when the port opens.
 func TestOutageLongerThanMaxAgeDeadLettersNothing(t *testing.T) {
