@@ -34,7 +34,7 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	progress("backlog: %d events for a CRM that is down, then the drain", n)
 	b.sink.down.Store(true)
 	defer b.sink.down.Store(false)
-	g, wl, err := b.newGateway(kindPBXBridge, max(defaultMaxStore, int64(n)*4<<10), false)
+	g, wl, err := b.newGateway(kindPBXBridge, max(defaultMaxStore, int64(n)*4<<10), bothCalls)
 	if err != nil {
 		return nil, err
 	}

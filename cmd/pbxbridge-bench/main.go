@@ -110,18 +110,27 @@ func run(ctx context.Context, opt options) error {
 	}
 	desc := fmt.Sprintf("%d connections, %s", opt.concurrency, opt.duration)
 	for _, k := range []gatewayKind{kindRespond, kindProxy, kindPBXBridge} {
-		p, err := b.phase(ctx, k, false, desc, opt.concurrency, opt.duration, saturate, profileName(k, "cpu-saturated.pprof"))
+		p, err := b.phase(ctx, k, bothCalls, desc, opt.concurrency, opt.duration, saturate, profileName(k, "cpu-saturated.pprof"))
 		if err != nil {
 			return err
 		}
 		r.Saturated = append(r.Saturated, p)
+	}
+	// Each PBX on its own: the ingest target holds for each.
+	for _, c := range []calls{mangoCalls, xvbCalls} {
+		profile := map[calls]string{mangoCalls: "cpu-mango.pprof", xvbCalls: "cpu-xvb.pprof"}[c]
+		p, err := b.phase(ctx, kindPBXBridge, c, string(c)+", "+desc, opt.concurrency, opt.duration, saturate, profile)
+		if err != nil {
+			return err
+		}
+		r.PerPBX = append(r.PerPBX, p)
 	}
 	if opt.rate > 0 {
 		fixed := func(l *loader) []sample { return l.fixedRate(ctx, opt.rate, opt.rateDuration) }
 		desc := fmt.Sprintf("%d/s, %s", opt.rate, opt.rateDuration)
 		for _, k := range []gatewayKind{kindRespond, kindProxy, kindPBXBridge} {
 			// Connections enough for the rate at 100 ms latency.
-			p, err := b.phase(ctx, k, false, desc, max(16, opt.rate/10), opt.rateDuration, fixed, profileName(k, "cpu-rate.pprof"))
+			p, err := b.phase(ctx, k, bothCalls, desc, max(16, opt.rate/10), opt.rateDuration, fixed, profileName(k, "cpu-rate.pprof"))
 			if err != nil {
 				return err
 			}
@@ -129,9 +138,9 @@ func run(ctx context.Context, opt options) error {
 		}
 	}
 	if opt.peers {
-		desc := fmt.Sprintf("Mango calls only, %d connections, %s", opt.concurrency, opt.duration)
-		for _, k := range []gatewayKind{kindPBXBridge, kindPeerNone, kindPeerMemory} {
-			p, err := b.phase(ctx, k, true, desc, opt.concurrency, opt.duration, saturate, "")
+		r.Peers = append(r.Peers, r.PerPBX[0]) // pbxbridge on Mango calls only
+		for _, k := range []gatewayKind{kindPeerNone, kindPeerMemory} {
+			p, err := b.phase(ctx, k, mangoCalls, string(mangoCalls)+", "+desc, opt.concurrency, opt.duration, saturate, "")
 			if err != nil {
 				return err
 			}

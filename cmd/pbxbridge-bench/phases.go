@@ -139,9 +139,9 @@ type bench struct {
 	n    int       // phases started, for directory names
 }
 
-// newGateway starts a gateway of kind in a fresh directory, with the workload to send it: Mango
-// calls only, or Mango and XVB calls.
-func (b *bench) newGateway(kind gatewayKind, maxStore int64, mangoOnly bool) (*gateway, workload, error) {
+// newGateway starts a gateway of kind in a fresh directory, with the workload of those calls
+// to send it.
+func (b *bench) newGateway(kind gatewayKind, maxStore int64, calls calls) (*gateway, workload, error) {
 	b.n++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.n, kind))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -160,7 +160,7 @@ func (b *bench) newGateway(kind gatewayKind, maxStore int64, mangoOnly bool) (*g
 		return nil, workload{}, fmt.Errorf("%s: %w", kind, err)
 	}
 	b.sink.reset()
-	return g, workload{run: runID(), base: g.URL, mangoOnly: mangoOnly}, nil
+	return g, workload{run: runID(), base: g.URL, calls: calls}, nil
 }
 
 func runID() string {
@@ -172,9 +172,9 @@ func runID() string {
 // phase runs load (which lasts about length) against a new gateway of kind and, behind all
 // but respond, checks what reached the sink. profile, when not empty, names a CPU profile of
 // the load.
-func (b *bench) phase(ctx context.Context, kind gatewayKind, mangoOnly bool, desc string, conns int, length time.Duration, load func(*loader) []sample, profile string) (phaseResult, error) {
+func (b *bench) phase(ctx context.Context, kind gatewayKind, calls calls, desc string, conns int, length time.Duration, load func(*loader) []sample, profile string) (phaseResult, error) {
 	progress("%s: %s", kind, desc)
-	g, wl, err := b.newGateway(kind, defaultMaxStore, mangoOnly)
+	g, wl, err := b.newGateway(kind, defaultMaxStore, calls)
 	if err != nil {
 		return phaseResult{}, err
 	}

@@ -19,6 +19,7 @@ type report struct {
 	LoadAfter   string         `json:"loadavg_after"`
 	Rows        []row          `json:"rows"`
 	Saturated   []phaseResult  `json:"saturated"`       // respond, reverse_proxy, pbxbridge at opt.concurrency
+	PerPBX      []phaseResult  `json:"per_pbx"`         // pbxbridge at opt.concurrency on Mango calls only, then XVB calls only
 	FixedRate   []phaseResult  `json:"fixed_rate"`      // the same at opt.rate
 	Peers       []phaseResult  `json:"peers,omitempty"` // pbxbridge and the peers on Mango calls only
 	Backlog     *backlogResult `json:"backlog,omitempty"`
@@ -73,6 +74,11 @@ func (r *report) buildRows() {
 	tput := ratio(pbx.Ingest.PerSecond, respond.Ingest.PerSecond)
 	r.add(row{Metric: "Durable ingest, 2xx/s (" + conns + ")", PBX: num(pbx.Ingest.PerSecond), Baseline: num(respond.Ingest.PerSecond) + " `respond`",
 		Ratio: tput, Target: "≥ 0.25 × `respond`", Met: met(*tput >= 0.25)})
+	for _, p := range r.PerPBX {
+		tput := ratio(p.Ingest.PerSecond, respond.Ingest.PerSecond)
+		r.add(row{Metric: "Durable ingest, 2xx/s (" + p.Load + ")", PBX: num(p.Ingest.PerSecond), Baseline: num(respond.Ingest.PerSecond) + " `respond`",
+			Ratio: tput, Target: "≥ 0.25 × `respond`", Met: met(*tput >= 0.25)})
+	}
 	r.add(row{Metric: "Ingest latency p50 (" + conns + ")", PBX: msStr(pbx.Ingest.P50ms), Baseline: msStr(respond.Ingest.P50ms) + " `respond`",
 		Ratio: ratio(pbx.Ingest.P50ms, respond.Ingest.P50ms)})
 	r.add(row{Metric: "Ingest latency p99 (" + conns + ")", PBX: msStr(pbx.Ingest.P99ms), Baseline: msStr(respond.Ingest.P99ms) + " `respond`",
@@ -103,7 +109,11 @@ func (r *report) buildRows() {
 		Ratio: ratio(float64(pbx.PeakRSS), float64(respond.PeakRSS))})
 
 	var all deliveryStats
-	for _, d := range []*deliveryStats{pbx.Delivery, rate(kindPBXBridge).Delivery, r.backlogDelivery()} {
+	delivered := []*deliveryStats{pbx.Delivery, rate(kindPBXBridge).Delivery, r.backlogDelivery()}
+	for _, p := range r.PerPBX {
+		delivered = append(delivered, p.Delivery)
+	}
+	for _, d := range delivered {
 		if d != nil {
 			all.Events += d.Events
 			all.Once += d.Once
@@ -198,7 +208,7 @@ func (r *report) markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nPhases (each a fresh process of the same binary; latency of 2xx answers):")
 	fmt.Fprintln(w)
-	phaseTable(w, append(append([]phaseResult(nil), r.Saturated...), r.FixedRate...))
+	phaseTable(w, slices.Concat(r.Saturated, r.PerPBX, r.FixedRate))
 	if len(r.Peers) > 0 {
 		r.peerTable(w)
 	}

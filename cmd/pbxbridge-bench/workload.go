@@ -18,28 +18,47 @@ const (
 	formType      = "application/x-www-form-urlencoded"
 )
 
-// callLength is how many requests one block of the stream has: a whole Mango call (4
-// messages, mangoCallLength) and a whole XVB call but its contact lookup (3).
+// A whole Mango call is 4 messages, a whole XVB call but its contact lookup 3.
 const (
 	mangoCallLength = 4
-	callLength      = mangoCallLength + 3
+	xvbCallLength   = 3
 )
+
+// calls is which PBX's calls a workload sends.
+type calls string
+
+const (
+	bothCalls  calls = "Mango and XVB calls"
+	mangoCalls calls = "Mango calls only"
+	xvbCalls   calls = "XVB calls only"
+)
+
+// length is how many requests one block of the stream has.
+func (c calls) length() int {
+	switch c {
+	case mangoCalls:
+		return mangoCallLength
+	case xvbCalls:
+		return xvbCallLength
+	}
+	return mangoCallLength + xvbCallLength
+}
 
 // sampleStart is the time on the Mango sample calls; Mango ids do not depend on it. It is
 // the present: the gateway refuses Mango messages older than its dedupe window.
 var sampleStart = time.Now()
 
 // workload is the request stream of a phase. Request n is a unique webhook that the gateway
-// turns into exactly one canonical event; every callLength requests are one Mango call
+// turns into exactly one canonical event; with bothCalls every block is one Mango call
 // (mango.SampleCall, signed with the account's salt) and one XVB call (xvb.SampleCall:
 // INCOMING, ANSWERED with X-XVB-AC, COMPLETED with callid and no recording, which would add
 // an event; no contact lookup, which makes none), each from its own phone number, so the
-// gateway's per-call lanes and XVB's open-call bucket see real calls. With
-// mangoOnly every block is one Mango call: the job the peers do.
+// gateway's per-call lanes and XVB's open-call bucket see real calls. With mangoCalls
+// every block is one Mango call (the job the peers do), with xvbCalls one XVB call.
 type workload struct {
-	run       string // makes the ids of this phase unique
-	base      string // the site, http://127.0.0.1:port
-	mangoOnly bool
+	run   string // makes the ids of this phase unique
+	base  string // the site, http://127.0.0.1:port
+	calls calls
 }
 
 // request is one webhook as the PBX posts it.
@@ -50,11 +69,10 @@ type request struct {
 }
 
 func (w workload) request(n int) request {
-	length := callLength
-	if w.mangoOnly {
-		length = mangoCallLength
+	call, step := n/w.calls.length(), n%w.calls.length()
+	if w.calls == xvbCalls {
+		step += mangoCallLength
 	}
-	call, step := n/length, n%length
 	if step < mangoCallLength {
 		entry := fmt.Sprintf("%s-m%d", w.run, call)
 		m := mango.SampleCall(entry, entry+"-leg", sampleStart)[step]

@@ -13,7 +13,7 @@ func TestWorkloadRequestsAreUniqueSingleEvents(t *testing.T) {
 	b := workload{run: "b", base: "http://127.0.0.1:1"}
 	seen := map[string]int{}
 	kinds := map[string]int{}
-	for n := range 3 * callLength {
+	for n := range 3 * bothCalls.length() {
 		for _, wl := range []workload{a, b} {
 			ids := wl.eventIDs(n)
 			if len(ids) != 1 {
@@ -64,7 +64,7 @@ func TestPercentile(t *testing.T) {
 
 // The peer phases send Mango calls alone, still one unique event a request.
 func TestMangoOnlyWorkload(t *testing.T) {
-	wl := workload{run: "m", base: "http://127.0.0.1:1", mangoOnly: true}
+	wl := workload{run: "m", base: "http://127.0.0.1:1", calls: mangoCalls}
 	seen := map[string]bool{}
 	for n := range 3 * mangoCallLength {
 		r := wl.request(n)
@@ -79,5 +79,31 @@ func TestMangoOnlyWorkload(t *testing.T) {
 	}
 	if !strings.HasSuffix(wl.request(mangoCallLength-1).url, "/events/summary") {
 		t.Error("a call does not end with its summary")
+	}
+}
+
+// The XVB phase sends whole XVB calls alone: INCOMING, ANSWERED, COMPLETED, one event each.
+func TestXVBOnlyWorkload(t *testing.T) {
+	wl := workload{run: "x", base: "http://127.0.0.1:1", calls: xvbCalls}
+	seen := map[string]bool{}
+	var events []string
+	for n := range 2 * xvbCallLength {
+		r := wl.request(n)
+		if !strings.HasSuffix(r.url, "/hooks/xvb") {
+			t.Fatalf("request %d: %s", n, r.url)
+		}
+		ids := wl.eventIDs(n)
+		if len(ids) != 1 || seen[ids[0]] {
+			t.Fatalf("request %d: ids %v", n, ids)
+		}
+		seen[ids[0]] = true
+		for _, e := range []string{"INCOMING", "ANSWERED", "COMPLETED"} {
+			if strings.Contains(r.body, "event="+e) {
+				events = append(events, e)
+			}
+		}
+	}
+	if got := strings.Join(events, " "); got != "INCOMING ANSWERED COMPLETED INCOMING ANSWERED COMPLETED" {
+		t.Errorf("events %s", got)
 	}
 }
