@@ -83,8 +83,11 @@ type Engine struct {
 	// pending in its context for good, counting against the pending limit.
 	publisher atomic.Pointer[jetstream.JetStream]
 	lock      *os.File
-	names     names
-	commit    *committer
+	// heapLimitStop ends the bound on the heap's headroom that the embedded server's
+	// deduplication map calls for (nil with a cluster).
+	heapLimitStop func()
+	names         names
+	commit        *committer
 	// eventsSync and deadSync make stored events and dead letters durable (nil with a
 	// cluster, whose servers keep their own durability settings).
 	eventsSync, deadSync *blockSyncer
@@ -247,6 +250,9 @@ func (e *Engine) closeConn() {
 	if e.srv != nil {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
+	}
+	if e.heapLimitStop != nil {
+		e.heapLimitStop()
 	}
 	if e.lock != nil {
 		e.lock.Close()

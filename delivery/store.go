@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/pbxbridge/pbxbridge/internal/heaplimit"
 )
 
 // The store: JetStream, embedded (startEmbedded, the data directory locked) or an existing
@@ -65,6 +67,7 @@ func (e *Engine) startEmbedded() error {
 		return errors.New("embedded NATS did not start within 30s")
 	}
 	e.srv = srv
+	e.heapLimitStop = heaplimit.Start()
 	e.eventsSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.events)
 	e.deadSync = newBlockSyncer(srv.StoreDir(), srv.GlobalAccount().Name, e.names.dead)
 	e.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("pbxbridge"), nats.MaxReconnects(-1))

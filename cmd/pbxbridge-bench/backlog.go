@@ -18,9 +18,12 @@ type backlogResult struct {
 	// FirstDeliveryS is from the CRM's return to the first delivery (the circuit's probe).
 	FirstDeliveryS float64 `json:"first_delivery_s"`
 	// DrainPerSecond is delivered events / (first → last delivery).
-	DrainPerSecond float64       `json:"drain_per_second"`
-	DrainPeakRSS   int64         `json:"drain_peak_rss_bytes"` // VmHWM after the drain
-	Delivery       deliveryStats `json:"delivery"`
+	DrainPerSecond float64 `json:"drain_per_second"`
+	DrainPeakRSS   int64   `json:"drain_peak_rss_bytes"` // VmHWM after the drain
+	// LivePerEvent is what the live heap (after a collection) grew by per accepted event
+	// while they were queued: the ids of the dedupe window and XVB's open-call state.
+	LivePerEvent float64       `json:"live_heap_per_event_bytes"`
+	Delivery     deliveryStats `json:"delivery"`
 	// CPU of the gateway while ingesting (per accepted event) and while draining (per
 	// delivered event).
 	IngestCPU *cpuStats `json:"ingest_cpu,omitempty"`
@@ -39,6 +42,10 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 		return nil, err
 	}
 	defer g.Stop()
+	live0, err := g.liveHeap(ctx)
+	if err != nil {
+		return nil, err
+	}
 	start, err := g.usage(ctx)
 	if err != nil {
 		return nil, err
@@ -55,7 +62,15 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 		return nil, err
 	}
 	res.QueuedRSS, res.QueuedPeak = mem.RSS, mem.Peak
-	progress("backlog: %d accepted in %.0fs; RSS %s, peak %s; CRM back up", res.Ingest.Accepted, res.Ingest.Seconds, mb(mem.RSS), mb(mem.Peak))
+	live, err := g.liveHeap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res.Ingest.Accepted > 0 {
+		res.LivePerEvent = float64(live-live0) / float64(res.Ingest.Accepted)
+	}
+	progress("backlog: %d accepted in %.0fs; RSS %s, peak %s, live heap %s; CRM back up",
+		res.Ingest.Accepted, res.Ingest.Seconds, mb(mem.RSS), mb(mem.Peak), mb(live))
 	if b.opt.profileDir != "" {
 		if err := g.profile(ctx, "heap", "gc=1", filepath.Join(b.opt.profileDir, "heap-backlog.pprof")); err != nil {
 			progress("heap profile: %v", err)

@@ -125,3 +125,14 @@ func TestUsageSince(t *testing.T) {
 		t.Errorf("no events: %+v", st)
 	}
 }
+
+func TestParseHeapAlloc(t *testing.T) {
+	text := "heap profile: 3: 4096 [9: 8192] @ heap/1048576\n1: 1024 [1: 1024] @ 0x1\n\n# runtime.MemStats\n# Alloc = 123\n# TotalAlloc = 999\n# HeapAlloc = 123456\n# HeapSys = 7\n"
+	got, err := parseHeapAlloc(strings.NewReader(text))
+	if err != nil || got != 123456 {
+		t.Errorf("HeapAlloc %d, %v; want 123456", got, err)
+	}
+	if _, err := parseHeapAlloc(strings.NewReader("heap profile: nothing\n")); err == nil {
+		t.Error("no HeapAlloc line gave no error")
+	}
+}

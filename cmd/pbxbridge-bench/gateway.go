@@ -121,6 +121,38 @@ func (g *gateway) memory() (memory, error) {
 	return m, sc.Err()
 }
 
+// liveHeap is the heap still in use right after a collection: the runtime.MemStats HeapAlloc
+// that the heap profile's text form (debug=1) reports, with gc=1 collecting first.
+func (g *gateway) liveHeap(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.AdminAddr+"/debug/pprof/heap?gc=1&debug=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	return parseHeapAlloc(resp.Body)
+}
+
+func parseHeapAlloc(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("heap profile: no HeapAlloc")
+}
+
 // profile saves a pprof profile from the admin endpoint (/debug/pprof/<name>?<query>) to path.
 func (g *gateway) profile(ctx context.Context, name, query, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.AdminAddr+"/debug/pprof/"+name+"?"+query, nil)
