@@ -58,8 +58,8 @@ func read(ceiling int64) reading {
 var loop struct {
 	sync.Mutex
 	users   int
-	ceiling int64 // the limit found before the first Start, or set by someone else since
-	set     int64 // the limit last set here
+	ceiling int64         // the limit found before the first Start, or set by someone else since
+	set     int64         // the limit last set here
 	quit    chan struct{} // closed by the last stop, under the lock
 }
 
