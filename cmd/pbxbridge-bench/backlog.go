@@ -83,8 +83,15 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	up := time.Since(b.base)
 	b.sink.down.Store(false)
 	profiled := b.startProfile(ctx, g, "cpu-drain.pprof", b.opt.duration)
+	hctx, stopHeap := context.WithCancel(ctx)
+	defer stopHeap()
+	halfway := b.heapHalfway(hctx, g, res.Ingest.Accepted)
 	res.Delivery = b.checkDelivery(ctx, kindPBXBridge, wl, samples, b.opt.backlogTimeout)
 	<-profiled
+	if b.sink.distinct() < res.Ingest.Accepted/2 {
+		stopHeap() // never halfway
+	}
+	<-halfway
 	drained, err := g.usage(ctx)
 	if err != nil {
 		return nil, err
@@ -100,6 +107,33 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	}
 	res.DrainPeakRSS = mem.Peak
 	return res, nil
+}
+
+// heapHalfway saves a heap profile (heap-drain.pprof) once half of the n events reached the
+// sink, with --profile: what the drain holds. The channel closes when it is saved, or when ctx
+// ends first.
+func (b *bench) heapHalfway(ctx context.Context, g *gateway, n int) <-chan struct{} {
+	done := make(chan struct{})
+	if b.opt.profileDir == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for b.sink.distinct() < n/2 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := g.profile(ctx, "heap", "gc=1", filepath.Join(b.opt.profileDir, "heap-drain.pprof")); err != nil {
+			progress("heap profile: %v", err)
+		}
+	}()
+	return done
 }
 
 // mb is bytes in megabytes (10^6), the unit of the targets.
