@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pbxbridge/pbxbridge/delivery"
@@ -43,7 +44,23 @@ type Webhook struct {
 
 	app    *App
 	acc    pbx.Account
+	series webhookSeries
 	logger *zap.Logger
+}
+
+// webhookSeries are the children a handler updates for every webhook, looked up once: its
+// account's labels do not change, and these series are never deleted.
+type webhookSeries struct {
+	duration            prometheus.Observer
+	accepted, duplicate prometheus.Counter
+}
+
+func seriesOf(o event.Origin) webhookSeries {
+	return webhookSeries{
+		duration:  metrics.ingestDuration.WithLabelValues(o.PBX, o.Account),
+		accepted:  metrics.received.WithLabelValues(o.PBX, o.Account, "accepted"),
+		duplicate: metrics.received.WithLabelValues(o.PBX, o.Account, "duplicate"),
+	}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -68,6 +85,7 @@ func (h *Webhook) Provision(ctx caddy.Context) error {
 	if h.acc = h.app.accounts[h.Account]; h.acc == nil {
 		return fmt.Errorf("pbx_webhook %s: no account named %q in the pbx global option (%s)", h.Account, h.Account, kindNames())
 	}
+	h.series = seriesOf(h.acc.Origin())
 	return nil
 }
 
@@ -82,9 +100,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		// from a plain chunked one, every chunked webhook closes (PBXs send Content-Length).
 		w.Header().Set("Connection", "close")
 	}
-	defer func() {
-		metrics.ingestDuration.WithLabelValues(origin.PBX, origin.Account).Observe(time.Since(start).Seconds())
-	}()
+	defer func() { h.series.duration.Observe(time.Since(start).Seconds()) }()
 	r, span := h.app.traceIngest(r, origin)
 	res, rej := h.handle(w, r, start)
 	if rej != nil {
@@ -96,12 +112,12 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		span.end("answered", nil)
 		return nil
 	}
-	outcome := "accepted"
+	outcome, counter := "accepted", h.series.accepted
 	if res.Accepted == 0 && res.Duplicates > 0 {
-		outcome = "duplicate"
+		outcome, counter = "duplicate", h.series.duplicate
 	}
 	span.end(outcome, nil)
-	metrics.received.WithLabelValues(origin.PBX, origin.Account, outcome).Inc()
+	counter.Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"`+outcome+`"}`)
 	return nil

@@ -69,19 +69,19 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 		d.logAttempt(ev, meta, attempt, out, elapsed)
 		d.recordAttempt(ev, attempt, out, start, elapsed)
 		d.traceAttempt(ev, attempt, out, start, elapsed)
-		metrics.deliveryDuration.WithLabelValues(d.name).Observe(elapsed.Seconds())
+		d.series.duration.Observe(elapsed.Seconds())
 
 		switch out.class {
 		case classSuccess:
-			metrics.attempts.WithLabelValues(d.name, "success").Inc()
-			metrics.lag.WithLabelValues(d.name).Observe(time.Since(accepted).Seconds())
+			d.series.success.Inc()
+			d.series.lag.Observe(time.Since(accepted).Seconds())
 			return d.ack(msg, l)
 		case classDead:
-			metrics.attempts.WithLabelValues(d.name, "failure").Inc()
+			d.series.failure.Inc()
 			metrics.failures.WithLabelValues(d.name, out.reason).Inc()
 			return d.deadLetter(msg, l, ev, attempt, out)
 		}
-		metrics.attempts.WithLabelValues(d.name, "retry").Inc()
+		d.series.retry.Inc()
 		metrics.failures.WithLabelValues(d.name, out.reason).Inc()
 		// max_age is for events a reachable target keeps refusing; nothing is dead-lettered
 		// for an outage (the circuit is open), however long.
@@ -89,7 +89,7 @@ func (d *dispatcher) deliver(msg jetstream.Msg, l *lane) bool {
 			out.err = fmt.Sprintf("max_age %s exceeded; last: %s", t.MaxAge, out.err)
 			return d.deadLetter(msg, l, ev, attempt, out)
 		}
-		metrics.retries.WithLabelValues(d.name).Inc()
+		d.series.retries.Inc()
 		if !d.sleep(backoff(t, attempt, out.retryAfter)) {
 			return false
 		}

@@ -45,6 +45,7 @@ const (
 type dispatcher struct {
 	e      *Engine
 	name   string
+	series targetSeries
 	log    *zap.Logger
 	client *http.Client
 	ctx    context.Context // cancelled on stop: ends fetching, waits and backoff sleeps
@@ -113,6 +114,7 @@ func startDispatcher(e *Engine, t Target, cons jetstream.Consumer) *dispatcher {
 	d := &dispatcher{
 		e:             e,
 		name:          t.Name,
+		series:        seriesOf(t.Name),
 		log:           e.log.Named("delivery").With(zapTarget(t.Name)),
 		ctx:           ctx,
 		cancel:        cancel,

@@ -80,6 +80,25 @@ func Collectors() []prometheus.Collector {
 	}
 }
 
+// targetSeries are the children a dispatcher updates for every attempt, looked up once: the
+// target's counters and histograms are never deleted (deleteSeries drops gauges only).
+type targetSeries struct {
+	duration, lag            prometheus.Observer
+	success, retry, failure  prometheus.Counter
+	retries                  prometheus.Counter
+}
+
+func seriesOf(target string) targetSeries {
+	return targetSeries{
+		duration: metrics.deliveryDuration.WithLabelValues(target),
+		lag:      metrics.lag.WithLabelValues(target),
+		success:  metrics.attempts.WithLabelValues(target, "success"),
+		retry:    metrics.attempts.WithLabelValues(target, "retry"),
+		failure:  metrics.attempts.WithLabelValues(target, "failure"),
+		retries:  metrics.retries.WithLabelValues(target),
+	}
+}
+
 // ZeroSeries creates a target's series at 0.
 func ZeroSeries(target string) {
 	for _, g := range targetGauges() {
