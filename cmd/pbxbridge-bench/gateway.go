@@ -124,19 +124,12 @@ func (g *gateway) memory() (memory, error) {
 // liveHeap is the heap still in use right after a collection: the runtime.MemStats HeapAlloc
 // that the heap profile's text form (debug=1) reports, with gc=1 collecting first.
 func (g *gateway) liveHeap(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.AdminAddr+"/debug/pprof/heap?gc=1&debug=1", nil)
+	body, err := get(ctx, "http://"+g.AdminAddr+"/debug/pprof/heap?gc=1&debug=1")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("heap profile: %s", resp.Status)
-	}
-	return parseHeapAlloc(resp.Body)
+	defer body.Close()
+	return parseHeapAlloc(body)
 }
 
 func parseHeapAlloc(r io.Reader) (int64, error) {
@@ -155,25 +148,35 @@ func parseHeapAlloc(r io.Reader) (int64, error) {
 
 // profile saves a pprof profile from the admin endpoint (/debug/pprof/<name>?<query>) to path.
 func (g *gateway) profile(ctx context.Context, name, query, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+g.AdminAddr+"/debug/pprof/"+name+"?"+query, nil)
+	body, err := get(ctx, "http://"+g.AdminAddr+"/debug/pprof/"+name+"?"+query)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof %s: %s", name, resp.Status)
-	}
+	defer body.Close()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// get is the body of a GET of url that answered 200.
+func get(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return resp.Body, nil
 }

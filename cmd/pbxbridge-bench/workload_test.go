@@ -62,48 +62,32 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// The peer phases send Mango calls alone, still one unique event a request.
-func TestMangoOnlyWorkload(t *testing.T) {
-	wl := workload{run: "m", base: "http://127.0.0.1:1", calls: mangoCalls}
-	seen := map[string]bool{}
-	for n := range 3 * mangoCallLength {
-		r := wl.request(n)
-		if !strings.Contains(r.url, "/hooks/mango/events/") {
-			t.Fatalf("request %d: %s", n, r.url)
+// The per-PBX phases (and the peers, on Mango) send one PBX's calls alone: whole calls in
+// order, still one unique event a request.
+func TestOnePBXWorkloads(t *testing.T) {
+	for _, tc := range []struct {
+		calls calls
+		path  string   // in every request's URL
+		steps []string // in the URL or body of each request of a call ("": anything)
+	}{
+		{mangoCalls, "/hooks/mango/events/", []string{"", "", "", "/events/summary"}},
+		{xvbCalls, "/hooks/xvb", []string{"event=INCOMING", "event=ANSWERED", "event=COMPLETED"}},
+	} {
+		wl := workload{run: "one", base: "http://127.0.0.1:1", calls: tc.calls}
+		if len(tc.steps) != tc.calls.length() {
+			t.Fatalf("%s: %d steps, calls of %d", tc.calls, len(tc.steps), tc.calls.length())
 		}
-		ids := wl.eventIDs(n)
-		if len(ids) != 1 || seen[ids[0]] {
-			t.Fatalf("request %d: ids %v", n, ids)
-		}
-		seen[ids[0]] = true
-	}
-	if !strings.HasSuffix(wl.request(mangoCallLength-1).url, "/events/summary") {
-		t.Error("a call does not end with its summary")
-	}
-}
-
-// The XVB phase sends whole XVB calls alone: INCOMING, ANSWERED, COMPLETED, one event each.
-func TestXVBOnlyWorkload(t *testing.T) {
-	wl := workload{run: "x", base: "http://127.0.0.1:1", calls: xvbCalls}
-	seen := map[string]bool{}
-	var events []string
-	for n := range 2 * xvbCallLength {
-		r := wl.request(n)
-		if !strings.HasSuffix(r.url, "/hooks/xvb") {
-			t.Fatalf("request %d: %s", n, r.url)
-		}
-		ids := wl.eventIDs(n)
-		if len(ids) != 1 || seen[ids[0]] {
-			t.Fatalf("request %d: ids %v", n, ids)
-		}
-		seen[ids[0]] = true
-		for _, e := range []string{"INCOMING", "ANSWERED", "COMPLETED"} {
-			if strings.Contains(r.body, "event="+e) {
-				events = append(events, e)
+		seen := map[string]bool{}
+		for n := range 3 * tc.calls.length() {
+			r := wl.request(n)
+			if !strings.Contains(r.url, tc.path) || !strings.Contains(r.url+" "+r.body, tc.steps[n%len(tc.steps)]) {
+				t.Fatalf("%s: request %d: %s %s", tc.calls, n, r.url, r.body)
 			}
+			ids := wl.eventIDs(n)
+			if len(ids) != 1 || seen[ids[0]] {
+				t.Fatalf("%s: request %d: ids %v", tc.calls, n, ids)
+			}
+			seen[ids[0]] = true
 		}
-	}
-	if got := strings.Join(events, " "); got != "INCOMING ANSWERED COMPLETED INCOMING ANSWERED COMPLETED" {
-		t.Errorf("events %s", got)
 	}
 }
