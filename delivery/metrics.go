@@ -83,9 +83,9 @@ func Collectors() []prometheus.Collector {
 // targetSeries are the children a dispatcher updates for every attempt, looked up once: the
 // target's counters and histograms are never deleted (deleteSeries drops gauges only).
 type targetSeries struct {
-	duration, lag            prometheus.Observer
-	success, retry, failure  prometheus.Counter
-	retries                  prometheus.Counter
+	duration, lag           prometheus.Observer
+	success, retry, failure prometheus.Counter
+	retries                 prometheus.Counter
 }
 
 func seriesOf(target string) targetSeries {
