@@ -67,13 +67,11 @@ var metrics = struct {
 func zeroSeries(accounts map[string]pbx.Account, targets []delivery.Target) {
 	for _, acc := range accounts {
 		o := acc.Origin()
-		for _, outcome := range []string{"accepted", "duplicate", "rejected"} {
-			metrics.received.WithLabelValues(o.PBX, o.Account, outcome)
-		}
+		seriesOf(o) // accepted, duplicate and the ingest duration
+		metrics.received.WithLabelValues(o.PBX, o.Account, "rejected")
 		for _, reason := range []string{"source", "auth", "replay", "malformed", "too_large", "unavailable"} {
 			metrics.rejected.WithLabelValues(o.PBX, o.Account, reason)
 		}
-		metrics.ingestDuration.WithLabelValues(o.PBX, o.Account)
 		if l, ok := acc.(pbx.Looker); ok && l.Looks() {
 			for _, outcome := range []string{"found", "not_found", "cached", "timeout", "error"} {
 				metrics.lookups.WithLabelValues(o.Account, outcome)

@@ -9,13 +9,10 @@ import (
 )
 
 const (
-	// ackDelay is how long a settled event's acknowledgement waits for others to go with it.
-	// Acknowledging one by one cost a round trip per event, and at a modest rate every ack
-	// emptied the stream, which makes the store replace its block file (a new file, a
-	// tombstone, the old one removed, the directory synced by the next group commit): most of
-	// the CPU an event cost at 1000 events/s (docs/performance.md). Waiting costs only a
-	// re-delivery of the events settled in the last ackDelay when the process dies, which a
-	// crash costs anyway for the attempts in flight.
+	// ackDelay is how long a settled event's acknowledgement waits for others to go with it:
+	// one by one, each ack could empty the stream and make the store replace its block file
+	// (docs/performance.md#batched-acknowledgements). A crash then re-delivers at most the
+	// events settled in the last ackDelay.
 	ackDelay = 10 * time.Millisecond
 	// ackBatch sends the batch at once when this many wait.
 	ackBatch = 256

@@ -104,15 +104,10 @@ func ZeroSeries(target string) {
 	for _, g := range targetGauges() {
 		g.WithLabelValues(target)
 	}
-	metrics.deliveryDuration.WithLabelValues(target)
-	metrics.lag.WithLabelValues(target)
-	for _, result := range []string{"success", "retry", "failure"} {
-		metrics.attempts.WithLabelValues(target, result)
-	}
+	seriesOf(target)
 	for _, reason := range []string{"timeout", "connection", "http_4xx", "http_5xx", "mapping"} {
 		metrics.failures.WithLabelValues(target, reason)
 	}
-	metrics.retries.WithLabelValues(target)
 	metrics.deadLettered.WithLabelValues(target)
 }
 

@@ -117,9 +117,11 @@ func run(ctx context.Context, opt options) error {
 		r.Saturated = append(r.Saturated, p)
 	}
 	// Each PBX on its own: the ingest target holds for each.
-	for _, c := range []calls{mangoCalls, xvbCalls} {
-		profile := map[calls]string{mangoCalls: "cpu-mango.pprof", xvbCalls: "cpu-xvb.pprof"}[c]
-		p, err := b.phase(ctx, kindPBXBridge, c, string(c)+", "+desc, opt.concurrency, opt.duration, saturate, profile)
+	for _, one := range []struct {
+		calls   calls
+		profile string
+	}{{mangoCalls, "cpu-mango.pprof"}, {xvbCalls, "cpu-xvb.pprof"}} {
+		p, err := b.phase(ctx, kindPBXBridge, one.calls, string(one.calls)+", "+desc, opt.concurrency, opt.duration, saturate, one.profile)
 		if err != nil {
 			return err
 		}

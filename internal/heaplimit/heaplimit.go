@@ -6,7 +6,6 @@
 package heaplimit
 
 import (
-	"math"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -120,9 +119,6 @@ func run(quit chan struct{}) {
 func follow() {
 	if cur := debug.SetMemoryLimit(-1); cur != loop.set {
 		loop.ceiling = cur
-	}
-	if loop.ceiling <= 0 {
-		loop.ceiling = math.MaxInt64
 	}
 	loop.set = limit(read(loop.ceiling))
 	debug.SetMemoryLimit(loop.set)
