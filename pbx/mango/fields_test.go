@@ -1,6 +1,7 @@
 package mango
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -19,4 +20,31 @@ func TestText(t *testing.T) {
 	if got := text(json.RawMessage(`12`)); got != "12" {
 		t.Errorf("text(12) = %q", got)
 	}
+}
+
+// FuzzMembers: members splits an object exactly as json.Unmarshal into a
+// map[string]json.RawMessage does.
+func FuzzMembers(f *testing.F) {
+	for _, s := range []string{
+		`{}`, ` { } `, `{"a":1}`, "{\n\t\"a\" :\r\n \"x\" , \"b\":[1, {\"c\":\"]}\"}] ,\"d\":{}}",
+		`{"a":"q\"}\\","a":2}`, `{"\u0418мя":null,"e":-1.5e3,"t":true,"f":false,"x":[]}`,
+		"{\"bad \xff\":\"v\"}", `{"n":{"m":{"o":[[],[{}]]}},"s":"\\"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want map[string]json.RawMessage
+		if json.Unmarshal(b, &want) != nil || want == nil {
+			return // members takes only valid objects (decodeObject's fast path)
+		}
+		got := members(bytes.TrimLeft(b, " \t\r\n"))
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d members, want %d", b, len(got), len(want))
+		}
+		for name, raw := range want {
+			if !bytes.Equal(got[name], raw) {
+				t.Fatalf("%s: %q is %s, want %s", b, name, got[name], raw)
+			}
+		}
+	})
 }
