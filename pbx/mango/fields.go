@@ -43,7 +43,8 @@ func decodeObject(b []byte) (fields, error) {
 // webhook's translation (docs/performance.md).
 func members(obj []byte) map[string]json.RawMessage {
 	m := make(map[string]json.RawMessage)
-	i := 1 // past '{'
+	names := string(obj) // plain names are substrings of one copy, not a copy each
+	i := 1               // past '{'
 	for {
 		i = skipSpace(obj, i)
 		switch obj[i] {
@@ -53,7 +54,10 @@ func members(obj []byte) map[string]json.RawMessage {
 			i = skipSpace(obj, i+1)
 		}
 		end := valueEnd(obj, i)
-		name := text(obj[i:end])
+		name := names[i+1 : end-1]
+		if strings.IndexByte(name, '\\') >= 0 || !utf8.ValidString(name) {
+			name = text(obj[i:end])
+		}
 		i = skipSpace(obj, skipSpace(obj, end)+1) // past ':'
 		end = valueEnd(obj, i)
 		m[name] = obj[i:end:end]
