@@ -163,17 +163,16 @@ func (c *committer) failQueued() {
 }
 
 func (m pending) msg() *nats.Msg {
-	msg := nats.NewMsg(m.subject)
-	msg.Header.Set(jetstream.MsgIDHeader, m.id)
-	msg.Header.Set(headerKey, m.key)
-	if m.typ != "" {
-		msg.Header.Set(headerType, m.typ)
-	}
-	for _, h := range [...]struct{ name, value string }{
+	headers := [...]struct{ name, value string }{
+		{jetstream.MsgIDHeader, m.id}, {headerKey, m.key}, {headerType, m.typ},
 		{headerCallID, m.callID}, {headerFrom, m.from}, {headerTo, m.to}, {headerTraceParent, m.traceParent},
-	} {
-		if h.value != "" {
-			msg.Header.Set(h.name, h.value)
+	}
+	msg := &nats.Msg{Subject: m.subject, Header: make(nats.Header, len(headers))}
+	values := make([]string, len(headers)) // one array behind every header's value
+	for i, h := range headers {
+		if h.value != "" || i < 2 { // the id and the ordering key always
+			values[i] = h.value
+			msg.Header[h.name] = values[i : i+1 : i+1]
 		}
 	}
 	msg.Data = m.data
