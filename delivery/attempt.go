@@ -130,8 +130,8 @@ func (d *dispatcher) attempt(t Target, ev *storedEvent, now time.Time) outcome {
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	// Canonical names (the wire's webhook-id is the same header): Set then has nothing to
-	// rewrite, an allocation less each.
+	// Canonical names, which Go sends for webhook-id and the others anyway: Set then need not
+	// allocate the canonical form.
 	req.Header.Set("Webhook-Id", ev.id)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
 	if t.Signer != nil {

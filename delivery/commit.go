@@ -167,15 +167,14 @@ func (m pending) msg() *nats.Msg {
 		{jetstream.MsgIDHeader, m.id}, {headerKey, m.key}, {headerType, m.typ},
 		{headerCallID, m.callID}, {headerFrom, m.from}, {headerTo, m.to}, {headerTraceParent, m.traceParent},
 	}
-	msg := &nats.Msg{Subject: m.subject, Header: make(nats.Header, len(headers))}
+	msg := &nats.Msg{Subject: m.subject, Header: make(nats.Header, len(headers)), Data: m.data}
 	values := make([]string, len(headers)) // one array behind every header's value
 	for i, h := range headers {
-		if h.value != "" || i < 2 { // the id and the ordering key always
+		if h.value != "" {
 			values[i] = h.value
 			msg.Header[h.name] = values[i : i+1 : i+1]
 		}
 	}
-	msg.Data = m.data
 	return msg
 }
 

@@ -27,8 +27,8 @@ type fields struct {
 // decodeObject decodes a payload that must be a JSON object (or null).
 func decodeObject(b []byte) (fields, error) {
 	f := fields{err: new(error)}
-	if trimmed := bytes.TrimLeft(b, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(b) {
-		f.m = members(trimmed)
+	if i := skipSpace(b, 0); i < len(b) && b[i] == '{' && json.Valid(b) {
+		f.m = members(b[i:])
 		return f, nil
 	}
 	if err := json.Unmarshal(b, &f.m); err != nil {
@@ -55,7 +55,7 @@ func members(obj []byte) map[string]json.RawMessage {
 		}
 		end := valueEnd(obj, i)
 		name := names[i+1 : end-1]
-		if strings.IndexByte(name, '\\') >= 0 || !utf8.ValidString(name) {
+		if !plain(obj[i+1 : end-1]) {
 			name = text(obj[i:end])
 		}
 		i = skipSpace(obj, skipSpace(obj, end)+1) // past ':'
@@ -152,13 +152,16 @@ func text(raw json.RawMessage) string {
 	if raw[0] != '"' {
 		return string(raw)
 	}
-	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+	if body := raw[1 : len(raw)-1]; plain(body) {
 		return string(body) // what decoding gives, without the decoder's cost
 	}
 	var s string
 	json.Unmarshal(raw, &s) // cannot fail: a JSON string token
 	return s
 }
+
+// plain reports whether a JSON string's body reads as itself: no escapes, valid UTF-8.
+func plain(body []byte) bool { return bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) }
 
 // num reads a non-negative integer sent as a number or a quoted number; absent, null and ""
 // read as 0, which Mango uses for "did not happen".
