@@ -30,11 +30,16 @@ const sendTimeout = 60 * time.Second
 // requests in a leaky bucket (drains rate a second, refuses above burst); api keeps the same
 // bucket, so a method waits here rather than being refused there. Methods that wait together
 // leave in one batch request: whichever waiter gets the next slot takes up to maxBatch of them.
+//
+// Deliveries fill the bucket only up to burst-reserve: the rest is for the methods of a
+// caller that waits (a click-to-call), which other gateways of a cluster send without
+// knowing this one's count (docs/bitrix24.md, Tokens, limits and failures).
 type api struct {
-	c     *connector
-	rate  float64
-	burst float64
-	batch int // the most methods one request carries
+	c       *connector
+	rate    float64
+	burst   float64
+	reserve float64
+	batch   int // the most methods one request carries
 
 	mu      sync.Mutex
 	level   float64 // requests the portal still counts
@@ -46,9 +51,10 @@ type request struct {
 	method string
 	params url.Values
 	// auth is the access token of an installation not yet stored; "" takes the stored one.
-	auth  string
-	taken bool
-	done  chan reply
+	auth       string
+	taken      bool
+	foreground bool
+	done       chan reply
 }
 
 type reply struct {
@@ -57,7 +63,7 @@ type reply struct {
 }
 
 func newAPI(c *connector, rate float64, burst int, batch bool) *api {
-	a := &api{c: c, rate: rate, burst: float64(burst), batch: 1}
+	a := &api{c: c, rate: rate, burst: float64(burst), reserve: float64(burst / 5), batch: 1}
 	if batch {
 		a.batch = maxBatch
 	}
@@ -70,9 +76,15 @@ func (a *api) call(ctx context.Context, method string, params url.Values) (json.
 }
 
 func (a *api) callAuth(ctx context.Context, method string, params url.Values, auth string) (json.RawMessage, error) {
-	req := &request{method: method, params: params, auth: auth, done: make(chan reply, 1)}
+	req := &request{method: method, params: params, auth: auth, foreground: ctx.Value(foregroundKey{}) != nil,
+		done: make(chan reply, 1)}
 	a.mu.Lock()
-	a.pending = append(a.pending, req)
+	if req.foreground {
+		// First in the next batch, ahead of the deliveries waiting.
+		a.pending = append([]*request{req}, a.pending...)
+	} else {
+		a.pending = append(a.pending, req)
+	}
 	a.mu.Unlock()
 	waited := false
 	for {
@@ -81,7 +93,7 @@ func (a *api) callAuth(ctx context.Context, method string, params url.Values, au
 			a.mu.Unlock()
 			break
 		}
-		wait := a.slotLocked(time.Now())
+		wait := a.slotLocked(time.Now(), req.foreground)
 		var batch []*request
 		if wait == 0 {
 			batch = a.takeLocked()
@@ -121,11 +133,11 @@ func (a *api) callAuth(ctx context.Context, method string, params url.Values, au
 	}
 }
 
-// acquire waits for a slot in the bucket.
-func (a *api) acquire(ctx context.Context) error {
+// acquire waits for a slot in the bucket to send batch again.
+func (a *api) acquire(ctx context.Context, batch []*request) error {
 	for {
 		a.mu.Lock()
-		wait := a.slotLocked(time.Now())
+		wait := a.slotLocked(time.Now(), batch[0].foreground)
 		a.mu.Unlock()
 		if wait == 0 {
 			return nil
@@ -141,17 +153,31 @@ func (a *api) acquire(ctx context.Context) error {
 }
 
 // slotLocked drains the bucket to now and, when a request fits, counts it and returns 0;
-// otherwise it returns how long until one fits.
-func (a *api) slotLocked(now time.Time) time.Duration {
+// otherwise it returns how long until one fits. A delivery's request fits below the reserve,
+// a foreground one up to burst.
+func (a *api) slotLocked(now time.Time, foreground bool) time.Duration {
 	if !a.last.IsZero() {
 		a.level = max(0, a.level-now.Sub(a.last).Seconds()*a.rate)
 	}
 	a.last = now
-	if a.level+1 <= a.burst {
+	limit := a.burst
+	if !foreground {
+		limit -= a.reserve
+	}
+	if a.level+1 <= limit {
 		a.level++
 		return 0
 	}
-	return time.Duration((a.level + 1 - a.burst) / a.rate * float64(time.Second))
+	return time.Duration((a.level + 1 - limit) / a.rate * float64(time.Second))
+}
+
+// foregroundKey marks the context of a caller that waits for the portal's answer.
+type foregroundKey struct{}
+
+// foreground is ctx for methods sent while the portal, or a person, waits: they may use the
+// bucket's reserve and go first.
+func foreground(ctx context.Context) context.Context {
+	return context.WithValue(ctx, foregroundKey{}, true)
 }
 
 // takeLocked takes the first pending request and up to a.batch-1 more of the same auth.
@@ -207,7 +233,7 @@ func (a *api) send(ctx context.Context, batch []*request) {
 			tries = limitTries
 			continue
 		}
-		if werr := a.acquire(ctx); werr != nil {
+		if werr := a.acquire(ctx, batch); werr != nil {
 			break
 		}
 		results, err = a.sendOnce(ctx, batch)

@@ -489,6 +489,42 @@ func TestClickToCall(t *testing.T) {
 	}
 }
 
+// Clicks that come to one gateway while another delivers at the portal's limit are placed:
+// the deliveries leave the bucket's reserve (a fifth, here 10) to the methods the portal waits
+// on.
+func TestClickWhileDelivering(t *testing.T) {
+	limit := func(c *bitrix24.Config) { c.Rate, c.Burst = 20, 50 }
+	p, e, clicker := installed(t, bitrix24test.Options{Rate: 20, Burst: 50}, limit)
+	deliverer := newGateway(t, p, e, limit)
+	const clicks = 5
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// Once the deliverer's first requests have filled the bucket to its share.
+		if err := p.WaitCalls(ctx, func(calls []bitrix24test.Call) bool { return len(calls) >= 40 }); err != nil {
+			t.Error(err)
+			return
+		}
+		for i := range clicks {
+			if _, resp, err := p.ClickToCall(ctx, "101", "+7916123456"+strconv.Itoa(i), "+74951234567", ""); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("click %d: %v %v", i, resp, err)
+			}
+		}
+	}()
+	loadCalls(t, p, e, deliverer, 0, 300)
+	wg.Wait()
+	if n := len(clicker.commands()); n != clicks {
+		t.Errorf("%d clicks placed, want %d", n, clicks)
+	}
+	// Deliveries (at most 40) and clicks (5) and the installation's requests fit in 50.
+	if n := p.Stats().Refused["QUERY_LIMIT_EXCEEDED"]; n != 0 {
+		t.Errorf("%d requests refused QUERY_LIMIT_EXCEEDED, want none", n)
+	}
+}
+
 // loadCalls delivers n calls (ringing, completed) through the delivery engine at concurrency
 // 16 and waits until the portal has finished them all.
 func loadCalls(t testing.TB, p *bitrix24test.Portal, e *delivery.Engine, g *gateway, from, n int) time.Duration {

@@ -44,6 +44,8 @@ func (c *connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this target uses an inbound webhook, not an application", http.StatusNotFound)
 		return
 	}
+	// The portal waits for the answer: its methods go before the deliveries'.
+	r = r.WithContext(foreground(r.Context()))
 	r.Body = http.MaxBytesReader(w, r.Body, maxReceivedForm)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "unreadable form", http.StatusBadRequest)
@@ -259,8 +261,14 @@ func (c *connector) serveCallStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext, err := c.extension(ctx, userID)
-	if err != nil || ext == "" {
-		c.log.Error("click-to-call: no extension for the user", zap.String("user_id", clip(userID)), zap.Error(err))
+	if err != nil {
+		c.log.Error("click-to-call: the user's extension not read", zap.String("user_id", clip(userID)), zap.Error(err))
+		c.finishClicked(ctx, callID, userID, "503")
+		http.Error(w, "the portal did not answer user.get", http.StatusServiceUnavailable)
+		return
+	}
+	if ext == "" {
+		c.log.Error("click-to-call: no extension for the user", zap.String("user_id", clip(userID)))
 		c.finishClicked(ctx, callID, userID, "OTHER")
 		http.Error(w, "the employee has no inner phone number (UF_PHONE_INNER) or users entry", http.StatusUnprocessableEntity)
 		return
