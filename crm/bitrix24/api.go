@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,7 +82,7 @@ func (a *api) callAuth(ctx context.Context, method string, params url.Values, au
 	a.mu.Lock()
 	if req.foreground {
 		// First in the next batch, ahead of the deliveries waiting.
-		a.pending = append([]*request{req}, a.pending...)
+		a.pending = slices.Insert(a.pending, 0, req)
 	} else {
 		a.pending = append(a.pending, req)
 	}
