@@ -2,10 +2,12 @@
 // as a ratio. The embedded store keeps every event id received within the dedupe window in
 // memory; with a million of them the live heap is a few hundred megabytes and the runtime's
 // default (GOGC=100: collect when the heap has doubled) lets the process hold as much again in
-// garbage. See docs/performance.md#memory.
+// garbage. A small heap, the other way, is collected each time it has doubled, a few times a
+// second under load, though memory is there for the headroom. See docs/performance.md#memory.
 package heaplimit
 
 import (
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -14,9 +16,14 @@ import (
 
 // Headroom is the least the heap may hold above the live heap of the last collection; above
 // 4 × Headroom live, a quarter of it (GOGC=25 there, where a collection costs most: the dedupe
-// ids are all pointers). While the live heap is below Headroom GOGC decides alone (its goal,
-// twice the live heap, is lower).
+// ids are all pointers).
 const Headroom = 64 << 20
+
+// gcPercent replaces GOGC's 100 while the limit is kept, unless GOGC is set: its goal (five
+// times the live heap) is above the limit from Headroom/4 live on, so the limit, not the ratio,
+// says when to collect, and a small heap is collected once in Headroom allocated, not each
+// time it doubles.
+const gcPercent = 400
 
 // interval is how often the limit follows the live heap, which grows with the ids received
 // (about 128 bytes each), not with the rate of allocation.
@@ -56,16 +63,18 @@ func read(ceiling int64) reading {
 // loop is the one process-wide follower; Start and its stop count users.
 var loop struct {
 	sync.Mutex
-	users   int
-	ceiling int64         // the limit found before the first Start, or set by someone else since
-	set     int64         // the limit last set here
-	quit    chan struct{} // closed by the last stop, under the lock
+	users    int
+	ceiling  int64         // the limit found before the first Start, or set by someone else since
+	set      int64         // the limit last set here
+	percent  int           // GOGC found before the first Start, when gcPercent replaced it
+	replaced bool          // gcPercent is in force, put there by the first Start
+	quit     chan struct{} // closed by the last stop, under the lock
 }
 
 // Start keeps the runtime's soft memory limit (runtime/debug.SetMemoryLimit) at the live heap
-// plus Headroom, below any limit already set, until every stop returned has been called; the
-// last stop restores the limit found. A limit set by anyone else meanwhile becomes the new
-// ceiling.
+// plus Headroom, below any limit already set, and GOGC at gcPercent unless the environment
+// sets it, until every stop returned has been called; the last stop restores the limit and
+// GOGC found. A limit set by anyone else meanwhile becomes the new ceiling.
 func Start() (stop func()) {
 	loop.Lock()
 	defer loop.Unlock()
@@ -73,6 +82,9 @@ func Start() (stop func()) {
 	if loop.users == 1 {
 		loop.ceiling = debug.SetMemoryLimit(-1)
 		loop.set = loop.ceiling
+		if loop.replaced = os.Getenv("GOGC") == ""; loop.replaced {
+			loop.percent = debug.SetGCPercent(gcPercent)
+		}
 		loop.quit = make(chan struct{})
 		follow()
 		go run(loop.quit)
@@ -89,6 +101,9 @@ func release() {
 		return
 	}
 	close(loop.quit)
+	if loop.replaced {
+		debug.SetGCPercent(loop.percent)
+	}
 	if debug.SetMemoryLimit(-1) == loop.set {
 		debug.SetMemoryLimit(loop.ceiling)
 	}

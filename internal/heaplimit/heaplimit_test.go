@@ -65,4 +65,26 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 	if got := current(); got != first {
 		t.Errorf("limit %d MiB after the last stop, want %d MiB found", got>>20, first>>20)
 	}
+	if got := gcPercentNow(); got != 100 {
+		t.Errorf("GOGC %d after the last stop, want the 100 found", got)
+	}
+}
+
+// A GOGC the environment sets is the operator's: Start keeps it.
+func TestStartKeepsGOGCSet(t *testing.T) {
+	t.Setenv("GOGC", "150")
+	percent := debug.SetGCPercent(150)
+	t.Cleanup(func() { debug.SetGCPercent(percent) })
+	stop := Start()
+	got := gcPercentNow()
+	stop()
+	if got != 150 {
+		t.Errorf("GOGC %d with GOGC=150 set, want 150", got)
+	}
+}
+
+func gcPercentNow() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }
