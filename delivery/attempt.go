@@ -148,12 +148,15 @@ func (d *dispatcher) attempt(t Target, ev *storedEvent, now time.Time) outcome {
 	}
 	defer resp.Body.Close()
 	out := outcome{status: resp.StatusCode}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
+	accepted := resp.StatusCode >= 200 && resp.StatusCode < 300
+	var excerpt []byte // only a failure's is kept
+	if !accepted {
+		excerpt, _ = io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
+	if accepted {
 		return out
 	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	out.err = strings.TrimSpace(fmt.Sprintf("HTTP %d: %s", resp.StatusCode, excerpt))
 	out.reason = "http_5xx"
 	if resp.StatusCode < 500 {
@@ -225,7 +228,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 func (d *dispatcher) logAttempt(ev *storedEvent, meta *jetstream.MsgMetadata, attempt int, out outcome, elapsed time.Duration) {
 	result := resultOf(out)
 	// One allocation of the fields' final size: a log line per attempt is a good part of
-	// what a drain allocates, and so of its collections (docs/performance.md#memory).
+	// what a drain allocates, and so of its collections (docs/performance.md#collections).
 	fields := make([]zap.Field, 0, 10)
 	fields = append(fields,
 		zap.String("event_id", ev.id),

@@ -27,16 +27,23 @@ func TestLimit(t *testing.T) {
 func current() int64 { return debug.SetMemoryLimit(-1) }
 
 // The limit follows the live heap up, below the limit found, which the last stop restores; a
-// limit someone else sets meanwhile is kept as the ceiling.
+// limit someone else sets meanwhile is kept as the ceiling. GOGC is gcPercent meanwhile, and
+// the last stop restores the GOGC found.
 func TestStartFollowsTheLiveHeap(t *testing.T) {
+	t.Setenv("GOGC", "") // not the operator's: Start may replace it
 	before := debug.SetMemoryLimit(1 << 40)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	percent := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(percent) })
 
 	runtime.GC() // the live heap of now, not of an earlier test's
 	stop := Start()
 	first := current()
 	if first >= 1<<40 || first < Headroom {
 		t.Fatalf("limit %d MiB after Start", first>>20)
+	}
+	if got := gcPercentNow(); got != gcPercent {
+		t.Errorf("GOGC %d after Start, want %d", got, gcPercent)
 	}
 	ballast := make([]byte, 128<<20)
 	runtime.GC()
